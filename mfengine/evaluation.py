@@ -1,0 +1,534 @@
+"""Point-in-time splits and recommendation metrics, following ../shared/BENCHMARK.md exactly.
+
+Splits take per-event arrays (integer user rows, integer item columns, unix timestamps, optional
+values) and return a train and a test CSR matrix of the same shape, in the same id space.
+
+Ranking metrics (users with at least one test positive only; train items are excluded from
+the candidates by the recommender, so a test item already seen in training is dropped):
+
+- Recall@K = hits / min(K, |test_u|)
+- NDCG@K: binary gains, DCG = sum_r hit_r / log2(r + 1) with r from 1, IDCG over min(K, |test_u|)
+- HitRate@K = share of users with at least one hit
+- MAP@K = (sum over hit ranks r of precision@r) / min(K, |test_u|)
+
+Beyond accuracy:
+
+- coverage@K: share of the catalogue appearing in at least one user's top K;
+- novelty@K: mean over recommended slots of -log2 p(i), where p(i) is the share of train users
+  who interacted with item i (items nobody touched count as 1 / n_users, to stay finite);
+- gini@K: Gini coefficient of the recommendation counts over the whole catalogue (0 = every item
+  recommended equally often, 1 = one item takes every slot);
+- top1pct_share@K: share of slots taken by the top 1% of items by train popularity.
+
+Segments: cold users (<= 5 train interactions) and long-tail items (outside the top 20% of the
+catalogue by train popularity; ranking metrics restricted to long-tail test items).
+
+Everything is vectorised over users: hits are found by a sorted-key search of the test matrix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+RANKING_KEYS = ("recall", "ndcg", "hit_rate", "map")
+
+
+class Split(NamedTuple):
+    """Train and test matrices of the same shape; test holds binary held-out positives."""
+
+    train: sp.csr_matrix
+    test: sp.csr_matrix
+
+
+# ---------------------------------------------------------------------------------------------
+# splits
+
+
+def _event_arrays(
+    user_ids: Any, item_ids: Any, timestamps: Any, values: Any, shape: tuple[int, int] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, tuple[int, int]]:
+    users = np.asarray(user_ids, dtype=np.int64)
+    items = np.asarray(item_ids, dtype=np.int64)
+    ts = np.asarray(timestamps, dtype=np.int64)
+    vals = None if values is None else np.asarray(values, dtype=np.float64)
+    n = len(users)
+    if len(items) != n or len(ts) != n or (vals is not None and len(vals) != n):
+        raise ValueError("event arrays must have the same length")
+    if n and (users.min() < 0 or items.min() < 0):
+        raise ValueError("user and item ids must be non-negative row/column indices")
+    if shape is None:
+        shape = (int(users.max()) + 1 if n else 0, int(items.max()) + 1 if n else 0)
+    elif n and (users.max() >= shape[0] or items.max() >= shape[1]):
+        raise ValueError("ids out of range for the given shape")
+    return users, items, ts, vals, (int(shape[0]), int(shape[1]))
+
+
+def _train_matrix(
+    users: np.ndarray,
+    items: np.ndarray,
+    vals: np.ndarray | None,
+    shape: tuple[int, int],
+    binary: bool,
+) -> sp.csr_matrix:
+    data = np.ones(len(users)) if (binary or vals is None) else vals
+    m = sp.csr_matrix((data, (users, items)), shape=shape)
+    m.sum_duplicates()
+    if binary:
+        m.data[:] = 1.0
+    m = m.astype(np.float32)
+    m.sort_indices()
+    return m
+
+
+def _sorted_keys(m: sp.csr_matrix) -> np.ndarray:
+    """row * n_cols + col for every stored entry, ascending (CSR with sorted indices)."""
+    m = m.tocsr()
+    if not m.has_sorted_indices:
+        m = m.sorted_indices()
+    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+    return rows * m.shape[1] + m.indices.astype(np.int64)
+
+
+def _contains(m: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Vectorised membership of (row, col) pairs in the sparsity pattern of m."""
+    keys = _sorted_keys(m)
+    query = np.asarray(rows, np.int64) * m.shape[1] + np.asarray(cols, np.int64)
+    if len(keys) == 0:
+        return np.zeros(query.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+    return keys[pos] == query
+
+
+def _test_matrix(
+    users: np.ndarray, items: np.ndarray, train: sp.csr_matrix, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """Binary test positives minus pairs already in train (they are never candidates)."""
+    m = sp.csr_matrix((np.ones(len(users)), (users, items)), shape=shape)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    if train.nnz and m.nnz:
+        coo = m.tocoo()
+        seen = _contains(train, coo.row, coo.col)
+        if seen.any():
+            coo.data[seen] = 0.0
+            m = coo.tocsr()
+            m.eliminate_zeros()
+    m = m.astype(np.float32)
+    m.sort_indices()
+    return m
+
+
+def temporal_split_mask(user_ids: Any, timestamps: Any, test_fraction: float = 0.2,
+                        item_ids: Any = None) -> np.ndarray:
+    """Boolean mask of test events for the per-user temporal split.
+
+    Per user, events sorted by (timestamp, item id, original position); the last
+    floor(test_fraction * n_u) events are test. Ties are broken deterministically, so an event
+    in test is never earlier than any train event of the same user (it can share a timestamp).
+    """
+    users = np.asarray(user_ids, dtype=np.int64)
+    ts = np.asarray(timestamps, dtype=np.int64)
+    n = len(users)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    items = np.zeros(n, np.int64) if item_ids is None else np.asarray(item_ids, np.int64)
+    order = np.lexsort((np.arange(n), items, ts, users))
+    u_sorted = users[order]
+    _, first, per_user = np.unique(u_sorted, return_index=True, return_counts=True)
+    starts = np.repeat(first, per_user)
+    counts = np.repeat(per_user, per_user)
+    rank = np.arange(n) - starts
+    # The epsilon keeps floor(0.2 * 15) at 3 despite binary floating point.
+    n_test = np.floor(test_fraction * counts + 1e-9).astype(np.int64)
+    mask = np.zeros(n, dtype=bool)
+    mask[order] = rank >= counts - n_test
+    return mask
+
+
+def temporal_split(
+    user_ids: Any,
+    item_ids: Any,
+    timestamps: Any,
+    values: Any = None,
+    *,
+    shape: tuple[int, int] | None = None,
+    test_fraction: float = 0.2,
+    positive_threshold: float | None = None,
+    binary: bool = True,
+) -> Split:
+    """Per-user temporal split (BENCHMARK.md): each user's last floor(20%) events are test.
+
+    user_ids / item_ids are row / column indices. Train holds every train event (binary 1, or
+    summed values with ``binary=False``). Test holds the test events whose value is >=
+    ``positive_threshold`` (4 on ratings; None keeps all) that are not already in train. Users
+    without a test positive have an empty test row and are not evaluated.
+    """
+    users, items, ts, vals, shape = _event_arrays(user_ids, item_ids, timestamps, values, shape)
+    is_test = temporal_split_mask(users, ts, test_fraction, items)
+    train = _train_matrix(
+        users[~is_test], items[~is_test], None if vals is None else vals[~is_test], shape, binary
+    )
+    positive = is_test.copy()
+    if positive_threshold is not None:
+        if vals is None:
+            raise ValueError("positive_threshold needs values")
+        positive &= vals >= positive_threshold
+    test = _test_matrix(users[positive], items[positive], train, shape)
+    return Split(train, test)
+
+
+def global_time_split(
+    user_ids: Any,
+    item_ids: Any,
+    timestamps: Any,
+    values: Any = None,
+    *,
+    cutoff: int,
+    test_end: int | None = None,
+    shape: tuple[int, int] | None = None,
+    positive_threshold: float | None = None,
+    binary: bool = True,
+) -> Split:
+    """Global cutoff split (the production default): train is every event before ``cutoff``,
+    test every positive event at or after it (and before ``test_end`` if given).
+
+    Only users with at least one train event keep a test row, since a model has no vector for
+    the others.
+    """
+    users, items, ts, vals, shape = _event_arrays(user_ids, item_ids, timestamps, values, shape)
+    before = ts < cutoff
+    train = _train_matrix(
+        users[before], items[before], None if vals is None else vals[before], shape, binary
+    )
+    positive = ~before
+    if test_end is not None:
+        positive &= ts < test_end
+    if positive_threshold is not None:
+        if vals is None:
+            raise ValueError("positive_threshold needs values")
+        positive &= vals >= positive_threshold
+    has_train = np.diff(train.indptr) > 0
+    positive &= has_train[users]
+    test = _test_matrix(users[positive], items[positive], train, shape)
+    return Split(train, test)
+
+
+def split_summary(split: Split) -> dict[str, Any]:
+    """Plain numbers describing a split (for reports)."""
+    train, test = split
+    test_users = np.diff(test.indptr) > 0
+    return {
+        "n_users": int(train.shape[0]),
+        "n_items": int(train.shape[1]),
+        "train_interactions": int(train.nnz),
+        "test_positives": int(test.nnz),
+        "train_users": int((np.diff(train.indptr) > 0).sum()),
+        "test_users": int(test_users.sum()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# ranking metrics
+
+
+def _hits(recommended: np.ndarray, test: sp.csr_matrix, k: int) -> np.ndarray:
+    """Boolean (users x k): is the item at rank r a test positive of that row's user.
+
+    -1 (padding) and out-of-range ids never hit; a repeated item only counts once.
+    """
+    rec = np.asarray(recommended)
+    if rec.ndim != 2 or rec.shape[0] != test.shape[0]:
+        raise ValueError("recommended must be a 2-d array with one row per test row")
+    if rec.shape[1] < k:
+        raise ValueError(f"recommended has {rec.shape[1]} columns, fewer than k={k}")
+    rec = rec[:, :k].astype(np.int64)
+    n_users, n_items = test.shape
+    test = test.tocsr()
+    if not test.has_sorted_indices:
+        test = test.sorted_indices()
+    rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(test.indptr))
+    test_keys = rows * n_items + test.indices.astype(np.int64)  # ascending
+    valid = (rec >= 0) & (rec < n_items)
+    keys = np.arange(n_users, dtype=np.int64)[:, None] * n_items + np.where(valid, rec, 0)
+    if len(test_keys) == 0:
+        return np.zeros(rec.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(test_keys, keys), len(test_keys) - 1)
+    hits = valid & (test_keys[pos] == keys)
+    if k > 1:
+        # A duplicate later in the row is not a second hit (stable sort keeps rank order).
+        order = np.argsort(rec, axis=1, kind="stable")
+        srt = np.take_along_axis(rec, order, axis=1)
+        dup_sorted = np.zeros(rec.shape, dtype=bool)
+        dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
+        dup = np.zeros(rec.shape, dtype=bool)
+        np.put_along_axis(dup, order, dup_sorted, axis=1)
+        hits &= ~dup
+    return hits
+
+
+def per_user_ranking_metrics(
+    recommended: np.ndarray, test: sp.csr_matrix, k: int
+) -> dict[str, np.ndarray]:
+    """Per-row recall/ndcg/hit/ap arrays plus the mask of rows with a test positive."""
+    test = sp.csr_matrix(test)
+    hits = _hits(recommended, test, k).astype(np.float64)
+    n_pos = np.diff(test.indptr)
+    evaluated = n_pos > 0
+    denom = np.maximum(np.minimum(k, n_pos), 1)
+    n_hits = hits.sum(axis=1)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+    dcg = hits @ discounts
+    idcg = np.cumsum(discounts)[denom - 1]
+    precision_at_r = np.cumsum(hits, axis=1) / np.arange(1, k + 1, dtype=np.float64)
+    ap = (precision_at_r * hits).sum(axis=1) / denom
+    return {
+        "recall": n_hits / denom,
+        "ndcg": dcg / idcg,
+        "hit_rate": (n_hits > 0).astype(np.float64),
+        "map": ap,
+        "evaluated": evaluated,
+    }
+
+
+def ranking_metrics(
+    recommended: np.ndarray, test: sp.csr_matrix, k: int, users: Any = None
+) -> dict[str, float]:
+    """Recall, NDCG, HitRate and MAP at k, averaged over users with >= 1 test positive.
+
+    recommended: int array (rows x >= k) of item ids, best first, -1 padding allowed; row i is
+    test row i, or test row ``users[i]`` when ``users`` is given. Returns floats plus
+    ``n_users`` (how many users were averaged; the metrics are 0.0 when none).
+    """
+    test = sp.csr_matrix(test)
+    if users is not None:
+        test = test[np.asarray(users, dtype=np.int64)]
+    per_user = per_user_ranking_metrics(recommended, test, k)
+    mask = per_user["evaluated"]
+    n = int(mask.sum())
+    out: dict[str, float] = {
+        key: float(per_user[key][mask].mean()) if n else 0.0 for key in RANKING_KEYS
+    }
+    out["n_users"] = n
+    return out
+
+
+def rating_metrics(predictions: Any, truth: Any) -> dict[str, float]:
+    """RMSE and MAE of explicit rating predictions."""
+    p = np.asarray(predictions, dtype=np.float64)
+    t = np.asarray(truth, dtype=np.float64)
+    if p.shape != t.shape:
+        raise ValueError("predictions and truth must have the same shape")
+    if p.size == 0:
+        return {"rmse": 0.0, "mae": 0.0, "n": 0}
+    err = p - t
+    return {
+        "rmse": float(np.sqrt(np.mean(err**2))),
+        "mae": float(np.mean(np.abs(err))),
+        "n": int(p.size),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# beyond accuracy
+
+
+def item_popularity(train: sp.spmatrix) -> np.ndarray:
+    """Share of train users who interacted with each item (0..1)."""
+    m = sp.csc_matrix(train)
+    n_users = max(m.shape[0], 1)
+    return np.diff(m.indptr).astype(np.float64) / n_users
+
+
+def long_tail_mask(popularity: np.ndarray, head_share: float = 0.2) -> np.ndarray:
+    """True for items outside the top ``head_share`` of the catalogue by popularity.
+
+    The head is the ceil(head_share * n_items) most popular items (ties by lower item id).
+    """
+    n = len(popularity)
+    n_head = int(math.ceil(head_share * n))
+    order = np.lexsort((np.arange(n), -np.asarray(popularity)))
+    tail = np.ones(n, dtype=bool)
+    tail[order[:n_head]] = False
+    return tail
+
+
+def recommendation_counts(recommended: np.ndarray, n_items: int, k: int) -> np.ndarray:
+    rec = np.asarray(recommended)[:, :k].ravel()
+    rec = rec[(rec >= 0) & (rec < n_items)]
+    return np.bincount(rec.astype(np.int64), minlength=n_items).astype(np.float64)
+
+
+def gini(counts: Any) -> float:
+    """Gini coefficient of non-negative counts (0 equal, -> 1 concentrated)."""
+    x = np.sort(np.asarray(counts, dtype=np.float64))
+    n = len(x)
+    total = x.sum()
+    if n == 0 or total <= 0:
+        return 0.0
+    i = np.arange(1, n + 1)
+    return float(np.sum((2 * i - n - 1) * x) / (n * total))
+
+
+def lorenz_curve(counts: Any, points: int = 101) -> dict[str, list[float]]:
+    """Lorenz curve of recommendation counts: cumulative item share vs cumulative slot share,
+    items sorted from least to most recommended, sampled at ``points`` item shares."""
+    x = np.sort(np.asarray(counts, dtype=np.float64))
+    n = len(x)
+    total = x.sum()
+    share = np.linspace(0.0, 1.0, points)
+    if n == 0 or total <= 0:
+        return {"item_share": share.tolist(), "recommendation_share": share.tolist()}
+    cum = np.r_[0.0, np.cumsum(x) / total]
+    pos = share * n
+    return {
+        "item_share": [float(v) for v in share],
+        "recommendation_share": [float(v) for v in np.interp(pos, np.arange(n + 1), cum)],
+    }
+
+
+def beyond_accuracy_metrics(
+    recommended: np.ndarray, popularity: np.ndarray, k: int, top_share: float = 0.01
+) -> dict[str, float]:
+    """coverage, novelty, gini and top-1% share of the top-k lists (see module docstring)."""
+    rec = np.asarray(recommended)[:, :k]
+    n_items = len(popularity)
+    valid = (rec >= 0) & (rec < n_items)
+    slots = rec[valid].astype(np.int64)
+    counts = np.bincount(slots, minlength=n_items).astype(np.float64)
+    if slots.size == 0:
+        return {"coverage": 0.0, "novelty": 0.0, "gini": 0.0, "top1pct_share": 0.0}
+    pop = np.asarray(popularity, dtype=np.float64)
+    positive = pop[pop > 0]
+    floor = positive.min() if positive.size else 1.0
+    # Items nobody touched get the smallest observed popularity (1 / n_users on train data).
+    p = np.where(pop > 0, pop, floor)[slots]
+    n_top = max(int(math.ceil(top_share * n_items)), 1)
+    top_items = np.lexsort((np.arange(n_items), -pop))[:n_top]
+    return {
+        "coverage": float((counts > 0).sum() / n_items),
+        "novelty": float(np.mean(-np.log2(p))),
+        "gini": gini(counts),
+        "top1pct_share": float(counts[top_items].sum() / slots.size),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# running a model
+
+
+def recommend_all(
+    model: Any,
+    train: sp.csr_matrix,
+    users: np.ndarray,
+    n: int,
+    batch_size: int = 4096,
+) -> np.ndarray:
+    """Top-n item ids (train items filtered) for ``users``, in batches; -1 pads short lists."""
+    users = np.asarray(users, dtype=np.int64)
+    out = np.full((len(users), n), -1, dtype=np.int64)
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        ids, _ = model.recommend(batch, train, n=n, filter_seen=True)
+        ids = np.asarray(ids)
+        if ids.ndim == 1:
+            ids = ids[None, :]
+        width = min(n, ids.shape[1])
+        out[start : start + len(batch), :width] = ids[:, :width]
+    return out
+
+
+def evaluate_recommendations(
+    recommended: np.ndarray,
+    users: np.ndarray,
+    train: sp.csr_matrix,
+    test: sp.csr_matrix,
+    ks: Sequence[int] = (5, 10, 20),
+    *,
+    cold_threshold: int = 5,
+    head_share: float = 0.2,
+) -> dict[str, Any]:
+    """All metrics per segment and K for precomputed lists (row i belongs to ``users[i]``).
+
+    Returns ``{segment: {str(k): {metric: value}}}`` for segments ``overall``, ``cold_users``
+    and ``long_tail``, with K keys as strings so the structure survives a JSON round trip.
+    """
+    train = sp.csr_matrix(train)
+    test = sp.csr_matrix(test)
+    users = np.asarray(users, dtype=np.int64)
+    pop = item_popularity(train)
+    tail = long_tail_mask(pop, head_share)
+    test_u = test[users]
+    train_counts = np.diff(train.indptr)[users]
+    cold = train_counts <= cold_threshold
+    # Long-tail segment: the same lists scored against long-tail test positives only.
+    test_tail = test_u.multiply(tail[None, :].astype(np.float32)).tocsr()
+    test_tail.eliminate_zeros()
+
+    result: dict[str, Any] = {"overall": {}, "cold_users": {}, "long_tail": {}}
+    for k in ks:
+        key = str(int(k))
+        per_user = per_user_ranking_metrics(recommended, test_u, int(k))
+        evaluated = per_user["evaluated"]
+        for segment, mask in (("overall", evaluated), ("cold_users", evaluated & cold)):
+            n = int(mask.sum())
+            metrics = {m: float(per_user[m][mask].mean()) if n else 0.0 for m in RANKING_KEYS}
+            metrics["n_users"] = n
+            metrics.update(beyond_accuracy_metrics(recommended[mask], pop, int(k)))
+            result[segment][key] = metrics
+        tail_metrics = ranking_metrics(recommended, test_tail, int(k))
+        rec_k = recommended[evaluated, : int(k)]
+        valid = rec_k >= 0
+        tail_slots = tail[rec_k[valid]] if valid.any() else np.zeros(0, bool)
+        tail_metrics["tail_slot_share"] = float(tail_slots.mean()) if tail_slots.size else 0.0
+        tail_metrics["tail_coverage"] = float(
+            len(np.unique(rec_k[valid][tail_slots])) / max(int(tail.sum()), 1)
+        )
+        result["long_tail"][key] = tail_metrics
+    return result
+
+
+def evaluate_model(
+    model: Any,
+    train: sp.csr_matrix,
+    test: sp.csr_matrix,
+    ks: Iterable[int] = (5, 10, 20),
+    *,
+    batch_size: int = 4096,
+    cold_threshold: int = 5,
+    head_share: float = 0.2,
+    test_ratings: sp.spmatrix | None = None,
+    return_recommendations: bool = False,
+) -> dict[str, Any]:
+    """Recommend for every user with a test positive (train items filtered) and compute every
+    metric per K and per segment. ``test_ratings`` (true ratings, same shape) adds RMSE/MAE
+    for models with ``predict(user_ids, item_ids)``.
+
+    Returns ``{"ks": [...], "n_users": int, "metrics": {segment: {str(k): {...}}}}`` and
+    ``"recommended"``/``"users"`` arrays when ``return_recommendations`` (not JSON-able).
+    """
+    ks = sorted({int(k) for k in ks})
+    train = sp.csr_matrix(train)
+    test = sp.csr_matrix(test)
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    recommended = recommend_all(model, train, users, max(ks), batch_size)
+    out: dict[str, Any] = {
+        "ks": ks,
+        "n_users": int(len(users)),
+        "metrics": evaluate_recommendations(
+            recommended, users, train, test, ks, cold_threshold=cold_threshold,
+            head_share=head_share,
+        ),
+    }
+    if test_ratings is not None and hasattr(model, "predict"):
+        coo = sp.coo_matrix(test_ratings)
+        preds = np.asarray(model.predict(coo.row, coo.col), dtype=np.float64)
+        out["rating"] = rating_metrics(preds, coo.data)
+    if return_recommendations:
+        out["recommended"] = recommended
+        out["users"] = users
+    return out
