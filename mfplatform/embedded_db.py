@@ -1,0 +1,67 @@
+"""The embedded PostgreSQL (pgserver: Postgres 16 + pgvector) used when no DATABASE_URL is set.
+
+The server lives in a data folder under var/ and outlives the process that started it, so
+`make run`, the tests and the Celery worker share one server. The bootstrap runs as the
+superuser once: it creates the application's own role (not a superuser, no BYPASSRLS, so
+row-level security applies to it) and installs pgvector into template1, because pgvector 0.6 is
+not a trusted extension and only a superuser may create it; every database made later
+(including pytest's test database) then has it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_ROLE = "mfapp"
+APP_DATABASE = "mfplatform"
+_BOOTSTRAP_MARKER = ".mfplatform-bootstrap-v1"
+
+
+def ensure_running(data_dir: Path) -> Path:
+    """Start (or reuse) the embedded server; return the folder holding its Unix socket."""
+    import pgserver  # imported here: production settings with DATABASE_URL never need it
+
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(data_dir, cleanup_mode=None)
+    socket_dir = Path(server.get_postmaster_info().socket_dir)
+    marker = data_dir / _BOOTSTRAP_MARKER
+    if not marker.exists():
+        _bootstrap(socket_dir)
+        marker.write_text("ok\n")
+    return socket_dir
+
+
+def _bootstrap(socket_dir: Path) -> None:
+    import psycopg
+    from psycopg import sql
+
+    def superuser(dbname: str) -> psycopg.Connection:
+        return psycopg.connect(host=str(socket_dir), user="postgres", dbname=dbname,
+                               autocommit=True)
+
+    with superuser("template1") as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    with superuser("postgres") as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE]).fetchone()
+        if not exists:
+            # CREATEDB so that pytest-django can create its test database as this same role.
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS CREATEDB").format(
+                sql.Identifier(APP_ROLE)))
+        has_db = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                              [APP_DATABASE]).fetchone()
+        if not has_db:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(APP_DATABASE), sql.Identifier(APP_ROLE)))
+
+
+def database_settings(data_dir: Path) -> dict:
+    socket_dir = ensure_running(data_dir)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("EMBEDDED_DB_NAME", APP_DATABASE),
+        "USER": APP_ROLE,
+        "PASSWORD": "",
+        "HOST": str(socket_dir),
+        "PORT": "",
+    }

@@ -1,0 +1,13 @@
+"""Settings for the test suite: production settings (DEBUG off) with a key of their own and a
+filesystem broker folder of their own, so that a `make run` worker never takes test tasks.
+Set in the environment so that the worker and server processes the tests start inherit them."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("SECRET_KEY", "test-suite-secret-key-not-for-production")
+os.environ.setdefault("CELERY_BROKER_DIR",
+                      str(Path(__file__).resolve().parent.parent / "var" / "test-broker"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mfplatform.test_settings")
+
+from mfplatform.settings import *  # noqa: E402,F403
