@@ -47,6 +47,10 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "mfplatform.ops",
     "tenants",
+    "mfplatform.catalog",
+    "mfplatform.training",
+    "mfplatform.registry",
+    "mfplatform.serving",
 ]
 
 MIDDLEWARE = [
