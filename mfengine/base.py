@@ -1,0 +1,518 @@
+"""The one strategy interface every mfengine model implements.
+
+scikit-learn conventions: ``__init__`` only stores hyperparameters, ``fit`` returns ``self``,
+learned state ends in ``_``, ``random_state`` (None, int or ``np.random.Generator``) seeds
+everything. Factors are float32.
+
+Scores are inner products: ``user_vector . item_factors_[i] + item_bias_[i]`` (the bias term
+only for strategies that learn one). :meth:`MatrixFactorization.item_vectors` and
+:meth:`MatrixFactorization.user_vectors` return the same model with the bias folded into one
+extra dimension, so a vector store that only knows inner products (pgvector ``<#>``) ranks
+exactly as :meth:`MatrixFactorization.recommend` does.
+
+Artifacts: one ``.npz`` file holding the learned arrays plus a ``__metadata__`` entry, a
+one-element unicode array with a JSON document (strategy name, hyperparameters, dimensions,
+mfengine version, loss history). It loads with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import json
+import os
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+Callback = Callable[[int, float], Any]
+RandomState = None | int | np.random.Generator
+
+ARTIFACT_FORMAT = "mfengine-model"
+ARTIFACT_FORMAT_VERSION = 1
+_METADATA_KEY = "__metadata__"
+# Users scored per matrix product in recommend: bounds the dense score block to
+# _BATCH x n_items float32 (1024 x 100k items = 400 MB would be too much, so 256).
+_BATCH = 256
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A model was used before ``fit`` (or ``load``)."""
+
+
+class NonFiniteFactorsError(FloatingPointError):
+    """Training produced NaN or Inf in the factors (diverged)."""
+
+
+def check_random_state(random_state: RandomState) -> np.random.Generator:
+    """Turn None, an int seed or a Generator into a Generator."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or isinstance(random_state, int | np.integer):
+        return np.random.default_rng(random_state)
+    raise TypeError(f"random_state must be None, an int or a numpy Generator, got {random_state!r}")
+
+
+def check_user_items(user_items: Any, *, allow_negative: bool = True) -> sp.csr_matrix:
+    """Validate and copy ``user_items`` into a canonical float32 CSR matrix."""
+    if not sp.issparse(user_items):
+        raise TypeError(
+            f"user_items must be a scipy.sparse matrix (users x items), got {type(user_items)}"
+        )
+    # Copy: training must never change the caller's matrix (sum_duplicates sorts in place).
+    matrix = sp.csr_matrix(user_items, dtype=np.float32, copy=True)
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    if not np.all(np.isfinite(matrix.data)):
+        raise ValueError("user_items contains NaN or Inf values")
+    if not allow_negative and matrix.data.size and matrix.data.min() < 0:
+        raise ValueError("user_items must not contain negative strengths for this strategy")
+    return matrix
+
+
+def _as_id_array(ids: Any, name: str) -> np.ndarray:
+    array = np.asarray(ids)
+    if array.ndim > 1:
+        raise ValueError(f"{name} must be an int or a 1-d array of ints")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+    return array.astype(np.int64, copy=False).reshape(-1)
+
+
+class MatrixFactorization(abc.ABC):
+    """Abstract base of every strategy, built-in or plugin.
+
+    Subclasses set ``name``, list their learned arrays in ``_state_arrays`` and implement
+    :meth:`_initialize` (allocate state from the data) and :meth:`_iterate` (one pass, returns
+    the training loss). They may override :meth:`_prepare` (input validation), :meth:`fold_in`
+    and :meth:`_finalize`. The base class runs the loop, the NaN/Inf check after every
+    iteration and the callback.
+    """
+
+    name: ClassVar[str] = ""
+    #: Learned arrays saved in artifacts; the first two are always the factors.
+    _state_arrays: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
+
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+    loss_history_: np.ndarray
+
+    # -- hyperparameters -------------------------------------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in signature.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+
+    def get_params(self) -> dict[str, Any]:
+        """The hyperparameters given to ``__init__`` (scikit-learn style)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> MatrixFactorization:
+        """Change hyperparameters; unknown names raise TypeError naming them."""
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise TypeError(
+                    f"unknown hyperparameter {key!r} for strategy {self.name!r}; "
+                    f"accepted: {sorted(valid)}"
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # -- training --------------------------------------------------------------------------
+    def fit(self, user_items: sp.spmatrix, callback: Callback | None = None) -> MatrixFactorization:
+        """Learn factors from a users x items CSR matrix; returns self.
+
+        ``callback(iteration, loss)`` is called after every iteration (0-based), e.g. to drive
+        a progress bar. Raises :class:`NonFiniteFactorsError` if training diverges.
+        """
+        matrix = self._prepare(user_items)
+        rng = check_random_state(getattr(self, "random_state", None))
+        for attribute in (*self._state_arrays, "loss_history_"):
+            self.__dict__.pop(attribute, None)
+        self._initialize(matrix, rng)
+        losses: list[float] = []
+        iterations = int(getattr(self, "iterations", 1))
+        try:
+            for iteration in range(iterations):
+                loss = float(self._iterate(matrix, iteration, rng))
+                self._check_finite(iteration)
+                losses.append(loss)
+                if callback is not None:
+                    callback(iteration, loss)
+            self._finalize(matrix)
+        except BaseException:
+            # A failed fit leaves no half-trained model behind that could be served.
+            for attribute in (*self._state_arrays, "loss_history_"):
+                self.__dict__.pop(attribute, None)
+            raise
+        self.loss_history_ = np.asarray(losses, dtype=np.float64)
+        return self
+
+    def _prepare(self, user_items: sp.spmatrix) -> sp.csr_matrix:
+        return check_user_items(user_items)
+
+    @abc.abstractmethod
+    def _initialize(self, user_items: sp.csr_matrix, rng: np.random.Generator) -> None:
+        """Allocate and initialise the learned arrays."""
+
+    @abc.abstractmethod
+    def _iterate(
+        self, user_items: sp.csr_matrix, iteration: int, rng: np.random.Generator
+    ) -> float:
+        """Run one iteration (epoch) in place and return the training loss."""
+
+    def _finalize(self, user_items: sp.csr_matrix) -> None:
+        """Hook run after the last iteration (e.g. to drop training scratch state)."""
+        return None
+
+    def _check_finite(self, iteration: int | None = None) -> None:
+        for attribute in self._state_arrays:
+            value = getattr(self, attribute, None)
+            if value is not None and not np.all(np.isfinite(value)):
+                where = f" after iteration {iteration}" if iteration is not None else ""
+                raise NonFiniteFactorsError(
+                    f"{type(self).__name__}: NaN or Inf in {attribute}{where}; training "
+                    "diverged (lower learning_rate/alpha or raise regularization)"
+                )
+
+    # -- state ---------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if "user_factors_" not in self.__dict__ or "item_factors_" not in self.__dict__:
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit() or load() first"
+            )
+
+    @property
+    def n_users_(self) -> int:
+        self._check_fitted()
+        return int(self.user_factors_.shape[0])
+
+    @property
+    def n_items_(self) -> int:
+        self._check_fitted()
+        return int(self.item_factors_.shape[0])
+
+    @property
+    def n_factors_(self) -> int:
+        self._check_fitted()
+        return int(self.item_factors_.shape[1])
+
+    def _item_bias(self) -> np.ndarray | None:
+        """Per-item additive score term, or None (override when the strategy has one)."""
+        return None
+
+    def item_vectors(self) -> np.ndarray:
+        """Item factors with the item bias appended as a last column (if the strategy has one).
+
+        ``user_vectors(u) @ item_vectors().T`` equals :meth:`score`, so these are the vectors to
+        put in an inner-product index.
+        """
+        self._check_fitted()
+        bias = self._item_bias()
+        if bias is None:
+            return self.item_factors_
+        return np.hstack([self.item_factors_, bias[:, None]]).astype(np.float32)
+
+    def user_vectors(self, user_vectors: np.ndarray | None = None) -> np.ndarray:
+        """User vectors (learned ones by default) shaped to match :meth:`item_vectors`."""
+        self._check_fitted()
+        vectors = self.user_factors_ if user_vectors is None else np.asarray(user_vectors)
+        vectors = np.atleast_2d(vectors).astype(np.float32, copy=False)
+        if self._item_bias() is None:
+            return vectors
+        return np.hstack([vectors, np.ones((vectors.shape[0], 1), np.float32)])
+
+    # -- scoring -------------------------------------------------------------------------
+    def score(self, user_vectors: np.ndarray, item_ids: Any = None) -> np.ndarray:
+        """Scores of user vectors (n, factors) against all items or ``item_ids``."""
+        self._check_fitted()
+        vectors = np.atleast_2d(np.asarray(user_vectors, dtype=np.float32))
+        factors = self.item_factors_
+        bias = self._item_bias()
+        if item_ids is not None:
+            ids = self._check_item_ids(item_ids)
+            factors = factors[ids]
+            bias = None if bias is None else bias[ids]
+        scores = vectors @ factors.T
+        if bias is not None:
+            scores += bias
+        return scores
+
+    def _check_item_ids(self, item_ids: Any) -> np.ndarray:
+        ids = _as_id_array(item_ids, "item_ids")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n_items_):
+            raise IndexError(f"item ids must be in [0, {self.n_items_})")
+        return ids
+
+    def recommend(
+        self,
+        user_ids: Any,
+        user_items: sp.spmatrix | None = None,
+        n: int = 10,
+        filter_seen: bool = True,
+        items: Any = None,
+        exclude: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items for learned users, best first.
+
+        ``user_items`` is the users x items matrix whose rows are indexed by user id (the
+        training matrix, or a newer one with the same item columns); with ``filter_seen`` the
+        items in each user's row are never returned. ``items`` restricts the candidates to a
+        subset; ``exclude`` removes ids for every user.
+
+        Returns ``(ids, scores)``, int64 and float32 arrays of shape (len(user_ids), n) (1-d
+        for a scalar user id). When fewer than ``n`` candidates remain for a user, the row is
+        padded with id -1 and score -inf.
+        """
+        self._check_fitted()
+        scalar = np.ndim(user_ids) == 0
+        users = _as_id_array(user_ids, "user_ids")
+        if users.size and (users.min() < 0 or users.max() >= self.n_users_):
+            raise IndexError(f"user ids must be in [0, {self.n_users_})")
+        seen = None
+        if filter_seen:
+            if user_items is None:
+                raise ValueError("filter_seen=True needs user_items (or pass filter_seen=False)")
+            seen = sp.csr_matrix(user_items)
+            if seen.shape[1] != self.n_items_:
+                raise ValueError(
+                    f"user_items has {seen.shape[1]} item columns, the model {self.n_items_}"
+                )
+            if users.size and users.max() >= seen.shape[0]:
+                raise ValueError("user_items has no row for some user ids (rows = user ids)")
+            seen = seen[users]
+        ids, scores = self.recommend_vectors(
+            self.user_factors_[users], n=n, seen=seen, items=items, exclude=exclude
+        )
+        if scalar:
+            return ids[0], scores[0]
+        return ids, scores
+
+    def recommend_vectors(
+        self,
+        user_vectors: np.ndarray,
+        n: int = 10,
+        seen: sp.spmatrix | None = None,
+        items: Any = None,
+        exclude: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items for raw user vectors (e.g. from :meth:`fold_in`), best first.
+
+        ``seen``: optional sparse matrix with one row per vector whose items are removed.
+        ``items``/``exclude``/padding as in :meth:`recommend`. A 1-d vector gives 1-d results.
+        """
+        self._check_fitted()
+        vectors = np.asarray(user_vectors, dtype=np.float32)
+        single = vectors.ndim == 1
+        vectors = np.atleast_2d(vectors)
+        if vectors.shape[1] != self.n_factors_:
+            raise ValueError(f"user vectors have {vectors.shape[1]} dims, model {self.n_factors_}")
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        candidates = (
+            np.arange(self.n_items_) if items is None else np.unique(self._check_item_ids(items))
+        )
+        # position of each item among the candidates, -1 if it is not one
+        position = np.full(self.n_items_, -1, dtype=np.int64)
+        position[candidates] = np.arange(candidates.size)
+        excluded = None
+        if exclude is not None:
+            excluded = position[self._check_item_ids(exclude)]
+            excluded = excluded[excluded >= 0]
+        if seen is not None:
+            seen = sp.csr_matrix(seen)
+            if seen.shape[0] != vectors.shape[0]:
+                raise ValueError("seen must have one row per user vector")
+        factors = self.item_factors_[candidates] if items is not None else self.item_factors_
+        bias = self._item_bias()
+        if bias is not None and items is not None:
+            bias = bias[candidates]
+
+        count = vectors.shape[0]
+        ids = np.full((count, n), -1, dtype=np.int64)
+        scores_out = np.full((count, n), -np.inf, dtype=np.float32)
+        for start in range(0, count, _BATCH):
+            stop = min(start + _BATCH, count)
+            block = vectors[start:stop] @ factors.T
+            if bias is not None:
+                block += bias
+            if excluded is not None and excluded.size:
+                block[:, excluded] = -np.inf
+            if seen is not None:
+                rows = seen[start:stop]
+                row_of = np.repeat(np.arange(stop - start), np.diff(rows.indptr))
+                cols = position[rows.indices]
+                keep = cols >= 0
+                block[row_of[keep], cols[keep]] = -np.inf
+            top, top_scores = _top_n(block, n)
+            valid = top >= 0
+            top[valid] = candidates[top[valid]]
+            ids[start:stop] = top
+            scores_out[start:stop] = top_scores
+        if single:
+            return ids[0], scores_out[0]
+        return ids, scores_out
+
+    def fold_in(self, item_ids: Any, strengths: Any = None) -> np.ndarray:
+        """A user vector for a user who interacted with ``item_ids`` (item factors fixed).
+
+        ``strengths`` default to 1.0 (ratings for explicit strategies). Returns float32
+        (factors,). Strategies override this with the solve of their own objective.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support fold_in")
+
+    def _fold_in_inputs(self, item_ids: Any, strengths: Any) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        ids = self._check_item_ids(item_ids)
+        if strengths is None:
+            values = np.ones(ids.size, dtype=np.float32)
+        else:
+            values = np.asarray(strengths, dtype=np.float32).reshape(-1)
+            if values.shape != ids.shape:
+                raise ValueError("strengths must have one value per item id")
+            if not np.all(np.isfinite(values)):
+                raise ValueError("strengths contain NaN or Inf")
+        # Repeated items add up, as duplicates do in the training matrix.
+        unique, inverse = np.unique(ids, return_inverse=True)
+        summed = np.zeros(unique.size, dtype=np.float32)
+        np.add.at(summed, inverse, values)
+        return unique, summed
+
+    def similar_items(self, item_ids: Any, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` items most similar by cosine of item factors, the item itself excluded.
+
+        Returns ``(ids, scores)`` of shape (len(item_ids), n), 1-d for a scalar id; padded
+        with -1 / -inf if the catalogue has fewer than n other items.
+        """
+        self._check_fitted()
+        scalar = np.ndim(item_ids) == 0
+        ids = self._check_item_ids(item_ids)
+        norms = np.linalg.norm(self.item_factors_, axis=1)
+        normalized = self.item_factors_ / np.maximum(norms, 1e-12)[:, None]
+        results = []
+        for start in range(0, ids.size, _BATCH):
+            chunk = ids[start : start + _BATCH]
+            self_hit = sp.csr_matrix(
+                (np.ones(chunk.size), (np.arange(chunk.size), chunk)),
+                shape=(chunk.size, self.n_items_),
+            )
+            results.append(
+                _top_n(normalized[chunk] @ normalized.T, n, self_hit)
+            )
+        out_ids = np.concatenate([r[0] for r in results]) if results else np.empty((0, n), int)
+        out_scores = (
+            np.concatenate([r[1] for r in results]) if results else np.empty((0, n), np.float32)
+        )
+        if scalar:
+            return out_ids[0], out_scores[0]
+        return out_ids, out_scores
+
+    # -- artifacts ---------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        """The JSON metadata written into artifacts."""
+        from mfengine import __version__
+
+        self._check_fitted()
+        params = {
+            k: (None if isinstance(v, np.random.Generator) else v)
+            for k, v in self.get_params().items()
+        }
+        return {
+            "format": ARTIFACT_FORMAT,
+            "format_version": ARTIFACT_FORMAT_VERSION,
+            "strategy": self.name,
+            "class": f"{type(self).__module__}:{type(self).__qualname__}",
+            "hyperparameters": params,
+            "n_users": self.n_users_,
+            "n_items": self.n_items_,
+            "factors": self.n_factors_,
+            "mfengine_version": __version__,
+            "loss_history": [float(x) for x in getattr(self, "loss_history_", [])],
+            "arrays": list(self._state_arrays),
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the model to one ``.npz`` file (arrays + ``__metadata__`` JSON string)."""
+        metadata = json.dumps(self.metadata())
+        arrays = {name: getattr(self, name) for name in self._state_arrays}
+        arrays[_METADATA_KEY] = np.array([metadata])
+        with open(path, "wb") as handle:  # open() so numpy does not append ".npz"
+            np.savez(handle, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> MatrixFactorization:
+        """Read a model saved by :meth:`save` (the strategy is taken from the metadata)."""
+        model = load(path)
+        if cls is not MatrixFactorization and not isinstance(model, cls):
+            raise TypeError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON metadata of an artifact, without loading the arrays."""
+    with np.load(path, allow_pickle=False) as archive:
+        return json.loads(str(archive[_METADATA_KEY][0]))
+
+
+def load(path: str | os.PathLike[str]) -> MatrixFactorization:
+    """Load a model saved with :meth:`MatrixFactorization.save` (``allow_pickle=False``)."""
+    from mfengine.plugins import get_strategy
+
+    with np.load(path, allow_pickle=False) as archive:
+        if _METADATA_KEY not in archive.files:
+            raise ValueError(f"{path} is not an mfengine model artifact (no metadata)")
+        metadata = json.loads(str(archive[_METADATA_KEY][0]))
+        if metadata.get("format") != ARTIFACT_FORMAT:
+            raise ValueError(f"{path} is not an mfengine model artifact")
+        if metadata.get("format_version", 0) > ARTIFACT_FORMAT_VERSION:
+            raise ValueError(f"{path} was written by a newer mfengine (format too new)")
+        strategy = get_strategy(metadata["strategy"])
+        model = strategy(**metadata["hyperparameters"])
+        for name in metadata["arrays"]:
+            setattr(model, name, archive[name])
+    model.loss_history_ = np.asarray(metadata.get("loss_history", []), dtype=np.float64)
+    return model
+
+
+def _top_n(
+    scores: np.ndarray, n: int, remove: sp.csr_matrix | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-n of a dense score block, -1/-inf padding for removed or missing."""
+    scores = np.asarray(scores, dtype=np.float32)
+    rows, cols = scores.shape
+    if remove is not None:
+        scores = scores.copy()
+        coo = remove.tocoo()
+        scores[coo.row, coo.col] = -np.inf
+    ids = np.full((rows, n), -1, dtype=np.int64)
+    out = np.full((rows, n), -np.inf, dtype=np.float32)
+    take = min(n, cols)
+    if take == 0 or rows == 0:
+        return ids, out
+    top = (
+        np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        if take < cols
+        else np.broadcast_to(np.arange(cols), (rows, cols)).copy()
+    )
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.argsort(-top_scores, axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    top_scores = np.take_along_axis(top_scores, order, axis=1)
+    top[~np.isfinite(top_scores)] = -1
+    top_scores[top < 0] = -np.inf
+    ids[:, :take] = top
+    out[:, :take] = top_scores
+    return ids, out
+
+
