@@ -1,0 +1,449 @@
+"""Baseline recommenders that are also the platform's fallbacks.
+
+Both follow the strategies' interface (``fit(user_items) -> self``; ``recommend(user_ids,
+user_items, n, filter_seen, items, exclude) -> (ids, scores)`` of shape (len(user_ids), n), best
+first, padded with -1 / -inf; ``save``/``load`` to one ``.npz`` read with
+``allow_pickle=False``), so the same evaluation runs on them, and they add what serving needs
+for a user known only by a list of items: ``recommend_for_items(item_ids, weights, n,
+exclude)``.
+
+- :class:`PopularityRecommender`: items ranked by how many users interacted (or summed
+  strength), optionally decayed by recency, optionally per category.
+- :class:`ContentRecommender`: items described by tokens (category, tags, attributes) ->
+  TF-IDF vectors, L2-normalised; a user's profile is the strength-weighted mean of the vectors of
+  what they interacted with; score = profile . item vector. Items without interactions (new
+  items) are scored like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+_BATCH = 256  # users scored per dense block (256 x n_items float64)
+
+
+def _ids(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=np.int64).reshape(-1)
+
+
+def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-n of a dense block, best first; -inf entries become -1 / -inf padding.
+
+    Ties are broken by the lower item id, so results are deterministic.
+    """
+    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    rows, cols = scores.shape
+    ids = np.full((rows, n), -1, dtype=np.int64)
+    out = np.full((rows, n), -np.inf, dtype=np.float32)
+    take = min(n, cols)
+    if take == 0 or rows == 0:
+        return ids, out
+    if take < cols:
+        top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        # Where a tie straddles the cut, re-rank that row fully so the lower id wins.
+        kth = np.take_along_axis(scores, top, axis=1).min(axis=1)
+        ambiguous = np.isfinite(kth) & ((scores >= kth[:, None]).sum(axis=1) > take)
+        if ambiguous.any():
+            sub = scores[ambiguous]
+            order = np.lexsort((np.broadcast_to(np.arange(cols), sub.shape), -sub), axis=-1)
+            top[ambiguous] = order[:, :take]
+    else:
+        top = np.broadcast_to(np.arange(cols), (rows, cols)).copy()
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((top, -top_scores), axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    top_scores = np.take_along_axis(top_scores, order, axis=1)
+    bad = ~np.isfinite(top_scores)
+    top[bad] = -1
+    top_scores[bad] = -np.inf
+    ids[:, :take] = top
+    out[:, :take] = top_scores
+    return ids, out
+
+
+class _Baseline:
+    """Shared recommend machinery: subclasses provide dense scores for a block of users."""
+
+    name: ClassVar[str] = ""
+    n_items_: int
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit() first")
+
+    def _block_scores(self, history: sp.csr_matrix) -> np.ndarray:
+        raise NotImplementedError
+
+    def get_params(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._params}
+
+    _params: ClassVar[tuple[str, ...]] = ()
+
+    def _candidate_mask(self, items: Any, exclude: Any) -> np.ndarray:
+        allowed = np.ones(self.n_items_, dtype=bool)
+        if items is not None:
+            allowed[:] = False
+            ids = _ids(items)
+            allowed[ids[(ids >= 0) & (ids < self.n_items_)]] = True
+        if exclude is not None:
+            ids = _ids(exclude)
+            allowed[ids[(ids >= 0) & (ids < self.n_items_)]] = False
+        return allowed
+
+    def recommend(
+        self,
+        user_ids: Any,
+        user_items: sp.spmatrix | None = None,
+        n: int = 10,
+        filter_seen: bool = True,
+        items: Any = None,
+        exclude: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items per user. ``user_items`` rows are indexed by user id (as for the
+        strategies) and give each user's history: the profile for content, the seen filter."""
+        self._check_fitted()
+        scalar = np.ndim(user_ids) == 0
+        users = _ids(user_ids)
+        if user_items is None:
+            if filter_seen:
+                raise ValueError("filter_seen=True needs user_items (or pass filter_seen=False)")
+            history = sp.csr_matrix((len(users), self.n_items_), dtype=np.float32)
+        else:
+            matrix = sp.csr_matrix(user_items)
+            if matrix.shape[1] != self.n_items_:
+                raise ValueError(
+                    f"user_items has {matrix.shape[1]} item columns, the model {self.n_items_}"
+                )
+            history = matrix[users]
+        ids, scores = self._recommend_history(history, n, filter_seen, items, exclude)
+        if scalar:
+            return ids[0], scores[0]
+        return ids, scores
+
+    def _recommend_history(
+        self, history: sp.csr_matrix, n: int, filter_seen: bool, items: Any, exclude: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        allowed = self._candidate_mask(items, exclude)
+        count = history.shape[0]
+        ids = np.full((count, n), -1, dtype=np.int64)
+        out = np.full((count, n), -np.inf, dtype=np.float32)
+        for start in range(0, count, _BATCH):
+            block_hist = history[start : start + _BATCH]
+            block = self._block_scores(block_hist)
+            block[:, ~allowed] = -np.inf
+            if filter_seen and block_hist.nnz:
+                rows = np.repeat(np.arange(block_hist.shape[0]), np.diff(block_hist.indptr))
+                block[rows, block_hist.indices] = -np.inf
+            ids[start : start + _BATCH], out[start : start + _BATCH] = top_n(block, n)
+        return ids, out
+
+    def recommend_for_items(
+        self,
+        item_ids: Any,
+        weights: Any = None,
+        n: int = 10,
+        exclude: Any = None,
+        items: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Recommendations for a user known only by a list of item ids (a session or a short
+        history, e.g. a cold user): 1-d ``(ids, scores)``; the given items are not returned."""
+        self._check_fitted()
+        ids = _ids(item_ids)
+        valid = (ids >= 0) & (ids < self.n_items_)
+        w = np.ones(len(ids)) if weights is None else np.asarray(weights, np.float64).reshape(-1)
+        if len(w) != len(ids):
+            raise ValueError("weights must have one entry per item id")
+        history = sp.csr_matrix(
+            (w[valid], (np.zeros(valid.sum(), dtype=np.int64), ids[valid])),
+            shape=(1, self.n_items_),
+        )
+        history.sum_duplicates()
+        out_ids, out_scores = self._recommend_history(history, n, True, items, exclude)
+        return out_ids[0], out_scores[0]
+
+    # -- artifacts ---------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """One ``.npz``: learned arrays plus a JSON ``__metadata__`` string (no pickles)."""
+        self._check_fitted()
+        arrays = self._arrays()
+        meta = {"baseline": self.name, "params": self.get_params(), "n_items": self.n_items_}
+        arrays["__metadata__"] = np.array([json.dumps(meta)])
+        with open(path, "wb") as handle:  # open() so numpy does not append ".npz"
+            np.savez(handle, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> _Baseline:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(str(archive["__metadata__"][0]))
+            if meta.get("baseline") != cls.name:
+                raise ValueError(f"{path} does not hold a {cls.__name__}")
+            model = cls(**meta["params"])
+            model._restore({k: archive[k] for k in archive.files if k != "__metadata__"})
+        model.n_items_ = int(meta["n_items"])
+        return model
+
+
+class PopularityRecommender(_Baseline):
+    """Most popular items first.
+
+    ``use_strength``: rank by summed strengths instead of the number of users.
+    ``half_life_days``: with ``timestamps`` given to fit (a matrix with the same sparsity as
+    user_items holding each interaction's last time, unix seconds), each interaction counts
+    ``exp(-ln 2 * age / half_life)`` with age measured from ``reference_time`` (default: the
+    newest timestamp, i.e. the training cutoff side, never the wall clock).
+    """
+
+    name = "popularity"
+    _params = ("use_strength", "half_life_days", "reference_time")
+
+    def __init__(
+        self,
+        use_strength: bool = False,
+        half_life_days: float | None = None,
+        reference_time: int | None = None,
+    ) -> None:
+        self.use_strength = use_strength
+        self.half_life_days = half_life_days
+        self.reference_time = reference_time
+
+    def fit(
+        self,
+        user_items: sp.spmatrix,
+        timestamps: sp.spmatrix | None = None,
+        item_categories: Sequence[Any] | np.ndarray | None = None,
+        callback: Any = None,
+    ) -> PopularityRecommender:
+        matrix = sp.csr_matrix(user_items, dtype=np.float64)
+        matrix.sum_duplicates()
+        weights = matrix.data.copy() if self.use_strength else np.ones(matrix.nnz)
+        if self.half_life_days is not None:
+            if timestamps is None:
+                raise ValueError("half_life_days needs timestamps (same sparsity as user_items)")
+            ts = sp.csr_matrix(timestamps, dtype=np.float64)
+            ts.sum_duplicates()
+            if ts.shape != matrix.shape or ts.nnz != matrix.nnz:
+                raise ValueError("timestamps must have the same sparsity as user_items")
+            ref = float(ts.data.max()) if self.reference_time is None else self.reference_time
+            age_days = np.maximum(ref - ts.data, 0.0) / 86400.0
+            weights = weights * np.exp(-math.log(2.0) * age_days / float(self.half_life_days))
+        cols = matrix.indices
+        self.item_scores_ = np.bincount(cols, weights=weights, minlength=matrix.shape[1])
+        self.n_users_ = int(matrix.shape[0])
+        self.n_items_ = int(matrix.shape[1])
+        self.loss_history_ = np.zeros(0)
+        if item_categories is not None:
+            cats = np.asarray(item_categories)
+            if len(cats) != self.n_items_:
+                raise ValueError("item_categories must have one entry per item")
+            self.item_categories_ = cats.astype(str) if cats.dtype == object else cats
+        return self
+
+    def _block_scores(self, history: sp.csr_matrix) -> np.ndarray:
+        return np.tile(self.item_scores_, (history.shape[0], 1))
+
+    def top_items(
+        self, n: int = 10, exclude: Any = None, category: Any = None, items: Any = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The global (or one category's) top-n, for an anonymous user: 1-d (ids, scores)."""
+        self._check_fitted()
+        allowed = self._candidate_mask(items, exclude)
+        if category is not None:
+            if not hasattr(self, "item_categories_"):
+                raise ValueError("fit with item_categories to use per-category top lists")
+            allowed &= self.item_categories_ == category
+        scores = np.where(allowed, self.item_scores_, -np.inf)
+        ids, out = top_n(scores[None, :], n)
+        return ids[0], out[0]
+
+    def category_top_lists(self, n: int = 10) -> dict[str, list[int]]:
+        """Top-n item ids per category (JSON-able), e.g. to precompute fallbacks."""
+        self._check_fitted()
+        if not hasattr(self, "item_categories_"):
+            raise ValueError("fit with item_categories to use per-category top lists")
+        out: dict[str, list[int]] = {}
+        for cat in np.unique(self.item_categories_):
+            ids, _ = self.top_items(n, category=cat)
+            out[str(cat)] = [int(i) for i in ids if i >= 0]
+        return out
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays = {"item_scores_": self.item_scores_, "n_users_": np.array([self.n_users_])}
+        if hasattr(self, "item_categories_"):
+            arrays["item_categories_"] = self.item_categories_
+        return arrays
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.item_scores_ = arrays["item_scores_"]
+        self.n_users_ = int(arrays["n_users_"][0])
+        if "item_categories_" in arrays:
+            self.item_categories_ = arrays["item_categories_"]
+
+
+def item_tokens(
+    n_items: int,
+    categories: Sequence[Any] | None = None,
+    tags: Sequence[Iterable[Any]] | None = None,
+    attributes: Sequence[dict[str, Any]] | None = None,
+) -> list[list[str]]:
+    """Describe items as prefixed tokens ("category=x", "tag=y", "key=value") for TF-IDF."""
+    out: list[list[str]] = [[] for _ in range(n_items)]
+    for name, column in (("categories", categories), ("tags", tags), ("attributes", attributes)):
+        if column is not None and len(column) != n_items:
+            raise ValueError(f"{name} must have one entry per item")
+    for i in range(n_items):
+        if categories is not None and categories[i] is not None and categories[i] != "":
+            out[i].append(f"category={categories[i]}")
+        if tags is not None and tags[i] is not None:
+            out[i].extend(f"tag={t}" for t in tags[i])
+        if attributes is not None and attributes[i]:
+            out[i].extend(f"{k}={v}" for k, v in sorted(attributes[i].items()))
+    return out
+
+
+class ContentRecommender(_Baseline):
+    """TF-IDF content-based recommender (scipy sparse, no scikit-learn).
+
+    tf: token count within the item (``sublinear_tf``: 1 + log tf); idf = ln((1 + n) / (1 +
+    df)) + 1; rows L2-normalised. A user's profile is the strength-weighted mean of the
+    vectors of their items; score = profile . item. ``popularity_tiebreak`` adds a tiny
+    popularity term (< the smallest content difference that matters) so items with identical
+    descriptions come out most-popular first instead of by id. A user with no history (or only
+    items without tokens) gets an empty, -1 padded list: the caller falls back to popularity.
+    """
+
+    name = "content"
+    _params = ("sublinear_tf", "min_df", "popularity_tiebreak")
+
+    def __init__(
+        self, sublinear_tf: bool = False, min_df: int = 1, popularity_tiebreak: bool = True
+    ) -> None:
+        self.sublinear_tf = sublinear_tf
+        self.min_df = min_df
+        self.popularity_tiebreak = popularity_tiebreak
+
+    def fit(
+        self,
+        user_items: sp.spmatrix,
+        item_tokens: Sequence[Iterable[str]],
+        callback: Any = None,
+    ) -> ContentRecommender:
+        """``item_tokens``: one list of tokens per item column (see :func:`item_tokens`)."""
+        matrix = sp.csr_matrix(user_items)
+        if len(item_tokens) != matrix.shape[1]:
+            raise ValueError("item_tokens must have one entry per item column")
+        counts = self._count_tokens(item_tokens, vocabulary=None)
+        df = np.diff(sp.csc_matrix(counts).indptr)
+        keep = np.flatnonzero(df >= self.min_df)
+        counts = counts[:, keep]
+        self.vocabulary_ = self._vocab_all[keep]
+        del self._vocab_all
+        n = counts.shape[0]
+        self.idf_ = np.log((1.0 + n) / (1.0 + df[keep])) + 1.0
+        self.item_vectors_ = self._weigh(counts)
+        pop = np.diff(sp.csc_matrix(matrix).indptr).astype(np.float64)
+        self.item_popularity_ = pop / max(pop.max(), 1.0) if pop.size else pop
+        self.n_items_ = int(matrix.shape[1])
+        self.loss_history_ = np.zeros(0)
+        return self
+
+    def _count_tokens(
+        self, item_tokens: Sequence[Iterable[str]], vocabulary: np.ndarray | None
+    ) -> sp.csr_matrix:
+        rows: list[int] = []
+        toks: list[str] = []
+        for i, tokens in enumerate(item_tokens):
+            for t in tokens:
+                rows.append(i)
+                toks.append(str(t))
+        tok_arr = np.asarray(toks, dtype=str) if toks else np.zeros(0, dtype="<U1")
+        row_arr = np.asarray(rows, dtype=np.int64)
+        if vocabulary is None:
+            vocab, cols = np.unique(tok_arr, return_inverse=True)
+            self._vocab_all = vocab
+        else:
+            vocab = vocabulary
+            pos = np.searchsorted(vocab, tok_arr) if len(vocab) else np.zeros(len(tok_arr), int)
+            pos = np.minimum(pos, max(len(vocab) - 1, 0))
+            known = (vocab[pos] == tok_arr) if len(vocab) else np.zeros(len(tok_arr), bool)
+            row_arr, cols = row_arr[known], pos[known]
+        m = sp.csr_matrix(
+            (np.ones(len(row_arr)), (row_arr, np.asarray(cols).ravel())),
+            shape=(len(item_tokens), len(vocab)),
+        )
+        m.sum_duplicates()
+        return m
+
+    def _weigh(self, counts: sp.csr_matrix) -> sp.csr_matrix:
+        tf = counts.astype(np.float64)
+        if self.sublinear_tf:
+            tf.data = 1.0 + np.log(tf.data)
+        x = sp.csr_matrix(tf @ sp.diags(self.idf_))
+        norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+        x = sp.csr_matrix(sp.diags(1.0 / np.maximum(norms, 1e-12)) @ x)
+        x.eliminate_zeros()
+        return x
+
+    def transform_items(self, item_tokens: Sequence[Iterable[str]]) -> sp.csr_matrix:
+        """TF-IDF vectors of item descriptions under the fitted vocabulary."""
+        self._check_fitted()
+        return self._weigh(self._count_tokens(item_tokens, vocabulary=self.vocabulary_))
+
+    def add_items(self, item_tokens: Sequence[Iterable[str]]) -> np.ndarray:
+        """Append new catalogue items (no interactions yet); returns their new ids."""
+        self._check_fitted()
+        vectors = self.transform_items(item_tokens)
+        first = self.n_items_
+        self.item_vectors_ = sp.vstack([self.item_vectors_, vectors]).tocsr()
+        self.item_popularity_ = np.r_[self.item_popularity_, np.zeros(vectors.shape[0])]
+        self.n_items_ += vectors.shape[0]
+        return np.arange(first, self.n_items_)
+
+    def user_profiles(self, history: sp.spmatrix) -> sp.csr_matrix:
+        """Strength-weighted mean of item vectors per history row (users x terms)."""
+        h = sp.csr_matrix(history, dtype=np.float64)
+        sums = np.asarray(h.sum(axis=1)).ravel()
+        scale = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+        return sp.csr_matrix(sp.diags(scale) @ h @ self.item_vectors_)
+
+    def _block_scores(self, history: sp.csr_matrix) -> np.ndarray:
+        profiles = self.user_profiles(history)
+        scores = np.asarray((profiles @ self.item_vectors_.T).todense(), dtype=np.float64)
+        empty = np.diff(profiles.indptr) == 0
+        if self.popularity_tiebreak:
+            scores += 1e-9 * self.item_popularity_[None, :]
+        scores[empty] = -np.inf
+        return scores
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        v = self.item_vectors_
+        return {
+            "vocabulary_": self.vocabulary_,
+            "idf_": self.idf_,
+            "item_popularity_": self.item_popularity_,
+            "vectors_data": v.data,
+            "vectors_indices": v.indices,
+            "vectors_indptr": v.indptr,
+            "vectors_shape": np.asarray(v.shape, dtype=np.int64),
+        }
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.vocabulary_ = arrays["vocabulary_"]
+        self.idf_ = arrays["idf_"]
+        self.item_popularity_ = arrays["item_popularity_"]
+        self.item_vectors_ = sp.csr_matrix(
+            (arrays["vectors_data"], arrays["vectors_indices"], arrays["vectors_indptr"]),
+            shape=tuple(int(x) for x in arrays["vectors_shape"]),
+        )

@@ -1,0 +1,148 @@
+"""Quality checks on trained factors, run before a model version may become a candidate.
+
+Each check is a plain dict ``{"name", "passed", "reason", "values"}`` (JSON-able). The checks:
+
+- ``dimensions``: factor matrices match the data (users x k, items x k, same k);
+- ``finite``: no NaN or Inf anywhere;
+- ``user_norms`` / ``item_norms``: norm percentiles (p1, p50, p99, max); fails when the largest
+  norm exceeds ``max_norm_ratio`` x the median (a few huge item vectors dominate every inner
+  product, so every user gets the same items) or when the median is zero (collapsed factors);
+- ``item_coverage``: share of items with a non-degenerate vector, and share of items reaching
+  any sampled user's top-k (fails below ``min_item_coverage``);
+- ``user_coverage``: share of users with a non-degenerate vector among users with data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def _check(name: str, passed: bool, reason: str, **values: Any) -> dict[str, Any]:
+    return {"name": name, "passed": bool(passed), "reason": reason, "values": values}
+
+
+def norm_percentiles(factors: np.ndarray) -> dict[str, float]:
+    norms = np.linalg.norm(np.asarray(factors, dtype=np.float64), axis=1)
+    norms = norms[np.isfinite(norms)]
+    if norms.size == 0:
+        return {"p1": 0.0, "p50": 0.0, "p99": 0.0, "max": 0.0}
+    p1, p50, p99 = np.percentile(norms, [1, 50, 99])
+    return {"p1": float(p1), "p50": float(p50), "p99": float(p99), "max": float(norms.max())}
+
+
+def _norm_check(name: str, factors: np.ndarray, max_ratio: float) -> dict[str, Any]:
+    stats = norm_percentiles(factors)
+    norms = np.linalg.norm(np.asarray(factors, dtype=np.float64), axis=1)
+    median = stats["p50"]
+    if median <= 0:
+        return _check(name, False, "median norm is 0: factors collapsed", **stats)
+    ratio = stats["max"] / median
+    outliers = np.flatnonzero(norms > max_ratio * median)
+    stats.update(
+        {"max_over_median": float(ratio), "max_ratio_allowed": float(max_ratio),
+         "n_outliers": int(outliers.size),
+         "outlier_ids": [int(i) for i in outliers[np.argsort(-norms[outliers])][:10]]}
+    )
+    if ratio > max_ratio:
+        return _check(
+            name, False,
+            f"{outliers.size} vectors exceed {max_ratio:g}x the median norm "
+            f"(max {stats['max']:.3g} vs median {median:.3g})",
+            **stats,
+        )
+    return _check(name, True, f"max norm is {ratio:.2f}x the median", **stats)
+
+
+def check_factors(
+    user_factors: np.ndarray,
+    item_factors: np.ndarray,
+    user_items: sp.spmatrix | None = None,
+    *,
+    max_norm_ratio: float = 10.0,
+    min_item_coverage: float = 0.01,
+    min_user_coverage: float = 0.99,
+    k: int = 10,
+    sample_users: int = 2000,
+    degenerate_norm: float = 1e-6,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Run every check on raw factor matrices (see the module docstring)."""
+    uf = np.asarray(user_factors)
+    itf = np.asarray(item_factors)
+    out: list[dict[str, Any]] = []
+
+    dims_ok = uf.ndim == 2 and itf.ndim == 2 and uf.shape[1] == itf.shape[1]
+    reason = "factor shapes match the data"
+    if user_items is not None:
+        dims_ok &= (uf.shape[0], itf.shape[0]) == tuple(user_items.shape)
+        if not dims_ok:
+            reason = f"factors {uf.shape} / {itf.shape} do not fit data {user_items.shape}"
+    elif not dims_ok:
+        reason = f"user factors {uf.shape} and item factors {itf.shape} disagree"
+    out.append(_check("dimensions", dims_ok, reason, user_shape=list(uf.shape),
+                      item_shape=list(itf.shape),
+                      data_shape=None if user_items is None else list(user_items.shape)))
+    if not dims_ok:
+        return out
+
+    n_bad_u = int((~np.isfinite(uf)).any(axis=1).sum())
+    n_bad_i = int((~np.isfinite(itf)).any(axis=1).sum())
+    finite = n_bad_u == 0 and n_bad_i == 0
+    out.append(_check(
+        "finite", finite,
+        "all factors finite" if finite else
+        f"NaN/Inf in {n_bad_u} user and {n_bad_i} item vectors",
+        non_finite_users=n_bad_u, non_finite_items=n_bad_i,
+    ))
+    out.append(_norm_check("user_norms", uf, max_norm_ratio))
+    out.append(_norm_check("item_norms", itf, max_norm_ratio))
+
+    item_norms = np.linalg.norm(np.nan_to_num(itf.astype(np.float64)), axis=1)
+    healthy_items = np.isfinite(itf).all(axis=1) & (item_norms > degenerate_norm)
+    rng = np.random.default_rng(seed)
+    if user_items is not None:
+        active_users = np.flatnonzero(np.diff(sp.csr_matrix(user_items).indptr) > 0)
+    else:
+        active_users = np.arange(uf.shape[0])
+    sample = active_users
+    if sample.size > sample_users:
+        sample = np.sort(rng.choice(sample, sample_users, replace=False))
+    reached = 0.0
+    if sample.size and itf.shape[0]:
+        scores = np.nan_to_num(uf[sample].astype(np.float32) @ itf.T.astype(np.float32),
+                               nan=-np.inf)
+        take = min(k, itf.shape[0])
+        top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        reached = float(np.unique(top).size / itf.shape[0])
+    share_healthy = float(healthy_items.mean()) if itf.shape[0] else 0.0
+    out.append(_check(
+        "item_coverage", reached >= min_item_coverage,
+        f"{reached:.1%} of items reach a sampled user's top-{k} "
+        f"(minimum {min_item_coverage:.1%}); {share_healthy:.1%} have a non-degenerate vector",
+        share_in_top_k=reached, share_non_degenerate=share_healthy, k=int(k),
+        sampled_users=int(sample.size), minimum=float(min_item_coverage),
+    ))
+
+    user_norms = np.linalg.norm(np.nan_to_num(uf.astype(np.float64)), axis=1)
+    healthy_users = np.isfinite(uf).all(axis=1) & (user_norms > degenerate_norm)
+    share_users = float(healthy_users[active_users].mean()) if active_users.size else 0.0
+    out.append(_check(
+        "user_coverage", share_users >= min_user_coverage,
+        f"{share_users:.1%} of users with data have a non-degenerate vector "
+        f"(minimum {min_user_coverage:.1%})",
+        share_non_degenerate=share_users, users_with_data=int(active_users.size),
+        minimum=float(min_user_coverage),
+    ))
+    return out
+
+
+def check_model(model: Any, user_items: sp.spmatrix | None = None, **kwargs: Any) -> list[dict]:
+    """`check_factors` on a fitted strategy's ``user_factors_`` / ``item_factors_``."""
+    return check_factors(model.user_factors_, model.item_factors_, user_items, **kwargs)
+
+
+def all_passed(checks: list[dict[str, Any]]) -> bool:
+    return all(c["passed"] for c in checks)
