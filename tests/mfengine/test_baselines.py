@@ -1,0 +1,115 @@
+"""Popularity and content baselines: ranking, the recommend contract, artifacts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from mfengine.baselines import ContentRecommender, PopularityRecommender, item_tokens
+
+DAY = 86400
+
+
+def _matrix(rows, n_items, values=None):
+    r = [u for u, items in enumerate(rows) for _ in items]
+    c = [i for items in rows for i in items]
+    v = np.ones(len(r)) if values is None else values
+    return sp.csr_matrix((v, (r, c)), shape=(len(rows), n_items), dtype=np.float32)
+
+
+# item 0: 4 users, item 1: 3, item 2: 2, item 3: 1, item 4: none
+UI = _matrix([[0, 1, 2, 3], [0, 1, 2], [0, 1], [0]], 5)
+
+
+def test_popularity_ranks_by_users_and_filters_seen():
+    model = PopularityRecommender().fit(UI)
+    ids, scores = model.recommend([3, 0], UI, n=3)
+    assert ids[0].tolist() == [1, 2, 3]
+    assert ids[1].tolist() == [4, -1, -1]  # user 0 saw 0..3; only item 4 (score 0) left
+    assert scores[1, 1] == -np.inf
+    ids, _ = model.recommend([0], UI, n=2, filter_seen=False, exclude=[0])
+    assert ids[0].tolist() == [1, 2]
+    ids, _ = model.recommend([3], UI, n=5, items=[3, 2])
+    assert ids[0].tolist() == [2, 3, -1, -1, -1]
+
+
+def test_popularity_strength_and_recency():
+    ui = _matrix([[0, 1], [1]], 2, values=np.array([10.0, 1.0, 1.0]))
+    assert PopularityRecommender().fit(ui).top_items(2)[0].tolist() == [1, 0]
+    assert PopularityRecommender(use_strength=True).fit(ui).top_items(2)[0].tolist() == [0, 1]
+    # item 1 was popular long ago, item 0 recently: with a 7-day half-life item 0 wins
+    ui2 = _matrix([[0, 1], [1], [1]], 2)
+    ts = ui2.copy()
+    ts.data = np.array([100 * DAY, 0.0, 0.0, 0.0], dtype=np.float64)
+    model = PopularityRecommender(half_life_days=7).fit(ui2, timestamps=ts)
+    assert model.top_items(2)[0].tolist() == [0, 1]
+    assert model.item_scores_[0] == pytest.approx(1.0)
+
+
+def test_popularity_per_category_and_artifact(tmp_path):
+    cats = np.array(["a", "b", "a", "b", "a"])
+    model = PopularityRecommender().fit(UI, item_categories=cats)
+    assert model.top_items(2, category="b")[0].tolist() == [1, 3]
+    assert model.category_top_lists(2) == {"a": [0, 2], "b": [1, 3]}
+    path = tmp_path / "pop.npz"
+    model.save(path)
+    loaded = PopularityRecommender.load(path)
+    assert np.array_equal(loaded.recommend([2], UI, n=3)[0], model.recommend([2], UI, n=3)[0])
+    assert loaded.top_items(1, category="a")[0].tolist() == [0]
+    with pytest.raises(ValueError):
+        ContentRecommender.load(path)
+
+
+TOKENS = item_tokens(
+    5,
+    categories=["books", "books", "music", "music", "books"],
+    tags=[["sf"], ["sf", "space"], ["jazz"], ["jazz", "live"], ["space"]],
+)
+
+
+def test_content_profile_prefers_similar_items_and_new_items():
+    ui = _matrix([[0], [2], [1, 3]], 5)
+    model = ContentRecommender().fit(ui, TOKENS)
+    ids, scores = model.recommend([0, 1], ui, n=4)
+    # user 0 read an sf book: the other sf/space books (1, 4: no interactions) come first
+    assert set(ids[0, :2].tolist()) == {1, 4}
+    assert ids[1, 0] == 3  # jazz -> jazz
+    assert np.all(np.diff(scores, axis=1) <= 0)
+    # L2-normalised rows
+    norms = np.sqrt(np.asarray(model.item_vectors_.multiply(model.item_vectors_).sum(1)))
+    assert np.allclose(norms, 1.0)
+
+
+def test_content_recommend_for_items_and_cold_user():
+    ui = _matrix([[0], [2], []], 5)
+    model = ContentRecommender().fit(ui, TOKENS)
+    ids, _ = model.recommend_for_items([2], n=2)
+    assert ids[0] == 3 and 2 not in ids.tolist()
+    # weights matter: mostly music with a little sf
+    ids, _ = model.recommend_for_items([0, 3], weights=[0.1, 5.0], n=1)
+    assert ids.tolist() == [2]
+    # a user without history gets an empty list, so serving falls back to popularity
+    ids, _ = model.recommend([2], ui, n=3)
+    assert ids.tolist() == [[-1, -1, -1]]
+
+
+def test_content_add_items_and_artifact(tmp_path):
+    ui = _matrix([[0], [2]], 5)
+    model = ContentRecommender().fit(ui, TOKENS)
+    new = model.add_items([["category=music", "tag=jazz"], ["tag=unknown-token"]])
+    assert new.tolist() == [5, 6]
+    ids, _ = model.recommend_for_items([2], n=2)
+    assert set(ids.tolist()) == {3, 5}
+    path = tmp_path / "content.npz"
+    model.save(path)
+    loaded = ContentRecommender.load(path)
+    ui7 = sp.csr_matrix(([1.0], ([0], [0])), shape=(2, 7), dtype=np.float32)
+    assert np.array_equal(loaded.recommend([0], ui7, n=6)[0], model.recommend([0], ui7, n=6)[0])
+    np.load(path, allow_pickle=False).close()
+
+
+def test_recommend_checks_column_count():
+    model = PopularityRecommender().fit(UI)
+    with pytest.raises(ValueError):
+        model.recommend([0], sp.csr_matrix((4, 3)), n=2)
