@@ -23,6 +23,12 @@ class ALS(MatrixFactorization):
     from the previous factors; ``solver="cholesky"`` solves each row exactly.
     ``num_threads=0`` keeps numba's thread count (all cores by default).
     The loss reported per iteration is the objective divided by the number of observed entries.
+
+    Defaults (regularization 50, alpha 2) come from a small grid on three data sets with the
+    benchmark's temporal split: ml-latest-small and synthetic sets of 0.4M and 2.4M events
+    (benchmarks/RESULTS.md). Strong L2 helped all of them far more than a large alpha. The
+    penalty is absolute (not scaled by counts) and the best value grew with the data size, so
+    much larger data may want a tuning pass (mfengine.tuning).
     """
 
     name = "als"
@@ -30,7 +36,7 @@ class ALS(MatrixFactorization):
     def __init__(
         self,
         factors: int = 64,
-        regularization: float = 0.05,
+        regularization: float = 50.0,
         alpha: float = 2.0,
         iterations: int = 15,
         solver: str = "cg",

@@ -1,0 +1,91 @@
+"""Shared helpers for the benchmarks: machine line, data paths, memory, RESULTS.md sections.
+
+Import this module before numpy when thread pinning matters: :func:`pin_threads` must run
+before numpy/numba load their thread pools.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import re
+import resource
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+
+
+def pin_threads(compute_threads: int = 2) -> None:
+    """BLAS to 1 thread; numba to ``compute_threads``. Call before importing numpy."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                 "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ[name] = "1"
+    os.environ["NUMBA_NUM_THREADS"] = str(compute_threads)
+
+
+def movielens_dir() -> Path:
+    """ml-latest-small: $MOVIELENS_DIR, else ../shared/datasets/ml-latest-small."""
+    configured = os.environ.get("MOVIELENS_DIR")
+    if configured:
+        return Path(configured)
+    return ROOT.parent / "shared" / "datasets" / "ml-latest-small"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown cpu"
+
+
+def machine_line() -> str:
+    """One line naming the machine and the versions that matter for the numbers."""
+    import numba
+    import numpy
+
+    import mfengine
+
+    return (
+        f"{cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"numpy {numpy.__version__}, numba {numba.__version__}, mfengine {mfengine.__version__}"
+    )
+
+
+def current_rss_mb() -> float:
+    """Resident set size now (Linux /proc), MB."""
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """High-water mark of this process's resident set size (getrusage), MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
+    """Replace the block between ``<!-- name:start -->`` and ``<!-- name:end -->`` in
+    RESULTS.md (creating the file or appending the section if missing); other sections stay."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    block = f"{start}\n{markdown.rstrip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def command_line() -> str:
+    """The command that ran this benchmark, relative to the repository root."""
+    script = Path(sys.argv[0]).resolve()
+    with contextlib.suppress(ValueError):  # a script outside the repository keeps its path
+        script = script.relative_to(ROOT)
+    return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])
