@@ -17,7 +17,7 @@ class BPR(MatrixFactorization):
     Positives are the stored entries of ``user_items`` (any positive strength); each epoch
     draws nnz (user, positive) samples and one negative each, re-drawn if the user has it.
     ``negative_sampling``: "uniform" (default) or "popularity" (proportional to item counts).
-    The loss per epoch is the mean -log sigmoid over the samples.
+    The loss per epoch is the mean -log sigmoid over every 8th sample of the epoch.
     """
 
     name = "bpr"
@@ -80,7 +80,7 @@ class BPR(MatrixFactorization):
                 np.float32(self.regularization), seed, self._cdf,
                 self.negative_sampling == "popularity",
             )
-        return float(loss) / max(user_items.nnz - int(skipped), 1)
+        return float(loss)
 
     def _finalize(self, user_items: sp.csr_matrix) -> None:
         del self._row_of, self._cdf
