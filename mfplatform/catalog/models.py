@@ -1,0 +1,117 @@
+"""The tenant's catalogue (items), its end users, event types, events and suppressions."""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+
+from tenants.models import TenantOwned
+
+
+class Item(TenantOwned):
+    external_id = models.CharField(max_length=255)
+    title = models.CharField(max_length=500, blank=True)
+    category = models.CharField(max_length=200, blank=True)
+    tags = ArrayField(models.CharField(max_length=100), default=list, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    is_available = models.BooleanField(default=True)
+    # Created from an event naming an unknown item (when the tenant allows it): unavailable
+    # until the catalogue describes it.
+    is_placeholder = models.BooleanField(default=False)
+    banned_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "external_id"],
+                                               name="unique_item_external_id")]
+        indexes = [models.Index(fields=["tenant", "category"], name="item_tenant_category")]
+
+    def __str__(self) -> str:
+        return self.title or self.external_id
+
+    @property
+    def is_servable(self) -> bool:
+        return (self.is_available and not self.is_placeholder and self.banned_at is None
+                and self.deleted_at is None)
+
+
+class EndUser(TenantOwned):
+    """One of the tenant's own users (not a login of this platform)."""
+
+    external_id = models.CharField(max_length=255)
+    # Without consent: no personalised recommendations, never used in training.
+    consent = models.BooleanField(default=True)
+    is_internal = models.BooleanField(default=False)
+    is_bot = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "external_id"],
+                                               name="unique_enduser_external_id")]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class EventKind(models.TextChoices):
+    POSITIVE = "positive"
+    NEGATIVE = "negative"  # hide, dislike: the user's suppression list
+    POLICY = "policy"  # report...: never training data
+
+
+class EventType(TenantOwned):
+    name = models.CharField(max_length=64)
+    weight = models.FloatField(default=1.0)
+    kind = models.CharField(max_length=10, choices=EventKind.choices,
+                            default=EventKind.POSITIVE)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"],
+                                               name="unique_eventtype_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}, {self.weight})"
+
+
+class Event(TenantOwned):
+    user = models.ForeignKey(EndUser, on_delete=models.CASCADE, related_name="events")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="events")
+    event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="events")
+    value = models.FloatField(null=True, blank=True)
+    timestamp = models.DateTimeField()
+    # NULL, not "", when absent: the unique constraint applies to given ids only.
+    event_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "event_id"],
+                                               condition=Q(event_id__isnull=False),
+                                               name="unique_event_id")]
+        indexes = [models.Index(fields=["tenant", "timestamp"], name="event_tenant_time"),
+                   models.Index(fields=["user", "timestamp"], name="event_user_time")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.event_type_id} {self.item_id} @ {self.timestamp}"
+
+
+class Suppression(TenantOwned):
+    """An item the user hid or disliked: never recommended to them again."""
+
+    user = models.ForeignKey(EndUser, on_delete=models.CASCADE, related_name="suppressions")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    reason = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "user", "item"],
+                                               name="unique_suppression")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} x {self.item_id} ({self.reason})"

@@ -1,0 +1,95 @@
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from rest_framework.exceptions import ValidationError as DRFValidationError
+
+from mfplatform.training.models import DatasetVersion, PlanRevision, TrainingPlan, TrainingRun
+from mfplatform.training.plans import validate_plan_config
+from mfplatform.training.services import (
+    RunInProgress,
+    create_plan,
+    queue_run,
+    update_plan,
+)
+from tenants.admin import TenantScopedAdmin, is_operator, member_tenant
+
+
+class TrainingPlanForm(forms.ModelForm):
+    class Meta:
+        model = TrainingPlan
+        fields = ["tenant", "name", "config", "is_active", "is_serving"]
+
+    def clean_config(self):
+        try:
+            return validate_plan_config(self.cleaned_data["config"] or {})
+        except DRFValidationError as exc:
+            raise forms.ValidationError(json.dumps(exc.detail, default=str)) from exc
+
+
+class PlanRevisionInline(admin.TabularInline):
+    model = PlanRevision
+    fields = ("revision", "created_at", "config")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TrainingPlan)
+class TrainingPlanAdmin(TenantScopedAdmin):
+    form = TrainingPlanForm
+    list_display = ("name", "tenant", "revision", "is_active", "is_serving", "updated_at")
+    inlines = [PlanRevisionInline]
+    actions = ["train_now"]
+
+    def save_model(self, request, obj, form, change):
+        tenant = obj.tenant if is_operator(request) else member_tenant(request)
+        data = form.cleaned_data
+        if change:
+            fields = {"name": data["name"], "is_active": data["is_active"],
+                      "is_serving": data["is_serving"]}
+            plan = TrainingPlan.objects.get(pk=obj.pk)
+            update_plan(plan, config=data["config"], **fields)
+        else:
+            plan = create_plan(tenant, data["name"], data["config"],
+                               is_serving=data["is_serving"] or None)
+            obj.pk = plan.pk
+        obj.refresh_from_db()
+
+    @admin.action(description="Train the selected plans now")
+    def train_now(self, request, queryset):
+        for plan in queryset:
+            try:
+                run = queue_run(plan.tenant, plan, trigger="admin")
+                self.message_user(request, f"Queued run {run.pk} of {plan.name}.")
+            except RunInProgress as busy:
+                self.message_user(request, f"{plan.name}: {busy}", level=messages.WARNING)
+
+
+@admin.register(DatasetVersion)
+class DatasetVersionAdmin(TenantScopedAdmin):
+    list_display = ("id", "tenant", "plan_revision", "cutoff", "n_users", "n_items",
+                    "n_interactions", "content_hash")
+    readonly_fields = [f.name for f in DatasetVersion._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(TenantScopedAdmin):
+    list_display = ("id", "tenant", "plan", "status", "trigger", "queued_at", "finished_at")
+    list_filter = ("status",)
+    readonly_fields = [f.name for f in TrainingRun._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

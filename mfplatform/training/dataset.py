@@ -1,0 +1,167 @@
+"""DatasetVersion: a tenant's events at a cutoff, filtered and prepared by mfengine.data.
+
+Events are read through the tenant's context (row-level security on), by internal ids: user
+and item primary keys are stable within the tenant, and the vectors published later reference
+them directly.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import scipy.sparse as sp
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, connection, transaction
+
+from mfengine.data import PrepareConfig, PreparedData, prepare_interactions
+from mfplatform.training.models import DatasetVersion, PlanRevision
+from tenants.models import Tenant
+
+# Bit flags computed in SQL for each event: why it would be filtered out.
+_BOT, _INTERNAL, _NO_CONSENT, _INVALID_ITEM = 1, 2, 4, 8
+_FILTER_BITS = {"exclude_bot": _BOT, "exclude_internal": _INTERNAL,
+                "consent_required": _NO_CONSENT, "valid_item": _INVALID_ITEM}
+
+
+@dataclass
+class EventArrays:
+    """One entry per event, in time order."""
+
+    user_ids: np.ndarray  # EndUser primary keys
+    item_ids: np.ndarray  # Item primary keys
+    type_names: np.ndarray  # event type name per event
+    values: np.ndarray  # float64, NaN where the event had no value
+    timestamps: np.ndarray  # unix seconds
+    counts: dict[str, int]
+
+    def take(self, mask: np.ndarray) -> EventArrays:
+        return EventArrays(self.user_ids[mask], self.item_ids[mask], self.type_names[mask],
+                           self.values[mask], self.timestamps[mask], dict(self.counts))
+
+
+def prepare_config(config: dict) -> PrepareConfig:
+    transform = config["transform"]
+    return PrepareConfig(
+        event_weights=dict(config["events"]),
+        negative_event_types=tuple(config["negative_events"]),
+        use_values=transform["use_values"],
+        half_life_days=config["window"]["recency_half_life_days"],
+        window_days=config["window"]["days"],
+        log1p=transform["log1p"],
+        max_events_per_user=transform["max_events_per_user"],
+        max_events_per_item=transform["max_events_per_item"],
+        max_strength=transform["max_strength"],
+    )
+
+
+def load_events(tenant: Tenant, config: dict, cutoff: datetime) -> EventArrays:
+    """The tenant's events in the plan's window before the cutoff, with the plan's filters
+    applied and the number dropped by each filter counted. Policy events never load."""
+    window_days = config["window"]["days"]
+    start = cutoff - timedelta(days=window_days) if window_days else datetime.min.replace(
+        tzinfo=cutoff.tzinfo)
+    wanted = list(config["events"]) + list(config["negative_events"])
+    sql = f"""
+        SELECT array_agg(e.user_id ORDER BY e.timestamp, e.id),
+               array_agg(e.item_id ORDER BY e.timestamp, e.id),
+               array_agg(e.event_type_id ORDER BY e.timestamp, e.id),
+               array_agg(coalesce(e.value, 'NaN'::float8) ORDER BY e.timestamp, e.id),
+               array_agg(extract(epoch FROM e.timestamp)::bigint ORDER BY e.timestamp, e.id),
+               array_agg(
+                 (CASE WHEN u.is_bot THEN {_BOT} ELSE 0 END)
+                 | (CASE WHEN u.is_internal THEN {_INTERNAL} ELSE 0 END)
+                 | (CASE WHEN NOT u.consent THEN {_NO_CONSENT} ELSE 0 END)
+                 | (CASE WHEN i.deleted_at IS NOT NULL OR i.banned_at IS NOT NULL
+                         OR i.is_placeholder THEN {_INVALID_ITEM} ELSE 0 END)
+                 ORDER BY e.timestamp, e.id)
+        FROM catalog_event e
+        JOIN catalog_enduser u ON u.id = e.user_id
+        JOIN catalog_item i ON i.id = e.item_id
+        JOIN catalog_eventtype t ON t.id = e.event_type_id
+        WHERE e.tenant_id = %s AND e.timestamp >= %s AND e.timestamp < %s
+          AND t.kind <> 'policy' AND t.name = ANY(%s)
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [tenant.pk, start, cutoff, wanted])
+        row = cursor.fetchone()
+        cursor.execute("SELECT id, name FROM catalog_eventtype WHERE tenant_id = %s",
+                       [tenant.pk])
+        type_names = dict(cursor.fetchall())
+    users, items, types, values, stamps, flags = (
+        np.asarray(col if col is not None else [], dtype=dtype)
+        for col, dtype in zip(row, (np.int64, np.int64, np.int64, np.float64, np.int64,
+                                    np.int64), strict=True))
+    counts = {"events_read": int(len(users))}
+    keep = np.ones(len(users), dtype=bool)
+    for name in config["filters"]:
+        hit = (flags & _FILTER_BITS[name]) != 0
+        counts[f"filtered_{name}"] = int((hit & keep).sum())
+        keep &= ~hit
+    counts["events_kept"] = int(keep.sum())
+    lookup = np.array([type_names.get(int(t), "") for t in np.unique(types)], dtype=object)
+    names = lookup[np.searchsorted(np.unique(types), types)] if len(types) else np.array(
+        [], dtype=object)
+    return EventArrays(users[keep], items[keep], names[keep], values[keep], stamps[keep],
+                       counts)
+
+
+def prepare(events: EventArrays, config: dict, cutoff: datetime,
+            catalogue_item_ids: np.ndarray | None = None) -> PreparedData:
+    return prepare_interactions(
+        events.user_ids, events.item_ids, events.timestamps, cutoff=int(cutoff.timestamp()),
+        event_types=events.type_names,
+        values=np.nan_to_num(events.values, nan=1.0),
+        config=prepare_config(config), catalogue_item_ids=catalogue_item_ids)
+
+
+def save_prepared(prepared: PreparedData, name: str) -> str:
+    buffer = io.BytesIO()
+    m = prepared.matrix
+    np.savez_compressed(
+        buffer, data=m.data, indices=m.indices, indptr=m.indptr, shape=np.array(m.shape),
+        user_ids=prepared.user_ids.astype(np.int64), item_ids=prepared.item_ids.astype(np.int64),
+        suppression_user_ids=prepared.suppression_user_ids.astype(np.int64),
+        suppression_item_ids=prepared.suppression_item_ids.astype(np.int64))
+    return default_storage.save(name, ContentFile(buffer.getvalue()))
+
+
+def load_prepared_arrays(path: str) -> dict[str, np.ndarray]:
+    with default_storage.open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    arrays["matrix"] = sp.csr_matrix(
+        (arrays.pop("data"), arrays.pop("indices"), arrays.pop("indptr")),
+        shape=tuple(arrays.pop("shape")))
+    return arrays
+
+
+def build_dataset_version(tenant: Tenant, revision: PlanRevision, cutoff: datetime,
+                          events: EventArrays | None = None
+                          ) -> tuple[DatasetVersion, EventArrays, PreparedData]:
+    """The dataset version of (revision, cutoff): built once; a second build of the same pair
+    (a retried task) returns the stored one, whose hash is the same by construction."""
+    config = revision.config
+    events = events if events is not None else load_events(tenant, config, cutoff)
+    prepared = prepare(events, config, cutoff)
+    existing = DatasetVersion.objects.filter(tenant=tenant, plan_revision=revision,
+                                             cutoff=cutoff).first()
+    if existing is not None:
+        return existing, events, prepared
+    counts = {**events.counts, **{k: int(v) for k, v in prepared.counts.items()}}
+    path = save_prepared(prepared, f"datasets/{tenant.pk}/{revision.plan_id}/"
+                                   f"{int(cutoff.timestamp())}-{prepared.content_hash[:16]}.npz")
+    try:
+        with transaction.atomic():
+            dataset = DatasetVersion.objects.create(
+                tenant=tenant, plan_revision=revision, cutoff=cutoff,
+                content_hash=prepared.content_hash, n_users=prepared.shape[0],
+                n_items=prepared.shape[1], n_interactions=int(prepared.matrix.nnz),
+                counts=counts, artifact=path)
+    except IntegrityError:  # built concurrently by a retry: keep the first
+        default_storage.delete(path)
+        dataset = DatasetVersion.objects.get(tenant=tenant, plan_revision=revision,
+                                             cutoff=cutoff)
+    return dataset, events, prepared

@@ -1,0 +1,65 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from mfplatform.training.models import DatasetVersion, TrainingPlan, TrainingRun
+from mfplatform.training.serializers import (
+    DatasetVersionSerializer,
+    TrainingPlanSerializer,
+    TrainingRunSerializer,
+)
+from mfplatform.training.services import RunInProgress, create_plan, queue_run, update_plan
+from tenants.api import TenantScopedMixin, request_tenant
+
+
+class TrainingPlanViewSet(TenantScopedMixin, viewsets.ModelViewSet):
+    model = TrainingPlan
+    serializer_class = TrainingPlanSerializer
+    required_scope = "manage"
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = create_plan(request_tenant(self.request), data["name"],
+                                          data.get("config") or {},
+                                          is_serving=data.get("is_serving"))
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        config = data.pop("config", None)
+        serializer.instance = update_plan(serializer.instance, config=config, **data)
+
+    @extend_schema(request=None, responses={202: TrainingRunSerializer,
+                                            409: TrainingRunSerializer})
+    @action(detail=True, methods=["post"])
+    def train(self, request, pk=None):
+        plan = self.get_object()
+        try:
+            run = queue_run(request_tenant(request), plan, trigger="api")
+        except RunInProgress as busy:
+            return Response({"detail": f"plan {plan.pk} already has run {busy.run.pk} "
+                                       f"{busy.run.status}", "code": "run_in_progress",
+                             "run": TrainingRunSerializer(busy.run).data},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(TrainingRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+class TrainingRunViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
+    model = TrainingRun
+    serializer_class = TrainingRunSerializer
+    required_scope = "manage"
+
+    def get_queryset(self):
+        queryset = super().get_queryset().select_related("plan_revision", "model_version")
+        plan = self.request.query_params.get("plan")
+        return queryset.filter(plan_id=plan) if plan and plan.isdigit() else queryset
+
+
+class DatasetVersionViewSet(TenantScopedMixin, mixins.ListModelMixin,
+                            mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    model = DatasetVersion
+    serializer_class = DatasetVersionSerializer
+    required_scope = "manage"
+
+    def get_queryset(self):
+        return super().get_queryset().select_related("plan_revision")
