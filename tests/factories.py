@@ -38,3 +38,45 @@ def make_model_version(plan, status: str = ModelStatus.CANDIDATE, report: dict |
         training_run=run, version=version or (last.version + 1 if last else 1),
         kind=ModelKind.MF, strategy=strategy, status=status, report=report or {},
         dimensions=4)
+
+
+def load_synthetic(tenant, data, prefix: str = "") -> None:
+    """Write an mfengine.synthetic data set as the tenant's catalogue and events (ORM bulk
+    inserts; the ingestion API has its own tests). External ids get `prefix`."""
+    from datetime import UTC, datetime
+
+    from mfplatform.catalog.models import EndUser, Event, EventType, Item
+
+    types = {name: EventType.objects.get_or_create(tenant=tenant, name=name,
+                                                   defaults={"weight": 1.0})[0]
+             for name in sorted(set(data.event_types.tolist()))}
+    items = Item.objects.bulk_create([
+        Item(tenant=tenant, external_id=f"{prefix}item-{i}", title=str(data.item_titles[i]),
+             category=str(data.item_categories[i]), tags=list(data.item_tags[i]))
+        for i in range(data.n_items)])
+    users = EndUser.objects.bulk_create([
+        EndUser(tenant=tenant, external_id=f"{prefix}user-{u}") for u in range(data.n_users)])
+    Event.objects.bulk_create([
+        Event(tenant=tenant, user=users[u], item=items[i], event_type=types[t],
+              value=float(v), timestamp=datetime.fromtimestamp(int(ts), tz=UTC))
+        for u, i, t, v, ts in zip(data.user_ids.tolist(), data.item_ids.tolist(),
+                                  data.event_types.tolist(), data.values.tolist(),
+                                  data.timestamps.tolist(), strict=True)], batch_size=5000)
+
+
+def synthetic(n_users=300, n_items=120, n_interactions=6000, seed=0, days=60):
+    """A small synthetic data set whose events end about now (inside any plan window)."""
+    import time
+
+    from mfengine.synthetic import generate
+
+    return generate(n_users=n_users, n_items=n_items, n_interactions=n_interactions, seed=seed,
+                    start=int(time.time()) - (days + 1) * 86400, days=days)
+
+
+TEST_PLAN = {
+    "events": {"click": 1, "add_to_cart": 3, "purchase": 5, "watch_complete": 4},
+    "training": {"strategy": "als", "factors": 16, "iterations": 8},
+    "evaluation": {"k": [5, 10]},
+    "minimums": {"users": 50, "items": 20, "interactions": 500},
+}

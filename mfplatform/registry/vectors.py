@@ -59,6 +59,9 @@ def create_item_index(model_version: ModelVersion) -> None:
     """HNSW inner-product index over this version's item vectors only."""
     dims = int(model_version.dimensions)
     with connection.cursor() as cursor:
+        # Django's foreign keys are deferred; CREATE INDEX refuses to run while their checks
+        # for the rows just written are pending, so run them now.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         # Building HNSW is memory-hungry; a larger budget keeps the graph in memory.
         cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
         cursor.execute("SET LOCAL max_parallel_maintenance_workers = 1")
