@@ -1,0 +1,68 @@
+"""A run executed twice (a redelivered task) or failing midway never leaves two versions or
+half-written vectors."""
+
+import pytest
+
+from mfplatform.registry import vectors
+from mfplatform.registry.models import ItemVector, ModelVersion, UserVector
+from mfplatform.training.models import RunStatus, TrainingRun
+from mfplatform.training.pipeline import execute_run, fail_run
+from mfplatform.training.services import queue_run
+from mfplatform.training.tasks import scheduled_run
+from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queued(tenant_a):
+    with tenant_a.scope():
+        load_synthetic(tenant_a.tenant, synthetic())
+        plan = make_plan(tenant_a.tenant, "p", **TEST_PLAN)
+        run = queue_run(tenant_a.tenant, plan)
+    return run
+
+
+def test_running_twice_keeps_one_version(tenant_a, queued):
+    with tenant_a.scope():
+        first = execute_run(queued)
+        again = execute_run(TrainingRun.objects.get(pk=queued.pk))
+        assert again.pk == first.pk
+        assert ModelVersion.objects.count() == 1
+        assert ItemVector.objects.count() == first.n_item_vectors
+
+
+def test_failure_while_publishing_leaves_nothing_half_written(tenant_a, queued, monkeypatch):
+    real_write = vectors.write_vectors
+
+    def fail_on_users(version, kind, ids, vecs):
+        if kind == "user":
+            raise ConnectionError("simulated loss of the database mid-publication")
+        return real_write(version, kind, ids, vecs)
+
+    monkeypatch.setattr("mfplatform.training.pipeline.write_vectors", fail_on_users)
+    with tenant_a.scope():
+        with pytest.raises(ConnectionError):
+            execute_run(queued)
+        fail_run(queued.pk, tenant_a.tenant.pk, "ConnectionError: simulated")
+        assert ModelVersion.objects.count() == 0
+        assert ItemVector.objects.count() == 0 and UserVector.objects.count() == 0
+        run = TrainingRun.objects.get(pk=queued.pk)
+        assert run.status == RunStatus.FAILED and "simulated" in run.error
+    monkeypatch.setattr("mfplatform.training.pipeline.write_vectors", real_write)
+    with tenant_a.scope():
+        # A new run of the same plan is allowed again and publishes completely.
+        retry = queue_run(tenant_a.tenant, run.plan)
+        version = execute_run(retry)
+        assert UserVector.objects.filter(model_version=version).count() == 300
+
+
+def test_scheduled_run_queues_once(tenant_a, queued):
+    scheduled_run(tenant_a.tenant.pk, queued.plan_id)  # busy: skipped, not a second run
+    with tenant_a.scope():
+        assert TrainingRun.objects.filter(plan_id=queued.plan_id).count() == 1
+        execute_run(queued)
+    scheduled_run(tenant_a.tenant.pk, queued.plan_id)
+    with tenant_a.scope():
+        runs = TrainingRun.objects.filter(plan_id=queued.plan_id).order_by("queued_at")
+        assert [r.trigger for r in runs] == ["api", "schedule"]
