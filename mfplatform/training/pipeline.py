@@ -2,10 +2,11 @@
 
     queued -> building_dataset -> training -> evaluating -> publishing -> succeeded | failed
 
-The served model is fitted on the whole dataset version; the evaluation fits the same
-configuration on the split's training part and measures it on the held-out part (the test
-events are never seen by the model being measured). Everything runs inside the tenant's
-context, so row-level security guarantees the run reads only its tenant's rows.
+The served model is fitted on the whole dataset version; the training stage also fits the
+same configuration on the split's training part, which the evaluation stage measures on the
+held-out part (the test events are never seen by the model being measured). Everything runs
+inside the tenant's context, so row-level security guarantees the run reads only its tenant's
+rows.
 """
 
 from __future__ import annotations
@@ -85,10 +86,12 @@ def execute_run(run: TrainingRun) -> ModelVersion:
     done = timer.enter(RunStatus.TRAINING)
     model = mfengine.create(strategy, **training)
     model.fit(prepared.matrix, callback=_progress(run, training.get("iterations")))
+    train, test = _split(run, events, prepared)
+    eval_model = mfengine.create(strategy, **training).fit(train)
     done()
 
     done = timer.enter(RunStatus.EVALUATING)
-    report = _evaluate(run, strategy, training, events, prepared, catalogue)
+    report = _evaluate(run, eval_model, train, test, prepared, catalogue)
     checks = check_model(model, prepared.matrix)
     done()
 
@@ -138,7 +141,11 @@ def _split_masks(config: dict, events: EventArrays, cutoff: int) -> np.ndarray:
                                events.item_ids)
 
 
-def _evaluate(run, strategy, training, events, prepared, catalogue) -> dict:
+def _split(run: TrainingRun, events: EventArrays, prepared) -> tuple[sp.csr_matrix,
+                                                                     sp.csr_matrix]:
+    """(train, test) in the dataset's id space: train prepared exactly like the full data from
+    the non-test events; test = binary held-out positives not seen in train, for at most
+    `evaluation.max_users` users (a seeded sample keeps evaluation cost bounded)."""
     config = run.plan_revision.config
     cutoff = int(run.cutoff.timestamp())
     positive = np.isin(events.type_names.astype(str), list(config["events"]))
@@ -163,8 +170,18 @@ def _evaluate(run, strategy, training, events, prepared, catalogue) -> dict:
     test.data[:] = 1.0
     test = test - test.multiply(train > 0)  # what was seen in training is not a test positive
     test.eliminate_zeros()
+    test_users = np.flatnonzero(np.diff(test.indptr) > 0)
+    limit = config["evaluation"]["max_users"]
+    if limit and len(test_users) > limit:
+        keep = np.zeros(test.shape[0], dtype=bool)
+        keep[np.random.default_rng(0).choice(test_users, limit, replace=False)] = True
+        test = sp.csr_matrix(sp.diags(keep.astype(np.float32)) @ test)
+        test.eliminate_zeros()
+    return train.tocsr(), test.tocsr()
 
-    eval_model = mfengine.create(strategy, **training).fit(train)
+
+def _evaluate(run, eval_model, train, test, prepared, catalogue) -> dict:
+    config = run.plan_revision.config
     tokens = item_tokens(prepared.shape[1], **catalogue)
     baselines = {"popularity": PopularityRecommender().fit(train)}
     if any(tokens):

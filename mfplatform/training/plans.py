@@ -44,7 +44,8 @@ class TransformSerializer(serializers.Serializer):
 class TrainingSerializer(serializers.Serializer):
     strategy = serializers.CharField(default="als")
     factors = serializers.IntegerField(min_value=2, max_value=1024, default=64)
-    regularization = serializers.FloatField(min_value=0, default=0.05)
+    # Unset: the strategy's own default (tuned per strategy in mfengine).
+    regularization = serializers.FloatField(min_value=0, required=False)
     alpha = serializers.FloatField(min_value=0, required=False)
     iterations = serializers.IntegerField(min_value=1, max_value=1000, default=15)
     learning_rate = serializers.FloatField(min_value=0, required=False)
@@ -76,6 +77,8 @@ class SplitSerializer(serializers.Serializer):
 class EvaluationSerializer(serializers.Serializer):
     k = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=1000),
                               min_length=1, default=[10, 20, 50])
+    # Users evaluated at most (a seeded sample beyond this): bounds evaluation time.
+    max_users = serializers.IntegerField(min_value=100, allow_null=True, default=20000)
 
 
 class ServingSerializer(serializers.Serializer):

@@ -1,0 +1,224 @@
+"""Time from "train" to a published candidate for 1M synthetic interactions.
+
+    .venv/bin/python benchmarks/pipeline.py [--users 100000 --items 20000 --events 1000000]
+
+Runs against a throwaway database `mfbench` on the embedded server (created, migrated and
+dropped by this script), with a real Celery worker process (solo pool, filesystem broker).
+Measures each stage as the run records it (dataset build, fit, evaluation, publication with
+the HNSW index), the end-to-end time from queueing to a published candidate, and the worker's
+peak resident memory (VmHWM). Loading the data is setup, not measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import ROOT, command_line, machine_line, write_section  # noqa: E402
+
+BENCH_DB = "mfbench"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=20_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    parser.add_argument("--in-process", action="store_true",
+                        help="run the task in this process instead of a worker (diagnosis)")
+    return parser.parse_args()
+
+
+def create_database() -> None:
+    import psycopg
+
+    from mfplatform.embedded_db import APP_DATABASE, APP_ROLE, ensure_running
+
+    socket_dir = ensure_running(ROOT / "var" / "pgdata")
+    with psycopg.connect(host=str(socket_dir), user=APP_ROLE, dbname=APP_DATABASE,
+                         autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+
+
+def drop_database() -> None:
+    import psycopg
+
+    from mfplatform.embedded_db import APP_DATABASE, APP_ROLE, ensure_running
+
+    socket_dir = ensure_running(ROOT / "var" / "pgdata")
+    with psycopg.connect(host=str(socket_dir), user=APP_ROLE, dbname=APP_DATABASE,
+                         autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+
+
+def copy_rows(cursor, table: str, columns: list[str], rows) -> None:
+    """COPY into a temp staging table, then INSERT ... SELECT (row-level security forbids COPY
+    into the table itself)."""
+    cursor.execute(f"CREATE TEMP TABLE stage ON COMMIT DROP AS "
+                   f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA")
+    buffer = io.StringIO()
+    for row in rows:
+        buffer.write("\t".join(row) + "\n")
+    with cursor.copy(f"COPY stage ({', '.join(columns)}) FROM STDIN") as copy:
+        copy.write(buffer.getvalue())
+    cursor.execute(f"INSERT INTO {table} ({', '.join(columns)}) "
+                   f"SELECT {', '.join(columns)} FROM stage")
+    cursor.execute("DROP TABLE stage")
+
+
+def load_data(tenant, data) -> None:
+    from django.db import connection, transaction
+
+    from mfplatform.catalog.models import EventType
+
+    types = {name: EventType.objects.create(tenant=tenant, name=name).pk
+             for name in sorted(set(data.event_types.tolist()))}
+    t = str(tenant.pk)
+    with transaction.atomic(), connection.cursor() as cursor:
+        raw = cursor.cursor
+        copy_rows(raw, "catalog_item", ["tenant_id", "external_id", "title", "category", "tags",
+                                        "attributes", "is_available", "is_placeholder",
+                                        "created_at", "updated_at"],
+                  ((t, f"item-{i}", str(data.item_titles[i]), str(data.item_categories[i]),
+                    "{" + ",".join(data.item_tags[i]) + "}", "{}", "t", "f", "now", "now")
+                   for i in range(data.n_items)))
+        copy_rows(raw, "catalog_enduser", ["tenant_id", "external_id", "consent", "is_internal",
+                                           "is_bot", "created_at", "updated_at"],
+                  ((t, f"user-{u}", "t", "f", "f", "now", "now")
+                   for u in range(data.n_users)))
+        raw.execute("SELECT external_id, id FROM catalog_item")
+        items = dict(raw.fetchall())
+        raw.execute("SELECT external_id, id FROM catalog_enduser")
+        users = dict(raw.fetchall())
+        item_pk = [str(items[f"item-{i}"]) for i in range(data.n_items)]
+        user_pk = [str(users[f"user-{u}"]) for u in range(data.n_users)]
+        type_pk = {name: str(pk) for name, pk in types.items()}
+        copy_rows(raw, "catalog_event", ["tenant_id", "user_id", "item_id", "event_type_id",
+                                         "value", "timestamp", "received_at"],
+                  ((t, user_pk[u], item_pk[i], type_pk[e], "1", f"{ts}", "now")
+                   for u, i, e, ts in zip(data.user_ids.tolist(), data.item_ids.tolist(),
+                                          data.event_types.tolist(),
+                                          _iso(data.timestamps), strict=True)))
+
+
+def _iso(timestamps):
+    from datetime import UTC, datetime
+
+    return (datetime.fromtimestamp(ts, tz=UTC).isoformat() for ts in timestamps.tolist())
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    args = parse_args()
+    create_database()
+    env = {**os.environ, "EMBEDDED_DB_NAME": BENCH_DB, "DEBUG": "1",
+           "CELERY_BROKER_DIR": str(ROOT / "var" / "bench-broker"),
+           "DJANGO_SETTINGS_MODULE": "mfplatform.settings"}
+    os.environ.update(env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+                   cwd=ROOT, env=env, check=True)
+    import django
+
+    django.setup()
+    from mfengine.synthetic import generate
+
+    from mfplatform.training.models import RunStatus, TrainingRun
+    from mfplatform.training.services import create_plan, queue_run
+    from tenants.context import tenant_context
+    from tenants.models import Tenant
+
+    worker = None
+    try:
+        tenant = Tenant.objects.create(slug="bench", name="bench")
+        started = time.perf_counter()
+        data = generate(n_users=args.users, n_items=args.items, n_interactions=args.events,
+                        seed=0, start=int(time.time()) - 61 * 86400, days=60)
+        with tenant_context(tenant):
+            load_data(tenant, data)
+            plan = create_plan(tenant, "bench", {
+                "events": {"click": 1, "add_to_cart": 3, "purchase": 5, "watch_complete": 4},
+                "training": {"strategy": "als", "factors": 64, "iterations": 15},
+                "evaluation": {"k": [10, 20, 50]}})
+        print(f"loaded {args.events:,} events in {time.perf_counter() - started:.1f} s",
+              flush=True)
+        worker = None if args.in_process else subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "mfplatform", "worker", "--pool", "solo",
+             "--loglevel", "WARNING", "--without-heartbeat", "--without-gossip",
+             "--without-mingle"], cwd=ROOT, env=env)
+        time.sleep(3)  # let the worker start (and load numba's cache) before the clock does
+        with tenant_context(tenant):
+            clock = time.perf_counter()
+            run = queue_run(tenant, plan, trigger="command")
+            if args.in_process:
+                from mfplatform.training.pipeline import execute_run
+
+                execute_run(run)
+            while True:
+                run = TrainingRun.objects.get(pk=run.pk)
+                if run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+                    break
+                time.sleep(0.1)
+            total = time.perf_counter() - clock
+        if run.status != RunStatus.SUCCEEDED:
+            raise SystemExit(f"run failed: {run.error}")
+        peak = peak_rss_mb(worker.pid if worker is not None else os.getpid())
+        with tenant_context(tenant):
+            version = run.model_version
+            dataset = run.dataset_version
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(timeout=30)
+        from django.db import connections
+
+        connections.close_all()
+        drop_database()
+
+    stages = ["building_dataset", "training", "evaluating", "publishing"]
+    labels = {"building_dataset": "dataset build (read events, filters, prepare, artifact)",
+              "training": "fit (ALS, 64 factors, 15 iterations, full data)",
+              "evaluating": "evaluation (fit on the split's train part + metrics + baselines)",
+              "publishing": "publication (COPY item+user vectors, HNSW index)"}
+    rows = "\n".join(f"| {labels[s]} | {run.timings.get(s, float('nan')):.1f} |" for s in stages)
+    largest = max(stages, key=lambda s: run.timings.get(s, 0))
+    markdown = f"""## Training pipeline: "train" to a published candidate
+
+`{command_line()}` — {machine_line()}
+
+{args.events:,} synthetic interactions, {args.users:,} users, {args.items:,} items; dataset
+version: {dataset.n_users:,} users x {dataset.n_items:,} items, {dataset.n_interactions:,}
+non-zeros; model version {version.version} ({version.status}: {"; ".join(
+    version.decision.get("reasons", []))}), {version.n_item_vectors:,} item
+and {version.n_user_vectors:,} user vectors of {version.dimensions} dims.
+
+| stage | seconds |
+|---|---|
+{rows}
+| **end to end (queued -> candidate published, incl. worker pickup)** | **{total:.1f}** |
+
+Worker peak memory (VmHWM): {peak:,.0f} MB. Goal: under 90 s end to end:
+{"met" if total < 90 else "NOT met"}. Largest stage: {largest}
+({"fit is the largest, as intended" if largest == "training" else
+   "fit is not the largest stage: see the note below"}).
+"""
+    print(markdown)
+    if not args.no_write:
+        write_section("pipeline", markdown)
+
+
+if __name__ == "__main__":
+    main()
