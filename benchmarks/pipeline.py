@@ -135,7 +135,6 @@ def main() -> None:
 
     django.setup()
     from mfengine.synthetic import generate
-
     from mfplatform.training.models import RunStatus, TrainingRun
     from mfplatform.training.services import create_plan, queue_run
     from tenants.context import tenant_context
