@@ -189,8 +189,10 @@ def main() -> None:
 
     stages = ["building_dataset", "training", "evaluating", "publishing"]
     labels = {"building_dataset": "dataset build (read events, filters, prepare, artifact)",
-              "training": "fit (ALS, 64 factors, 15 iterations, full data)",
-              "evaluating": "evaluation (fit on the split's train part + metrics + baselines)",
+              "training": "fit (ALS, 64 factors, 15 iterations: full data, then the split's "
+                          "train part for evaluation)",
+              "evaluating": "evaluation (metrics at K 10/20/50 for <= 20k users, popularity "
+                            "and content baselines, quality checks)",
               "publishing": "publication (COPY item+user vectors, HNSW index)"}
     rows = "\n".join(f"| {labels[s]} | {run.timings.get(s, float('nan')):.1f} |" for s in stages)
     largest = max(stages, key=lambda s: run.timings.get(s, 0))

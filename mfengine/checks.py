@@ -65,7 +65,7 @@ def check_factors(
     item_factors: np.ndarray,
     user_items: sp.spmatrix | None = None,
     *,
-    max_norm_ratio: float = 10.0,
+    max_norm_ratio: float = 20.0,
     min_item_coverage: float = 0.01,
     min_user_coverage: float = 0.99,
     k: int = 10,
@@ -122,11 +122,16 @@ def check_factors(
         top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
         reached = float(np.unique(top).size / itf.shape[0])
     share_healthy = float(healthy_items.mean()) if itf.shape[0] else 0.0
+    # Large catalogues with sparse data concentrate legitimately; a collapsed model gives
+    # everyone nearly the same list, so it also fails the distinct-item floor of 5 x k.
+    distinct = int(round(reached * itf.shape[0]))
     out.append(_check(
-        "item_coverage", reached >= min_item_coverage,
+        "item_coverage", reached >= min_item_coverage or distinct >= 5 * k,
         f"{reached:.1%} of items reach a sampled user's top-{k} "
-        f"(minimum {min_item_coverage:.1%}); {share_healthy:.1%} have a non-degenerate vector",
-        share_in_top_k=reached, share_non_degenerate=share_healthy, k=int(k),
+        f"({distinct} items; minimum {min_item_coverage:.1%} or {5 * k} items); "
+        f"{share_healthy:.1%} have a non-degenerate vector",
+        share_in_top_k=reached, distinct_in_top_k=distinct,
+        share_non_degenerate=share_healthy, k=int(k),
         sampled_users=int(sample.size), minimum=float(min_item_coverage),
     ))
 
