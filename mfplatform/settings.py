@@ -157,6 +157,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-tenant matrix-factorization recommendations.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "mfplatform.training.models.RunStatus",
+        "ModelStatusEnum": "mfplatform.registry.models.ModelStatus",
+    },
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "mfplatform.api_errors.add_error_responses"],
 }
 
 CACHES = {

@@ -22,6 +22,8 @@ class TenantScopedMixin:
     required_scope: str | dict | None = None
 
     def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # OpenAPI generation: no request tenant
+            return self.model.objects.none()
         tenant = request_tenant(self.request)
         return self.model.objects.filter(tenant=tenant)
 

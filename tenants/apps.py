@@ -5,4 +5,4 @@ class TenantsConfig(AppConfig):
     name = "tenants"
 
     def ready(self) -> None:
-        from tenants import context  # noqa: F401 - connects the connection_created receiver
+        from tenants import context, schema  # noqa: F401 - signal receiver, OpenAPI scheme

@@ -1,3 +1,5 @@
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -9,6 +11,10 @@ class WhoAmIView(APIView):
 
     required_scope = "any"
 
+    @extend_schema(responses=inline_serializer("TenantInfo", {
+        "tenant": serializers.CharField(), "name": serializers.CharField(),
+        "key": serializers.CharField(), "scopes": serializers.ListField(
+            child=serializers.CharField())}))
     def get(self, request):
         tenant = request_tenant(request)
         key = request.auth
