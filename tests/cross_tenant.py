@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 
 from tenants.models import Tenant
 
-# A string planted in tenant B's objects; it must never reach tenant A.
+# Strings planted in tenant B's objects; they must never reach tenant A. B_MARKER goes into
+# B's identifiers (A uses them in its requests, and an error may echo A's own input);
+# B_SECRET goes into other fields (titles, reports) and A never sends it.
 B_MARKER = "bravo-private-7f3a"
+B_SECRET = "bravo-secret-91c2"
 
 
 @dataclass

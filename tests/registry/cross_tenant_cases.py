@@ -1,11 +1,11 @@
-from tests.cross_tenant import B_MARKER, Request, register
+from tests.cross_tenant import B_MARKER, B_SECRET, Request, register
 from tests.factories import make_model_version, make_plan
 
 
 @register("api:model-list", "api:model-detail")
 def _models(tenant_b):
     version = make_model_version(make_plan(tenant_b, f"plan-{B_MARKER}"),
-                                 report={"note": B_MARKER})
+                                 report={"note": B_SECRET})
     return [Request("GET", "/api/v1/models", expect=(200,)),
             Request("GET", f"/api/v1/models?plan={version.plan_id}", expect=(200,)),
             Request("GET", f"/api/v1/models/{version.pk}")]

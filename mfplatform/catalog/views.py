@@ -1,0 +1,123 @@
+from django.db import transaction
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import ParseError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mfplatform.catalog import ingest
+from mfplatform.catalog.models import EndUser, EventType, Item
+from mfplatform.catalog.serializers import (
+    EndUserSerializer,
+    EventInSerializer,
+    EventTypeSerializer,
+    IngestResultSerializer,
+    ItemSerializer,
+)
+from tenants.api import TenantScopedMixin, request_tenant
+
+PARTIAL = OpenApiParameter("partial", bool, description="store the good rows, report the bad")
+
+
+def _bulk_response(run, request):
+    """Run a bulk service on the request's JSON list: 413 over the limit, 400 when rows are
+    bad (nothing written unless ?partial=true), else 200 with counts."""
+    try:
+        rows = ingest.check_batch(request.data)
+    except ingest.BatchTooLarge as exc:
+        return Response({"detail": str(exc), "code": "batch_too_large"},
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    except ValueError as exc:
+        raise ParseError(str(exc)) from exc
+    partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
+    result = run(request_tenant(request), rows, partial=partial)
+    body = result.as_dict()
+    if result.rejected and not partial:
+        return Response({"detail": f"{len(result.rejected)} of {len(rows)} rows are invalid; "
+                                   f"nothing was stored", "code": "invalid_rows",
+                         "errors": body["rejected"], **body},
+                        status=status.HTTP_400_BAD_REQUEST)
+    return Response(body, status=status.HTTP_200_OK)
+
+
+class ExternalIdLookup:
+    lookup_field = "external_id"
+    lookup_value_regex = "[^/]+"
+
+
+class ItemViewSet(ExternalIdLookup, TenantScopedMixin, mixins.ListModelMixin,
+                  mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+                  mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """The catalogue. POST a JSON list (<= 10,000) to create or update items by external id."""
+
+    model = Item
+    serializer_class = ItemSerializer
+    required_scope = "ingest"
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        params = self.request.query_params
+        if params.get("category"):
+            queryset = queryset.filter(category=params["category"])
+        if params.get("available") in ("true", "false"):
+            queryset = queryset.filter(is_available=params["available"] == "true")
+        if params.get("deleted") != "true":
+            queryset = queryset.filter(deleted_at__isnull=True)
+        return queryset
+
+    @extend_schema(request=ItemSerializer(many=True), parameters=[PARTIAL],
+                   responses=IngestResultSerializer)
+    def create(self, request):
+        return _bulk_response(ingest.upsert_items, request)
+
+    def perform_destroy(self, instance):
+        # Soft delete: history and old model versions keep referring to the item.
+        instance.deleted_at = timezone.now()
+        instance.is_available = False
+        instance.save(update_fields=["deleted_at", "is_available", "updated_at"])
+
+
+class EndUserViewSet(ExternalIdLookup, TenantScopedMixin, mixins.ListModelMixin,
+                     mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+                     mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    """The tenant's end users. DELETE removes the user with their events and vectors."""
+
+    model = EndUser
+    serializer_class = EndUserSerializer
+    required_scope = "ingest"
+
+    @extend_schema(request=EndUserSerializer(many=True), parameters=[PARTIAL],
+                   responses=IngestResultSerializer)
+    def create(self, request):
+        return _bulk_response(ingest.upsert_users, request)
+
+    @transaction.atomic
+    def perform_destroy(self, instance):
+        instance.delete()
+
+
+class EventTypeViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                       mixins.CreateModelMixin, mixins.UpdateModelMixin,
+                       viewsets.GenericViewSet):
+    model = EventType
+    serializer_class = EventTypeSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+    required_scope = {"GET": "ingest", "*": "manage"}
+
+    def get_queryset(self):
+        if not getattr(self, "swagger_fake_view", False):
+            ingest.ensure_default_event_types(request_tenant(self.request))
+        return super().get_queryset()
+
+
+class EventsView(APIView):
+    """POST a JSON list of events (<= 10,000)."""
+
+    required_scope = "ingest"
+
+    @extend_schema(request=EventInSerializer(many=True), parameters=[PARTIAL],
+                   responses=IngestResultSerializer)
+    def post(self, request):
+        return _bulk_response(ingest.ingest_events, request)
