@@ -401,9 +401,11 @@ def _resolve_users(tenant: Tenant, cursor, external_ids: list[str]) -> dict[str,
 
 def ingest_events(tenant: Tenant, rows: Sequence[Any] | Iterable[tuple[int, Any]],
                   partial: bool = False, default_type: str | None = None,
-                  indexed: bool = False) -> IngestResult:
+                  indexed: bool = False, allow_placeholders: bool | None = None
+                  ) -> IngestResult:
     """Validate and store events. `rows` is a list of dicts, or (index, dict) pairs with
-    `indexed=True` (CSV import passes file row numbers)."""
+    `indexed=True` (CSV import passes file row numbers). `allow_placeholders` overrides the
+    tenant's setting for unknown items."""
     types = ensure_default_event_types(tenant)
     errors: list[RowError] = []
     pairs = rows if indexed else enumerate(rows)
@@ -414,7 +416,8 @@ def ingest_events(tenant: Tenant, rows: Sequence[Any] | Iterable[tuple[int, Any]
         return result
     if not events:
         return result
-    allow_placeholders = bool(tenant.setting("allow_placeholder_items", False))
+    if allow_placeholders is None:
+        allow_placeholders = bool(tenant.setting("allow_placeholder_items", False))
     with transaction.atomic(), connection.cursor() as django_cursor:
         cursor = django_cursor.cursor  # psycopg's own cursor, for COPY
         items = _resolve_items(tenant, cursor, sorted({e.item for e in events}),

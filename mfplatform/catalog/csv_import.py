@@ -1,0 +1,102 @@
+"""Streaming CSV import for the management commands: map columns, validate and write in
+chunks through the same services as the REST endpoints, all-or-nothing by default."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import transaction
+from tqdm import tqdm
+
+from mfplatform.catalog.ingest import IngestResult, RowError
+
+CHUNK = 10_000
+
+
+class ImportFailed(Exception):
+    def __init__(self, summary: ImportSummary):
+        super().__init__(f"{len(summary.errors)} invalid rows; nothing was stored")
+        self.summary = summary
+
+
+@dataclass
+class ImportSummary:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def add(self, result: IngestResult) -> None:
+        self.created += result.created
+        self.updated += result.updated
+        self.duplicates += result.duplicates
+        self.errors.extend(result.rejected)
+
+    def lines(self, limit: int = 20) -> list[str]:
+        out = [f"rows read {self.rows:,}; created {self.created:,}; updated {self.updated:,}; "
+               f"duplicates {self.duplicates:,}; rejected {len(self.errors):,}"]
+        out += [f"  row {e.index}: {e.field or '(row)'}: {e.error}" for e in self.errors[:limit]]
+        if len(self.errors) > limit:
+            out.append(f"  ... and {len(self.errors) - limit} more")
+        return out
+
+
+def parse_mapping(text: str, allowed: set[str]) -> dict[str, str]:
+    """'user=userId,item=movieId' -> {"user": "userId", "item": "movieId"}."""
+    mapping: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        target, sep, column = part.partition("=")
+        if not sep or not column or target not in allowed:
+            raise ValueError(f"bad mapping {part!r}: expected <field>=<csv column> with field "
+                             f"one of {', '.join(sorted(allowed))}")
+        mapping[target] = column
+    return mapping
+
+
+def read_chunks(path: Path, mapping: dict[str, str], convert: Callable[[dict], dict] | None
+                ) -> Iterator[list[tuple[int, dict]]]:
+    """(file line number, mapped row) chunks; line 1 is the header."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in mapping.values() if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path.name} has no column(s) {missing}; it has "
+                             f"{reader.fieldnames}")
+        chunk: list[tuple[int, dict]] = []
+        for line, record in enumerate(reader, start=2):
+            row = {target: record[column] for target, column in mapping.items()}
+            chunk.append((line, convert(row) if convert else row))
+            if len(chunk) == CHUNK:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def run_import(path: Path, mapping: dict[str, str], write: Callable[[list, bool], IngestResult],
+               partial: bool, convert: Callable[[dict], dict] | None = None,
+               progress: bool = True) -> ImportSummary:
+    """Every chunk is validated and written inside one transaction; without `partial`, any
+    bad row rolls the whole file back (and every bad row is still reported)."""
+    summary = ImportSummary()
+    with transaction.atomic(), tqdm(unit=" rows", unit_scale=True, desc=path.name,
+                                    disable=not progress) as bar:
+        failed = False
+        for chunk in read_chunks(path, mapping, convert):
+            summary.rows += len(chunk)
+            # After a bad row the file is lost anyway; go on validating to report every one.
+            result = write(chunk, partial or failed)
+            if result.rejected and not partial:
+                failed = True
+            summary.add(result)
+            bar.update(len(chunk))
+        if failed:
+            transaction.set_rollback(True)
+            summary.created = summary.updated = summary.duplicates = 0
+            raise ImportFailed(summary)
+    return summary
+

@@ -1,0 +1,72 @@
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from mfplatform.catalog.csv_import import ImportFailed, parse_mapping, run_import
+from mfplatform.catalog.ingest import upsert_items
+from tenants.context import tenant_context
+from tenants.models import Tenant
+
+ITEM_COLUMNS = {"item", "title", "category", "tags"}
+
+
+class Command(BaseCommand):
+    help = ("Import items from a CSV file, e.g. MovieLens movies: --map item=movieId,"
+            "title=title,category=genres,tags=genres --tags-sep '|'")
+
+    def add_arguments(self, parser):
+        parser.add_argument("tenant", help="tenant slug")
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--map", required=True, dest="mapping",
+                            help="<field>=<column>,... fields: item, title, category, tags")
+        parser.add_argument("--tags-sep", default="|",
+                            help="separator inside the tags column; a category column holding "
+                                 "several values keeps the first")
+        parser.add_argument("--partial", action="store_true")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, tenant, file, mapping, tags_sep, partial, no_progress, **options):
+        tenant_obj = Tenant.objects.filter(slug=tenant).first()
+        if tenant_obj is None:
+            raise CommandError(f"no tenant {tenant!r}")
+        if not file.exists():
+            raise CommandError(f"no file {file}")
+        try:
+            columns = parse_mapping(mapping, ITEM_COLUMNS)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        if "item" not in columns:
+            raise CommandError("map the item id column: --map item=<column>,...")
+
+        def convert(row: dict) -> dict:
+            item = {"external_id": row["item"]}
+            if "title" in row:
+                item["title"] = row["title"]
+            if "category" in row:
+                item["category"] = row["category"].split(tags_sep)[0] if tags_sep else \
+                    row["category"]
+            if "tags" in row:
+                item["tags"] = [t for t in row["tags"].split(tags_sep) if t] if tags_sep \
+                    else [row["tags"]]
+            return item
+
+        def write(chunk, partial_chunk):
+            result = upsert_items(tenant_obj, [row for _line, row in chunk],
+                                  partial=partial_chunk)
+            lines = [line for line, _row in chunk]
+            for error in result.rejected:  # report file line numbers, not chunk positions
+                error.index = lines[error.index]
+            return result
+
+        with tenant_context(tenant_obj):
+            try:
+                summary = run_import(file, columns, write, partial, convert,
+                                     progress=not no_progress)
+            except ImportFailed as failed:
+                for line in failed.summary.lines():
+                    self.stderr.write(line)
+                raise CommandError(str(failed)) from None
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+        for line in summary.lines():
+            self.stdout.write(line)
