@@ -1,0 +1,39 @@
+from django.contrib import admin
+
+from mfplatform.catalog.models import EndUser, Event, EventType, Item, Suppression
+from tenants.admin import TenantScopedAdmin
+
+
+@admin.register(Item)
+class ItemAdmin(TenantScopedAdmin):
+    list_display = ("external_id", "title", "category", "is_available", "is_placeholder",
+                    "deleted_at", "tenant")
+    list_filter = ("is_available", "is_placeholder", "category")
+    search_fields = ("external_id", "title")
+
+
+@admin.register(EndUser)
+class EndUserAdmin(TenantScopedAdmin):
+    list_display = ("external_id", "consent", "is_internal", "is_bot", "created_at", "tenant")
+    list_filter = ("consent", "is_internal", "is_bot")
+    search_fields = ("external_id",)
+
+
+@admin.register(EventType)
+class EventTypeAdmin(TenantScopedAdmin):
+    list_display = ("name", "kind", "weight", "tenant")
+
+
+@admin.register(Event)
+class EventAdmin(TenantScopedAdmin):
+    list_display = ("timestamp", "user", "event_type", "item", "value", "tenant")
+    list_filter = ("event_type__name",)
+    raw_id_fields = ("user", "item")
+    list_select_related = ("user", "item", "event_type")
+    show_full_result_count = False  # counting millions of events on every page is wasteful
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(TenantScopedAdmin):
+    list_display = ("user", "item", "reason", "created_at", "tenant")
+    raw_id_fields = ("user", "item")

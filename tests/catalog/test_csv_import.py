@@ -1,0 +1,66 @@
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from mfplatform.catalog.models import Event, Item
+
+pytestmark = pytest.mark.django_db
+
+MOVIES = "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation|Children\n2,Heat,Action\n"
+RATINGS = ("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,3.5,964981247\n"
+           "2,1,5.0,964982224\n")
+
+
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def _import(*args):
+    out, err = StringIO(), StringIO()
+    call_command(*args, "--no-progress", stdout=out, stderr=err)
+    return out.getvalue()
+
+
+def test_movielens_format_imports(tenant_a, tmp_path):
+    out = _import("import_items", "alpha", _write(tmp_path, "movies.csv", MOVIES), "--map",
+                  "item=movieId,title=title,category=genres,tags=genres")
+    assert "created 2" in out
+    out = _import("import_events", "alpha", _write(tmp_path, "ratings.csv", RATINGS), "--map",
+                  "user=userId,item=movieId,value=rating,timestamp=timestamp", "--type", "rating")
+    assert "created 3" in out
+    with tenant_a.scope():
+        toy = Item.objects.get(external_id="1")
+        assert toy.category == "Adventure" and toy.tags == ["Adventure", "Animation", "Children"]
+        event = Event.objects.get(user__external_id="1", item__external_id="2")
+        assert event.value == 3.5 and int(event.timestamp.timestamp()) == 964981247
+
+
+def test_bad_row_rolls_back_the_file_and_names_the_line(tenant_a, tmp_path):
+    _import("import_items", "alpha", _write(tmp_path, "movies.csv", MOVIES), "--map",
+            "item=movieId,title=title")
+    bad = RATINGS + "3,1,five,964982224\n"
+    err = StringIO()
+    with pytest.raises(CommandError, match="1 invalid rows"):
+        call_command("import_events", "alpha", _write(tmp_path, "r.csv", bad), "--map",
+                     "user=userId,item=movieId,value=rating,timestamp=timestamp", "--type",
+                     "rating", "--no-progress", stdout=StringIO(), stderr=err)
+    assert "row 5: value" in err.getvalue()
+    with tenant_a.scope():
+        assert not Event.objects.exists()
+    out = _import("import_events", "alpha", _write(tmp_path, "r2.csv", bad), "--map",
+                  "user=userId,item=movieId,value=rating,timestamp=timestamp", "--type",
+                  "rating", "--partial")
+    assert "created 3" in out and "rejected 1" in out
+
+
+def test_mapping_errors_are_clear(tenant_a, tmp_path):
+    path = _write(tmp_path, "r.csv", RATINGS)
+    with pytest.raises(CommandError, match="bad mapping"):
+        _import("import_events", "alpha", path, "--map", "who=userId", "--type", "rating")
+    with pytest.raises(CommandError, match="no column"):
+        _import("import_events", "alpha", path, "--map", "user=uid,item=movieId",
+                "--type", "rating")
