@@ -165,6 +165,9 @@ SPECTACULAR_SETTINGS = {
                              "mfplatform.api_errors.add_error_responses"],
 }
 
+# Serving: the session's share when a user's vector is blended with their recent items.
+SERVING_SESSION_WEIGHT = float(os.environ.get("SERVING_SESSION_WEIGHT", "0.3"))
+
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.locmem.LocMemCache",

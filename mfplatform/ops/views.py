@@ -1,5 +1,6 @@
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mfplatform.ops.health import check_broker, check_database
 
@@ -10,3 +11,9 @@ def healthz(request):
     failing = [name for name, result in parts.items() if not result["ok"]]
     body = {"status": "ok" if not failing else "error", "failing": failing, **parts}
     return JsonResponse(body, status=200 if not failing else 503)
+
+
+@require_GET
+def prometheus_metrics(request):
+    """Prometheus text format; no authentication: expose it on an internal network only."""
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,78 @@
+"""What serving needs of a model version, loaded once per process and cached by version id:
+the mfengine model (factors), the id maps, and the popularity and content fallbacks."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.core.files.storage import default_storage
+
+import mfengine
+from mfengine.baselines import ContentRecommender, PopularityRecommender
+from mfplatform.registry.models import ModelKind, ModelVersion
+from mfplatform.training.pipeline import model_dir
+
+_CACHE: dict[int, ModelBundle] = {}
+_LOCK = threading.Lock()
+_MAX_CACHED = 8
+
+
+@dataclass
+class ModelBundle:
+    version_id: int
+    kind: str
+    model: mfengine.MatrixFactorization | None
+    item_ids: np.ndarray  # column -> Item pk (sorted)
+    user_ids: np.ndarray  # row -> EndUser pk (sorted)
+    popularity: PopularityRecommender
+    content: ContentRecommender | None
+    event_weights: dict[str, float]
+    cutoff: float  # unix seconds of the dataset version's cutoff
+
+    def columns(self, item_pks) -> np.ndarray:
+        """Column per Item pk, -1 where the model has no such item."""
+        return _lookup(self.item_ids, item_pks)
+
+    def row(self, user_pk: int) -> int:
+        found = _lookup(self.user_ids, [user_pk])
+        return int(found[0])
+
+    def item_pks(self, columns) -> np.ndarray:
+        return self.item_ids[np.asarray(columns, dtype=np.int64)]
+
+
+def _lookup(sorted_ids: np.ndarray, values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.int64)
+    if sorted_ids.size == 0 or values.size == 0:
+        return np.full(values.shape, -1, dtype=np.int64)
+    pos = np.clip(np.searchsorted(sorted_ids, values), 0, sorted_ids.size - 1)
+    return np.where(sorted_ids[pos] == values, pos, -1)
+
+
+def load_bundle(version: ModelVersion) -> ModelBundle:
+    with _LOCK:
+        cached = _CACHE.get(version.pk)
+    if cached is not None:
+        return cached
+    folder = model_dir(version.tenant_id, version.plan_id)
+    with np.load(folder / f"v{version.pk}-ids.npz", allow_pickle=False) as ids:
+        item_ids, user_ids = ids["item_ids"], ids["user_ids"]
+    model = None
+    if version.kind == ModelKind.MF:
+        model = mfengine.load(default_storage.path(version.artifact))
+    content_path = Path(folder / f"v{version.pk}-content.npz")
+    bundle = ModelBundle(
+        version_id=version.pk, kind=version.kind, model=model, item_ids=item_ids,
+        user_ids=user_ids,
+        popularity=PopularityRecommender.load(folder / f"v{version.pk}-popularity.npz"),
+        content=ContentRecommender.load(content_path) if content_path.exists() else None,
+        event_weights=dict(version.plan_revision.config["events"]),
+        cutoff=version.dataset_version.cutoff.timestamp())
+    with _LOCK:
+        if len(_CACHE) >= _MAX_CACHED:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[version.pk] = bundle
+    return bundle

@@ -1,0 +1,65 @@
+from rest_framework import serializers
+
+from mfplatform.serving.models import EligibilityRule
+from mfplatform.serving.rules import RuleParamsError, make_rule, rule_kinds
+from mfplatform.serving.service import MAX_K
+
+
+def _csv(value) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value if str(v)]
+    return [v for v in str(value or "").split(",") if v]
+
+
+class RecommendationQuerySerializer(serializers.Serializer):
+    user = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    k = serializers.IntegerField(min_value=1, max_value=MAX_K, default=10)
+    recent_items = serializers.JSONField(required=False, default=list,
+                                         help_text="comma-separated external ids (or a list)")
+    exclude = serializers.JSONField(required=False, default=list)
+    category = serializers.CharField(required=False, allow_blank=True)
+    explain = serializers.BooleanField(required=False, default=False)
+    precomputed = serializers.BooleanField(required=False, default=False)
+
+    def validate_recent_items(self, value):
+        return _csv(value)
+
+    def validate_exclude(self, value):
+        return _csv(value)
+
+
+class BatchRecommendationSerializer(RecommendationQuerySerializer):
+    users = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
+                                  max_length=1000)
+
+
+class EligibilityRuleSerializer(serializers.ModelSerializer):
+    kind = serializers.CharField()
+
+    class Meta:
+        model = EligibilityRule
+        fields = ["id", "name", "kind", "params", "enabled", "order", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate_kind(self, value):
+        if value not in rule_kinds():
+            raise serializers.ValidationError(
+                f"unknown rule kind {value!r}; available: {', '.join(sorted(rule_kinds()))}")
+        return value
+
+    def validate_name(self, value):
+        clash = EligibilityRule.objects.filter(tenant=self.context["tenant"], name=value)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise serializers.ValidationError(f"a rule named {value!r} exists")
+        return value
+
+    def validate(self, attrs):
+        kind = attrs.get("kind", getattr(self.instance, "kind", None))
+        params = attrs.get("params", getattr(self.instance, "params", {}))
+        try:
+            attrs["params"] = make_rule(kind, params).params
+        except RuleParamsError as exc:
+            raise serializers.ValidationError({"params": exc.errors}) from exc
+        return attrs

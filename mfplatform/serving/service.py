@@ -1,0 +1,418 @@
+"""Recommendations for one user: vector -> pgvector candidates -> rules -> fallback chain.
+
+    user vector: the model's vector for the user, folded in again from their events when they
+    have events newer than the model (or no vector), blended with the session's items;
+    candidates: the active version's HNSW index over item vectors (inner product), fetched in
+    growing batches until k items pass the rules or the catalogue is exhausted;
+    fallbacks: content-based (history or session), editorial picks, popularity.
+Every item carries its source and, on request, a reason.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from mfplatform.catalog.models import EndUser, Item
+from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
+from mfplatform.registry.vectors import nearest_items
+from mfplatform.serving import metrics
+from mfplatform.serving.bundle import ModelBundle, load_bundle
+from mfplatform.serving.models import EditorialPick, EligibilityRule, Impression
+from mfplatform.serving.rules import (
+    DEFAULT_KINDS,
+    CategoryFilter,
+    ItemInfo,
+    Rule,
+    RuleContext,
+    make_rule,
+)
+from tenants.models import Tenant
+
+MAX_K = 1000
+HISTORY_LIMIT = 500
+_ITEM_COLUMNS = ("id", "external_id", "title", "category", "attributes", "is_available",
+                 "is_placeholder", "banned_at", "deleted_at")
+
+
+class ServingError(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Pick:
+    item: ItemInfo
+    score: float
+    source: str
+    reason: str | None = None
+
+
+@dataclass
+class Request:
+    k: int = 10
+    recent_items: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    category: str | None = None
+    explain: bool = False
+    precomputed: bool = False
+
+
+# -- lookups ------------------------------------------------------------------------------------
+
+def active_version(tenant: Tenant) -> ModelVersion | None:
+    return (ModelVersion.objects
+            .filter(tenant=tenant, plan__is_serving=True, status=ModelStatus.ACTIVE)
+            .select_related("plan_revision", "dataset_version").first())
+
+
+def load_items(tenant: Tenant, pks: Iterable[int]) -> dict[int, ItemInfo]:
+    pks = [int(p) for p in pks]
+    if not pks:
+        return {}
+    rows = Item.objects.filter(tenant=tenant, pk__in=pks).values_list(*_ITEM_COLUMNS)
+    return {row[0]: ItemInfo(*row) for row in rows}
+
+
+def items_by_external_id(tenant: Tenant, external_ids: Iterable[str]) -> dict[str, int]:
+    ids = [e for e in external_ids if e]
+    if not ids:
+        return {}
+    return dict(Item.objects.filter(tenant=tenant, external_id__in=ids)
+                .values_list("external_id", "id"))
+
+
+def user_history(user: EndUser) -> list[tuple[int, str, float]]:
+    """(item pk, event type name, unix time) of the user's latest events, newest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT e.item_id, t.name, extract(epoch FROM e.timestamp) FROM catalog_event e "
+            "JOIN catalog_eventtype t ON t.id = e.event_type_id WHERE e.user_id = %s "
+            "AND t.kind <> 'policy' ORDER BY e.timestamp DESC LIMIT %s",
+            [user.pk, HISTORY_LIMIT])
+        return [(int(i), name, float(ts)) for i, name, ts in cursor.fetchall()]
+
+
+def suppressed_items(user: EndUser) -> set[int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT item_id FROM catalog_suppression WHERE user_id = %s", [user.pk])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def tenant_rules(tenant: Tenant, extra: list[Rule] = ()) -> list[Rule]:
+    """The default rules, replaced or disabled by the tenant's own of the same kind/name."""
+    configured = list(EligibilityRule.objects.filter(tenant=tenant))
+    taken = {r.kind for r in configured} | {r.name for r in configured}
+    rules = [make_rule(kind) for kind in DEFAULT_KINDS if kind not in taken]
+    rules += [make_rule(r.kind, r.params, name=r.name) for r in configured if r.enabled]
+    return rules + list(extra)
+
+
+# -- the user vector ----------------------------------------------------------------------------
+
+def user_vector(bundle: ModelBundle, user: EndUser | None,
+                history: list[tuple[int, str, float]], session_pks: list[int]
+                ) -> np.ndarray | None:
+    model = bundle.model
+    if model is None:
+        return None
+    vector = None
+    if user is not None:
+        row = bundle.row(user.pk)
+        newer = any(ts >= bundle.cutoff for _i, _t, ts in history)
+        if row >= 0 and not newer:
+            vector = model.user_factors_[row]
+        elif history:  # events the model has not seen, or no vector: fold in from history
+            vector = _fold_in(bundle, [(i, bundle.event_weights.get(t, 0.0))
+                                       for i, t, _ts in history])
+    if session_pks:
+        session = _fold_in(bundle, [(pk, 1.0) for pk in session_pks])
+        if session is not None:
+            weight = settings.SERVING_SESSION_WEIGHT
+            vector = session if vector is None else (1 - weight) * vector + weight * session
+    return vector
+
+
+def _fold_in(bundle: ModelBundle, weighted: list[tuple[int, float]]) -> np.ndarray | None:
+    pairs = [(pk, w) for pk, w in weighted if w > 0]
+    if not pairs:
+        return None
+    columns = bundle.columns([pk for pk, _ in pairs])
+    known = columns >= 0
+    if not known.any():
+        return None
+    strengths = np.array([w for _, w in pairs], dtype=np.float32)[known]
+    return bundle.model.fold_in(columns[known], strengths)
+
+
+# -- candidates and rules -----------------------------------------------------------------------
+
+class Selector:
+    """Accepts candidates in order while they pass every rule and are not yet taken."""
+
+    def __init__(self, tenant, rules: list[Rule], context: RuleContext, k: int,
+                 excluded: set[int]):
+        self.tenant, self.rules, self.context, self.k = tenant, rules, context, k
+        self.excluded = set(excluded)
+        self.picks: list[Pick] = []
+        self.filtered: dict[str, int] = {}
+        for rule in rules:
+            rule.prepare(context)
+
+    @property
+    def full(self) -> bool:
+        return len(self.picks) >= self.k
+
+    def offer(self, scored: list[tuple[int, float]], source: str, reason=None) -> None:
+        fresh = [(pk, s) for pk, s in scored if pk not in self.excluded]
+        infos = load_items(self.tenant, [pk for pk, _ in fresh])
+        for pk, score in fresh:
+            if self.full:
+                return
+            item = infos.get(pk)
+            self.excluded.add(pk)
+            if item is None:
+                continue
+            failed = next((r for r in self.rules if not r.allows(item, self.context)), None)
+            if failed is not None:
+                self.filtered[failed.name] = self.filtered.get(failed.name, 0) + 1
+                continue
+            self.picks.append(Pick(item, float(score), source,
+                                   reason(item) if reason else None))
+            counts = self.context.category_counts
+            counts[item.category] = counts.get(item.category, 0) + 1
+
+
+def _mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundle,
+                   vector: np.ndarray) -> None:
+    query = bundle.model.user_vectors(vector)[0]
+    n_items = version.n_item_vectors
+    fetch = min(max(4 * selector.k, 50), n_items)
+    seen = 0
+    while not selector.full and seen < n_items:
+        hits = nearest_items(version, query, fetch, ef_search=max(40, fetch))
+        selector.offer(hits[seen:], "mf")
+        if len(hits) < fetch or fetch >= n_items:
+            # The graph search returned fewer rows than asked (its filter ran after the scan)
+            # or everything was seen: finish with an exact scan over the model's items.
+            if not selector.full:
+                scores = bundle.model.score(vector[None, :])[0]
+                order = np.argsort(-scores, kind="stable")
+                selector.offer(list(zip(bundle.item_pks(order).tolist(),
+                                        scores[order].tolist(), strict=True)), "mf")
+            return
+        seen = len(hits)
+        fetch = min(fetch * 4, n_items)
+
+
+def _content(selector: Selector, bundle: ModelBundle, pks_weights: list[tuple[int, float]]
+             ) -> None:
+    if bundle.content is None or not pks_weights:
+        return
+    columns = bundle.columns([pk for pk, _ in pks_weights])
+    known = columns >= 0
+    if not known.any():
+        return
+    weights = np.array([w for _, w in pks_weights])[known]
+    need = selector.k - len(selector.picks)
+    n = min(bundle.content.n_items_, max(need * 5, 50))
+    ids, scores = bundle.content.recommend_for_items(columns[known], weights, n=n)
+    valid = ids >= 0
+    selector.offer(list(zip(bundle.item_pks(ids[valid]).tolist(), scores[valid].tolist(),
+                            strict=True)), "content",
+                   lambda item: f"matches your interest in {item.category}" if item.category
+                   else "similar to items you interacted with")
+
+
+def _editorial(selector: Selector, category: str | None) -> None:
+    picks = EditorialPick.objects.filter(tenant=selector.tenant)
+    if category:
+        picks = picks.filter(category__in=["", category])
+    selector.offer([(p.item_id, 0.0) for p in picks], "editorial",
+                   lambda item: "picked by the editors")
+
+
+def _popularity(selector: Selector, bundle: ModelBundle | None, category: str | None) -> None:
+    if bundle is not None:
+        n = bundle.popularity.n_items_
+        if category and hasattr(bundle.popularity, "item_categories_"):
+            ids, scores = bundle.popularity.top_items(n=n, category=category)
+            valid = ids >= 0
+            selector.offer(list(zip(bundle.item_pks(ids[valid]).tolist(),
+                                    scores[valid].tolist(), strict=True)), "popularity",
+                           lambda item: f"popular in {item.category}")
+        ids, scores = bundle.popularity.top_items(n=n)
+        valid = ids >= 0
+        selector.offer(list(zip(bundle.item_pks(ids[valid]).tolist(), scores[valid].tolist(),
+                                strict=True)), "popularity", _popular_reason)
+    if not selector.full:  # no model yet, or items newer than it: recent events decide
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT item_id, count(*) FROM catalog_event WHERE tenant_id = %s AND "
+                "timestamp >= now() - interval '30 days' GROUP BY item_id "
+                "ORDER BY count(*) DESC, item_id LIMIT %s",
+                [selector.tenant.pk, max(selector.k * 5, 100)])
+            selector.offer([(pk, float(c)) for pk, c in cursor.fetchall()], "popularity",
+                           _popular_reason)
+
+
+def _popular_reason(item: ItemInfo) -> str:
+    return f"popular in {item.category}" if item.category else "popular right now"
+
+
+def _explain_mf(bundle: ModelBundle, history: list[tuple[int, str, float]],
+                session_pks: list[int], tenant):
+    """The history item whose vector is nearest (cosine) to the recommended item's."""
+    pks = list(dict.fromkeys(session_pks + [pk for pk, _t, _ts in history]))[:200]
+    columns = bundle.columns(pks)
+    known = columns >= 0
+    if not known.any():
+        return lambda item: "matches your taste profile"
+    factors = bundle.model.item_factors_
+    mine = factors[columns[known]]
+    mine = mine / np.maximum(np.linalg.norm(mine, axis=1, keepdims=True), 1e-9)
+    names = load_items(tenant, np.asarray(pks)[known].tolist())
+    mine_pks = np.asarray(pks)[known]
+
+    def reason(item: ItemInfo) -> str:
+        column = bundle.columns([item.id])[0]
+        if column < 0:
+            return "matches your taste profile"
+        vector = factors[column] / max(float(np.linalg.norm(factors[column])), 1e-9)
+        nearest = int(mine_pks[int(np.argmax(mine @ vector))])
+        source = names.get(nearest)
+        label = (source.title or source.external_id) if source else str(nearest)
+        return f"because you interacted with {label}"
+
+    return reason
+
+
+# -- the entry points ---------------------------------------------------------------------------
+
+def recommend(tenant: Tenant, user_external_id: str | None, request: Request) -> dict:
+    if not 1 <= request.k <= MAX_K:
+        raise ServingError("k", f"k must be between 1 and {MAX_K}")
+    version = active_version(tenant)
+    bundle = load_bundle(version) if version is not None else None
+    user = (EndUser.objects.filter(tenant=tenant, external_id=user_external_id).first()
+            if user_external_id else None)
+    personalised = user is None or user.consent
+    history = user_history(user) if user is not None and personalised else []
+    external = items_by_external_id(tenant, request.recent_items + request.exclude)
+    session_pks = [external[e] for e in request.recent_items if e in external]
+    excluded = {external[e] for e in request.exclude if e in external}
+    context = RuleContext(tenant=tenant, user=user, now=timezone.now())
+    if user is not None:
+        context.history = {}
+        for pk, type_name, _ts in history:
+            context.history.setdefault(pk, set()).add(type_name)
+        context.suppressed = suppressed_items(user)
+    extra = []
+    if request.category:
+        extra.append(CategoryFilter({"include": [request.category]}, name="request:category"))
+    rules = tenant_rules(tenant, extra)
+    selector = Selector(tenant, rules, context, request.k, excluded)
+
+    precomputed_used = False
+    if request.precomputed and personalised and user is not None and version is not None:
+        precomputed_used = _offer_precomputed(selector, version, user)
+    vector = None
+    if bundle is not None and bundle.kind == ModelKind.MF and personalised:
+        vector = user_vector(bundle, user, history, session_pks)
+    if vector is not None and not selector.full:
+        reason = _explain_mf(bundle, history, session_pks, tenant) if request.explain else None
+        if reason is not None:
+            for pick in selector.picks:  # precomputed picks get their reasons too
+                pick.reason = pick.reason or reason(pick.item)
+        before = len(selector.picks)
+        _mf_candidates(selector, version, bundle, vector)
+        if reason is not None:
+            for pick in selector.picks[before:]:
+                pick.reason = reason(pick.item)
+    fallback_used = False
+    if not selector.full and bundle is not None and personalised:
+        weighted = [(pk, 1.0) for pk in session_pks] + [
+            (pk, bundle.event_weights.get(t, 1.0)) for pk, t, _ts in history]
+        before = len(selector.picks)
+        _content(selector, bundle, weighted)
+        fallback_used |= len(selector.picks) > before
+    if not selector.full:
+        before = len(selector.picks)
+        _editorial(selector, request.category)
+        _popularity(selector, bundle, request.category)
+        fallback_used |= len(selector.picks) > before
+    if context.data.get("record_impressions") and user is not None and selector.picks:
+        Impression.objects.bulk_create([Impression(tenant=tenant, user=user, item_id=p.item.id)
+                                        for p in selector.picks])
+    metrics.record_response(tenant.slug, selector, fallback_used)
+    return {
+        "recommendation_id": str(uuid.uuid4()),
+        "user": user_external_id,
+        "personalised": bool(personalised and vector is not None),
+        "model_version": None if version is None else {
+            "id": version.pk, "version": version.version, "kind": version.kind},
+        "precomputed": precomputed_used,
+        "rules": [r.name for r in rules],
+        "filtered": selector.filtered,
+        "items": [_item_json(p, request.explain) for p in selector.picks],
+    }
+
+
+def _item_json(pick: Pick, explain: bool) -> dict:
+    out = {"item": pick.item.external_id, "score": round(pick.score, 6), "source": pick.source}
+    if explain:
+        out["reason"] = pick.reason
+    return out
+
+
+def _offer_precomputed(selector: Selector, version: ModelVersion, user: EndUser) -> bool:
+    from mfplatform.serving.models import PrecomputedRecommendation
+
+    stored = PrecomputedRecommendation.objects.filter(model_version=version, user=user).first()
+    if stored is None:
+        return False
+    selector.offer([(int(pk), float(score)) for pk, score in stored.items], "mf")
+    return True
+
+
+def similar_items(tenant: Tenant, item_external_id: str, k: int,
+                  explain: bool = False) -> dict | None:
+    """Items like the given one (by item vectors; content-based for an item without one).
+    None when the tenant has no such item."""
+    if not 1 <= k <= MAX_K:
+        raise ServingError("k", f"k must be between 1 and {MAX_K}")
+    item = Item.objects.filter(tenant=tenant, external_id=item_external_id).first()
+    if item is None:
+        return None
+    version = active_version(tenant)
+    bundle = load_bundle(version) if version is not None else None
+    rules = [r for r in tenant_rules(tenant) if r.kind not in ("not_interacted",
+                                                                "not_suppressed")]
+    selector = Selector(tenant, rules, RuleContext(tenant=tenant, user=None,
+                                                   now=timezone.now()), k, {item.pk})
+    label = item.title or item.external_id
+    column = bundle.columns([item.pk])[0] if bundle is not None else -1
+    if bundle is not None and bundle.model is not None and column >= 0:
+        vector = bundle.model.item_factors_[column]
+        query = np.zeros(bundle.model.item_vectors().shape[1], dtype=np.float32)
+        query[: vector.size] = vector  # no bias component: a pure factor inner product
+        hits = nearest_items(version, query, min(max(4 * k, 50), version.n_item_vectors),
+                             ef_search=max(40, 4 * k))
+        selector.offer(hits, "mf", lambda _i: f"often liked together with {label}")
+    if not selector.full and bundle is not None:
+        _content(selector, bundle, [(item.pk, 1.0)])
+    if not selector.full:
+        _popularity(selector, bundle, item.category or None)
+    metrics.record_response(tenant.slug, selector, False)
+    return {"item": item_external_id,
+            "model_version": None if version is None else {"id": version.pk,
+                                                           "version": version.version},
+            "rules": [r.name for r in rules],
+            "items": [_item_json(p, explain) for p in selector.picks]}

@@ -1,0 +1,97 @@
+import time
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from mfplatform.serving import metrics
+from mfplatform.serving.models import EligibilityRule
+from mfplatform.serving.serializers import (
+    BatchRecommendationSerializer,
+    EligibilityRuleSerializer,
+    RecommendationQuerySerializer,
+)
+from mfplatform.serving.service import Request, ServingError, recommend, similar_items
+from tenants.api import TenantScopedMixin, request_tenant
+
+
+def _request(data) -> Request:
+    return Request(k=data["k"], recent_items=data["recent_items"], exclude=data["exclude"],
+                   category=data.get("category") or None, explain=data["explain"],
+                   precomputed=data["precomputed"])
+
+
+class Timed:
+    """Counts and times each call per tenant and endpoint (GET /metrics)."""
+
+    endpoint = ""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        tenant = getattr(request, "tenant", None)
+        if tenant is not None and hasattr(request, "_started"):
+            metrics.LATENCY.labels(tenant.slug, self.endpoint).observe(
+                time.perf_counter() - request._started)
+            metrics.REQUESTS.labels(tenant.slug, self.endpoint, response.status_code).inc()
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    def initial(self, request, *args, **kwargs):
+        request._started = time.perf_counter()
+        super().initial(request, *args, **kwargs)
+
+
+class RecommendationsView(Timed, APIView):
+    """Recommendations for a user (GET) or a batch of users (POST)."""
+
+    required_scope = "recommend"
+    endpoint = "recommendations"
+
+    @extend_schema(parameters=[RecommendationQuerySerializer])
+    def get(self, request):
+        query = RecommendationQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        try:
+            body = recommend(request_tenant(request), query.validated_data.get("user") or None,
+                             _request(query.validated_data))
+        except ServingError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from exc
+        return Response(body)
+
+    @extend_schema(request=BatchRecommendationSerializer)
+    def post(self, request):
+        body = BatchRecommendationSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        users = data.get("users") or ([data["user"]] if data.get("user") else [])
+        if not users:
+            raise ValidationError({"users": ["give users (a list) or user"]})
+        tenant = request_tenant(request)
+        return Response({"results": [recommend(tenant, user, _request(data))
+                                     for user in users]})
+
+
+class SimilarItemsView(Timed, APIView):
+    required_scope = "recommend"
+    endpoint = "similar"
+
+    @extend_schema(parameters=[OpenApiParameter("k", int), OpenApiParameter("explain", bool)])
+    def get(self, request, external_id: str):
+        try:
+            k = int(request.query_params.get("k", 10))
+        except ValueError as exc:
+            raise ValidationError({"k": ["expected an integer"]}) from exc
+        explain = request.query_params.get("explain", "").lower() in ("1", "true", "yes")
+        try:
+            body = similar_items(request_tenant(request), external_id, k, explain)
+        except ServingError as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from exc
+        if body is None:
+            raise NotFound(f"no item {external_id!r}")
+        return Response(body, status=status.HTTP_200_OK)
+
+
+class EligibilityRuleViewSet(TenantScopedMixin, viewsets.ModelViewSet):
+    model = EligibilityRule
+    serializer_class = EligibilityRuleSerializer
+    required_scope = "manage"
