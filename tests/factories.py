@@ -76,7 +76,7 @@ def synthetic(n_users=300, n_items=120, n_interactions=6000, seed=0, days=60):
 
 TEST_PLAN = {
     "events": {"click": 1, "add_to_cart": 3, "purchase": 5, "watch_complete": 4},
-    "training": {"strategy": "als", "factors": 16, "iterations": 8},
+    "training": {"strategy": "als", "factors": 16, "iterations": 8, "regularization": 1.0},
     "evaluation": {"k": [5, 10]},
     "minimums": {"users": 50, "items": 20, "interactions": 500},
 }

@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from mfengine.baselines import item_tokens
 from mfplatform.catalog.models import EndUser, Item
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.vectors import nearest_items
@@ -214,18 +216,37 @@ def _mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundl
 
 def _content(selector: Selector, bundle: ModelBundle, pks_weights: list[tuple[int, float]]
              ) -> None:
-    if bundle.content is None or not pks_weights:
+    """Content-based from a history or session. Items the model has never seen (new items)
+    still count: their TF-IDF vectors come from their catalogue description."""
+    content = bundle.content
+    if content is None or not pks_weights:
         return
-    columns = bundle.columns([pk for pk, _ in pks_weights])
-    known = columns >= 0
-    if not known.any():
+    weights: dict[int, float] = {}
+    for pk, weight in pks_weights:
+        weights[pk] = weights.get(pk, 0.0) + weight
+    pks = list(weights)
+    columns = bundle.columns(pks)
+    known = [(c, weights[pk]) for pk, c in zip(pks, columns.tolist(), strict=True) if c >= 0]
+    unknown = [pk for pk, c in zip(pks, columns.tolist(), strict=True) if c < 0]
+    parts = []
+    if known:
+        rows = content.item_vectors_[[c for c, _ in known]]
+        parts.append(sp.diags([w for _, w in known]) @ rows)
+    if unknown:
+        described = list(Item.objects.filter(tenant=selector.tenant, pk__in=unknown)
+                         .values_list("id", "category", "tags", "attributes"))
+        tokens = item_tokens(len(described), categories=[d[1] for d in described],
+                             tags=[d[2] for d in described], attributes=[d[3] for d in described])
+        rows = content.transform_items(tokens)
+        parts.append(sp.diags([weights[d[0]] for d in described]) @ rows)
+    profile = sp.vstack(parts).sum(axis=0)
+    scores = np.asarray(content.item_vectors_ @ np.asarray(profile).ravel()).ravel()
+    if not np.any(scores > 0):
         return
-    weights = np.array([w for _, w in pks_weights])[known]
     need = selector.k - len(selector.picks)
-    n = min(bundle.content.n_items_, max(need * 5, 50))
-    ids, scores = bundle.content.recommend_for_items(columns[known], weights, n=n)
-    valid = ids >= 0
-    selector.offer(list(zip(bundle.item_pks(ids[valid]).tolist(), scores[valid].tolist(),
+    order = np.argsort(-scores, kind="stable")[: max(need * 5, 50)]
+    order = order[scores[order] > 0]
+    selector.offer(list(zip(bundle.item_pks(order).tolist(), scores[order].tolist(),
                             strict=True)), "content",
                    lambda item: f"matches your interest in {item.category}" if item.category
                    else "similar to items you interacted with")
