@@ -7,11 +7,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test install lint bench migrate
 
-$(STAMP): pyproject.toml tests/plugins/mfengine_example_plugin/pyproject.toml
+$(STAMP): pyproject.toml tests/plugins/mfengine_example_plugin/pyproject.toml \
+		tests/plugins/mfplatform_example_rule/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet -e tests/plugins/mfengine_example_plugin
+	$(BIN)/pip install --quiet -e tests/plugins/mfengine_example_plugin \
+		-e tests/plugins/mfplatform_example_rule
 	touch $(STAMP)
 
 install: $(STAMP)

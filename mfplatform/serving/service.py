@@ -328,7 +328,8 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
     history = user_history(user) if user is not None and personalised else []
     external = items_by_external_id(tenant, request.recent_items + request.exclude)
     session_pks = [external[e] for e in request.recent_items if e in external]
-    excluded = {external[e] for e in request.exclude if e in external}
+    # What the user is looking at right now is not worth recommending back.
+    excluded = {external[e] for e in request.exclude if e in external} | set(session_pks)
     context = RuleContext(tenant=tenant, user=user, now=timezone.now())
     if user is not None:
         context.history = {}
