@@ -167,6 +167,8 @@ SPECTACULAR_SETTINGS = {
 
 # Serving: the session's share when a user's vector is blended with their recent items.
 SERVING_SESSION_WEIGHT = float(os.environ.get("SERVING_SESSION_WEIGHT", "0.3"))
+# Precompute every user's top-N after each promotion (served with ?precomputed=true).
+SERVING_PRECOMPUTE = env_bool("SERVING_PRECOMPUTE", True)
 
 CACHES = {
     "default": {

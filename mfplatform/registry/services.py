@@ -7,6 +7,7 @@ result. Serving reads the active version in one query, so it never sees none or 
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -129,6 +130,10 @@ def _switch(plan_id: int, target: ModelVersion, action: str, actor: str, reason:
     target.status = ModelStatus.ACTIVE
     target.activated_at = now
     target.save(update_fields=["status", "activated_at"])
+    if settings.SERVING_PRECOMPUTE and target.kind == ModelKind.MF:
+        from mfplatform.serving.tasks import precompute
+
+        transaction.on_commit(lambda: precompute.delay(target.tenant_id, target.pk))
     return PromotionLog.objects.create(
         tenant=target.tenant, plan_id=plan_id, action=action, from_version=current,
         to_version=target, actor=actor, actor_user=actor_user, reason=reason)

@@ -189,3 +189,21 @@ def test_metrics_endpoint(served, client):
     assert 'mf_serving_requests_total{endpoint="recommendations",status="200",tenant="alpha"}' \
         in text
     assert 'mf_serving_items_total{source="mf",tenant="alpha"}' in text
+
+
+def test_precomputed_lists_are_served_with_rules_reapplied(served):
+    from mfplatform.serving.models import PrecomputedRecommendation
+    from mfplatform.serving.precompute import precompute_top_n
+
+    with served.scope():
+        assert precompute_top_n(served.version, n=30) == 300
+        user = EndUser.objects.get(external_id="user-3")
+        stored = PrecomputedRecommendation.objects.get(user=user)
+        seen = set(Event.objects.filter(user=user).values_list("item_id", flat=True))
+        external = dict(Item.objects.values_list("id", "external_id"))
+    live = get(served, "user=user-3&k=10")
+    pre = get(served, "user=user-3&k=10&precomputed=true")
+    assert pre["precomputed"] is True and live["precomputed"] is False
+    expected = [external[pk] for pk, _s in stored.items if pk not in seen][:10]
+    assert [i["item"] for i in pre["items"]] == expected  # seen items filtered at request time
+    assert [i["item"] for i in pre["items"]] == [i["item"] for i in live["items"]]
