@@ -165,6 +165,9 @@ SPECTACULAR_SETTINGS = {
                              "mfplatform.api_errors.add_error_responses"],
 }
 
+# Registry: model versions per plan that keep their vectors (older ones keep metadata only).
+MODEL_RETENTION_KEEP = int(os.environ.get("MODEL_RETENTION_KEEP", "3"))
+
 # Serving: the session's share when a user's vector is blended with their recent items.
 SERVING_SESSION_WEIGHT = float(os.environ.get("SERVING_SESSION_WEIGHT", "0.3"))
 # Precompute every user's top-N after each promotion (served with ?precomputed=true).

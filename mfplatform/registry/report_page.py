@@ -33,15 +33,19 @@ def _metric_by_k(report: dict, previous: dict | None) -> str | None:
     if not ks:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    def values(series: dict, name: str) -> list | None:
+        found = [series.get(str(k), {}).get(name) for k in ks]
+        return None if any(v is None for v in found) else found
+
     for ax, name in zip(axes, ("ndcg", "recall"), strict=True):
-        ax.plot(ks, [metrics[str(k)][name] for k in ks], marker="o", label="this model")
-        for label, source in (("popularity", report.get("baselines", {}).get("popularity")),
-                              ("content", report.get("baselines", {}).get("content")),
-                              ("previous active", (previous or {}).get("metrics"))):
-            series = (source or {}).get("overall", {})
-            if all(str(k) in series for k in ks):
-                ax.plot(ks, [series[str(k)][name] for k in ks], marker=".", linestyle="--",
-                        label=label)
+        for label, source, style in (
+                ("this model", report.get("metrics"), "-"),
+                ("popularity", report.get("baselines", {}).get("popularity"), "--"),
+                ("content", report.get("baselines", {}).get("content"), "--"),
+                ("previous active", (previous or {}).get("metrics"), ":")):
+            series = values((source or {}).get("overall", {}), name)
+            if series is not None:
+                ax.plot(ks, series, marker="o", linestyle=style, label=label)
         ax.set_xlabel("K")
         ax.set_title(f"{name.upper()}@K")
         ax.grid(alpha=0.3)
@@ -113,7 +117,11 @@ def _loss(report: dict) -> str | None:
 
 def report_context(version: ModelVersion) -> dict:
     report = version.report or {}
-    previous = (report.get("comparison") or {}).get("previous_report_metrics")
+    comparison = (report.get("comparison") or {}).get("metrics") or {}
+    # The previous active version's metrics, as mfengine.report.compare_reports kept them.
+    previous = {segment: {k: {name: v["previous"] for name, v in values.items()}
+                          for k, values in per_k.items()}
+                for segment, per_k in comparison.items()}
     charts = {
         "Metrics by K": _metric_by_k(report, {"metrics": previous} if previous else None),
         "Segments": _segment_bars(report),
@@ -126,11 +134,14 @@ def report_context(version: ModelVersion) -> dict:
         for k, values in sorted(report.get("metrics", {}).get(segment, {}).items(),
                                 key=lambda item: int(item[0])):
             base = report.get("baselines", {}).get("popularity", {}).get(segment, {}).get(k, {})
-            rows.append({"segment": segment, "k": k, "values": values, "popularity": base})
+            prior = comparison.get(segment, {}).get(k, {})
+            rows.append({"segment": segment, "k": k, "values": values, "popularity": base,
+                         "previous": {name: v["previous"] for name, v in prior.items()},
+                         "ndcg_delta": (prior.get("ndcg") or {}).get("relative")})
     return {"version": version, "report": report, "charts": {t: c for t, c in charts.items()
                                                              if c},
             "rows": rows, "checks": version.checks or [], "decision": version.decision or {},
-            "comparison": report.get("comparison")}
+            "has_previous": bool(comparison)}
 
 
 def render_report_html(version: ModelVersion) -> str:

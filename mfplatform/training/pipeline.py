@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
@@ -29,7 +30,7 @@ from mfengine.evaluation import temporal_split_mask
 from mfengine.report import build_report
 from mfplatform.catalog.models import Item
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
-from mfplatform.registry.services import decide_promotion
+from mfplatform.registry.services import apply_retention, decide_promotion
 from mfplatform.registry.vectors import create_item_index, drop_vectors, write_vectors
 from mfplatform.training.dataset import EventArrays, build_dataset_version, prepare
 from mfplatform.training.models import RunStatus, TrainingRun
@@ -100,6 +101,7 @@ def execute_run(run: TrainingRun) -> ModelVersion:
     done()
     _finish(run, RunStatus.SUCCEEDED)
     decide_promotion(version)
+    apply_retention(run.plan, settings.MODEL_RETENTION_KEEP)
     return version
 
 
