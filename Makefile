@@ -23,7 +23,7 @@ migrate: install
 
 # Web server, Celery worker and beat in the foreground; Ctrl-C stops them all.
 run: migrate
-	@# (the demo tenant seeding step goes here: see the newcomer issue)
+	DEBUG=$${DEBUG:-1} PORT=$(PORT) $(BIN)/python manage.py seed_demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py serve --port $(PORT)
 
 test: install
