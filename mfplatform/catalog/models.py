@@ -81,7 +81,12 @@ class EventType(TenantOwned):
 
 
 class Event(TenantOwned):
-    user = models.ForeignKey(EndUser, on_delete=models.CASCADE, related_name="events")
+    # The biggest table: no single-column indexes that the composite ones below already cover
+    # (each index costs every ingested row).
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+",
+                               db_index=False)
+    user = models.ForeignKey(EndUser, on_delete=models.CASCADE, related_name="events",
+                             db_index=False)
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="events")
     event_type = models.ForeignKey(EventType, on_delete=models.PROTECT, related_name="events")
     value = models.FloatField(null=True, blank=True)
