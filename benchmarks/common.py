@@ -89,3 +89,40 @@ def command_line() -> str:
     with contextlib.suppress(ValueError):  # a script outside the repository keeps its path
         script = script.relative_to(ROOT)
     return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])
+
+
+BENCH_DB = "mfbench"
+
+
+@contextlib.contextmanager
+def bench_database(name: str = BENCH_DB):
+    """A throwaway database on the embedded server, migrated; dropped afterwards. Sets the
+    environment so that this process (Django) and its children use it."""
+    import subprocess
+
+    import psycopg
+
+    from mfplatform.embedded_db import APP_DATABASE, APP_ROLE, ensure_running
+
+    socket_dir = ensure_running(ROOT / "var" / "pgdata")
+
+    def admin(sql: str) -> None:
+        with psycopg.connect(host=str(socket_dir), user=APP_ROLE, dbname=APP_DATABASE,
+                             autocommit=True) as conn:
+            conn.execute(sql)
+
+    admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin(f"CREATE DATABASE {name}")
+    env = {"EMBEDDED_DB_NAME": name, "DEBUG": "0", "SECRET_KEY": "benchmark-only-secret",
+           "CELERY_BROKER_DIR": str(ROOT / "var" / "bench-broker"),
+           "DJANGO_SETTINGS_MODULE": "mfplatform.settings", "API_RATE_LIMIT": "1000000/s"}
+    os.environ.update(env)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+                   cwd=ROOT, env=os.environ.copy(), check=True)
+    try:
+        yield socket_dir
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
