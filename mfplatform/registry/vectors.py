@@ -69,6 +69,8 @@ def create_item_index(model_version: ModelVersion) -> None:
             f"CREATE INDEX IF NOT EXISTS {model_version.index_name} ON registry_itemvector "
             f"USING hnsw ((embedding::vector({dims})) vector_ip_ops) "
             f"WHERE model_version_id = {int(model_version.pk)}")
+        # Fresh statistics, or the planner still believes the table is empty and scans it.
+        cursor.execute("ANALYZE registry_itemvector")
 
 
 def drop_vectors(model_version: ModelVersion) -> None:
