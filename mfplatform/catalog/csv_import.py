@@ -100,3 +100,31 @@ def run_import(path: Path, mapping: dict[str, str], write: Callable[[list, bool]
             raise ImportFailed(summary)
     return summary
 
+
+
+def import_for_command(command, slug: str, path: Path, mapping: dict[str, str],
+                       write_for_tenant, partial: bool, progress: bool,
+                       convert: Callable[[dict], dict] | None = None) -> None:
+    """The import commands' shared part: resolve the tenant, run in its context, report."""
+    from django.core.management.base import CommandError
+
+    from tenants.context import tenant_context
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.filter(slug=slug).first()
+    if tenant is None:
+        raise CommandError(f"no tenant {slug!r}")
+    if not path.exists():
+        raise CommandError(f"no file {path}")
+    with tenant_context(tenant):
+        try:
+            summary = run_import(path, mapping, write_for_tenant(tenant), partial, convert,
+                                 progress=progress)
+        except ImportFailed as failed:
+            for line in failed.summary.lines():
+                command.stderr.write(line)
+            raise CommandError(str(failed)) from None
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+    for line in summary.lines():
+        command.stdout.write(line)

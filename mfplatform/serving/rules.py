@@ -70,6 +70,12 @@ class Rule:
         raise NotImplementedError
 
 
+def _only(params: dict, *allowed: str) -> None:
+    unknown = set(params) - set(allowed)
+    if unknown:
+        raise RuleParamsError({sorted(unknown)[0]: "unknown parameter"})
+
+
 def _string_list(params: dict, key: str, required: bool = False) -> list[str]:
     value = params.get(key, [])
     if required and not value:
@@ -116,9 +122,7 @@ class NotInteracted(Rule):
 
     @classmethod
     def validate(cls, params):
-        unknown = set(params) - {"event_types"}
-        if unknown:
-            raise RuleParamsError({sorted(unknown)[0]: "unknown parameter"})
+        _only(params, "event_types")
         return {"event_types": _string_list(params, "event_types")}
 
     def allows(self, item, context):
@@ -135,9 +139,7 @@ class CategoryFilter(Rule):
 
     @classmethod
     def validate(cls, params):
-        unknown = set(params) - {"include", "exclude"}
-        if unknown:
-            raise RuleParamsError({sorted(unknown)[0]: "unknown parameter"})
+        _only(params, "include", "exclude")
         include, exclude = _string_list(params, "include"), _string_list(params, "exclude")
         if not include and not exclude:
             raise RuleParamsError({"include": "give include and/or exclude"})
@@ -173,9 +175,7 @@ class AttributePredicate(Rule):
                 raise RuleParamsError({"min": "op 'range' needs a numeric min and/or max"})
         else:
             raise RuleParamsError({"op": "one of equals, in, range"})
-        unknown = set(params) - {"key", "op", "value", "values", "min", "max"}
-        if unknown:
-            raise RuleParamsError({sorted(unknown)[0]: "unknown parameter"})
+        _only(params, "key", "op", "value", "values", "min", "max")
         return params
 
     def allows(self, item, context):
@@ -199,9 +199,7 @@ class MaxPerCategory(Rule):
 
     @classmethod
     def validate(cls, params):
-        unknown = set(params) - {"max"}
-        if unknown:
-            raise RuleParamsError({sorted(unknown)[0]: "unknown parameter"})
+        _only(params, "max")
         return {"max": _positive_int(params, "max")}
 
     def allows(self, item, context):
@@ -214,9 +212,7 @@ class FrequencyCap(Rule):
 
     @classmethod
     def validate(cls, params):
-        unknown = set(params) - {"max", "hours"}
-        if unknown:
-            raise RuleParamsError({sorted(unknown)[0]: "unknown parameter"})
+        _only(params, "max", "hours")
         return {"max": _positive_int(params, "max"), "hours": _positive_int(params, "hours")}
 
     def prepare(self, context):

@@ -2,10 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from mfplatform.catalog.csv_import import ImportFailed, parse_mapping, run_import
+from mfplatform.catalog.csv_import import import_for_command, parse_mapping
 from mfplatform.catalog.ingest import EVENT_FIELDS, ingest_events
-from tenants.context import tenant_context
-from tenants.models import Tenant
 
 
 class Command(BaseCommand):
@@ -26,11 +24,6 @@ class Command(BaseCommand):
 
     def handle(self, tenant, file, mapping, type, partial, create_items, no_progress,
                **options):
-        tenant_obj = Tenant.objects.filter(slug=tenant).first()
-        if tenant_obj is None:
-            raise CommandError(f"no tenant {tenant!r}")
-        if not file.exists():
-            raise CommandError(f"no file {file}")
         try:
             columns = parse_mapping(mapping, EVENT_FIELDS)
         except ValueError as exc:
@@ -38,18 +31,11 @@ class Command(BaseCommand):
         if "type" not in columns and not type:
             raise CommandError("give --type or map a type column")
 
-        def write(chunk, partial_chunk):
-            return ingest_events(tenant_obj, chunk, partial=partial_chunk, default_type=type,
-                                 indexed=True, allow_placeholders=create_items or None)
+        def writer(tenant_obj):
+            def write(chunk, partial_chunk):
+                return ingest_events(tenant_obj, chunk, partial=partial_chunk,
+                                     default_type=type, indexed=True,
+                                     allow_placeholders=create_items or None)
+            return write
 
-        with tenant_context(tenant_obj):
-            try:
-                summary = run_import(file, columns, write, partial, progress=not no_progress)
-            except ImportFailed as failed:
-                for line in failed.summary.lines():
-                    self.stderr.write(line)
-                raise CommandError(str(failed)) from None
-            except ValueError as exc:
-                raise CommandError(str(exc)) from exc
-        for line in summary.lines():
-            self.stdout.write(line)
+        import_for_command(self, tenant, file, columns, writer, partial, not no_progress)

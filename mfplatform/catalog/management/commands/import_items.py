@@ -2,10 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from mfplatform.catalog.csv_import import ImportFailed, parse_mapping, run_import
+from mfplatform.catalog.csv_import import import_for_command, parse_mapping
 from mfplatform.catalog.ingest import upsert_items
-from tenants.context import tenant_context
-from tenants.models import Tenant
 
 ITEM_COLUMNS = {"item", "title", "category", "tags"}
 
@@ -26,11 +24,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, tenant, file, mapping, tags_sep, partial, no_progress, **options):
-        tenant_obj = Tenant.objects.filter(slug=tenant).first()
-        if tenant_obj is None:
-            raise CommandError(f"no tenant {tenant!r}")
-        if not file.exists():
-            raise CommandError(f"no file {file}")
         try:
             columns = parse_mapping(mapping, ITEM_COLUMNS)
         except ValueError as exc:
@@ -50,23 +43,15 @@ class Command(BaseCommand):
                     else [row["tags"]]
             return item
 
-        def write(chunk, partial_chunk):
-            result = upsert_items(tenant_obj, [row for _line, row in chunk],
-                                  partial=partial_chunk)
-            lines = [line for line, _row in chunk]
-            for error in result.rejected:  # report file line numbers, not chunk positions
-                error.index = lines[error.index]
-            return result
+        def writer(tenant_obj):
+            def write(chunk, partial_chunk):
+                result = upsert_items(tenant_obj, [row for _line, row in chunk],
+                                      partial=partial_chunk)
+                lines = [line for line, _row in chunk]
+                for error in result.rejected:  # report file line numbers, not positions
+                    error.index = lines[error.index]
+                return result
+            return write
 
-        with tenant_context(tenant_obj):
-            try:
-                summary = run_import(file, columns, write, partial, convert,
-                                     progress=not no_progress)
-            except ImportFailed as failed:
-                for line in failed.summary.lines():
-                    self.stderr.write(line)
-                raise CommandError(str(failed)) from None
-            except ValueError as exc:
-                raise CommandError(str(exc)) from exc
-        for line in summary.lines():
-            self.stdout.write(line)
+        import_for_command(self, tenant, file, columns, writer, partial, not no_progress,
+                           convert)
