@@ -73,7 +73,10 @@ def load(args):
         started = time.perf_counter()
         version = execute_run(queue_run(tenant, plan))
         print(f"trained and published in {time.perf_counter() - started:.1f} s: "
-              f"{version.status}, {version.n_item_vectors:,} item vectors", flush=True)
+              f"{version.status} ({'; '.join(version.decision.get('reasons', []))}), "
+              f"{version.n_item_vectors:,} item vectors", flush=True)
+        if version.status != "active":
+            raise SystemExit("the model was not promoted: nothing to measure")
         for name, kind, params in (
                 ("no-toys", "category", {"exclude": ["toys"]}),
                 ("diverse", "max_per_category", {"max": 4}),
