@@ -1,6 +1,8 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mfplatform.registry.models import ModelVersion, PromotionLog
+from mfplatform.registry.services import history
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -15,12 +17,6 @@ class ModelVersionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ModelVersionDetailSerializer(ModelVersionSerializer):
-    class Meta(ModelVersionSerializer.Meta):
-        fields = [*ModelVersionSerializer.Meta.fields, "checks", "report"]
-        read_only_fields = fields
-
-
 class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(min_length=3, max_length=2000)
 
@@ -31,3 +27,17 @@ class PromotionLogSerializer(serializers.ModelSerializer):
         fields = ["id", "plan", "action", "from_version", "to_version", "actor", "reason",
                   "created_at"]
         read_only_fields = fields
+
+
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    """One version with its quality checks, evaluation report and audit log entries."""
+
+    log = serializers.SerializerMethodField()
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = [*ModelVersionSerializer.Meta.fields, "checks", "report", "log"]
+        read_only_fields = fields
+
+    @extend_schema_field(PromotionLogSerializer(many=True))
+    def get_log(self, obj: ModelVersion) -> list[dict]:
+        return PromotionLogSerializer(history(obj), many=True).data

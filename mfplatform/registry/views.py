@@ -12,7 +12,7 @@ from mfplatform.registry.serializers import (
     PromotionLogSerializer,
     ReasonSerializer,
 )
-from mfplatform.registry.services import RegistryError, promote, rollback
+from mfplatform.registry.services import RegistryError, history, promote, rollback
 from tenants.api import TenantScopedMixin
 
 
@@ -64,5 +64,6 @@ class ModelVersionViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(responses={(200, "text/html"): OpenApiResponse(description="report page")})
     @action(detail=True, methods=["get"])
     def report(self, request, pk=None):
-        return HttpResponse(render_report_html(self.get_object()),
+        version = self.get_object()
+        return HttpResponse(render_report_html(version, log=history(version)),
                             content_type="text/html; charset=utf-8")
