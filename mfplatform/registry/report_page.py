@@ -84,7 +84,9 @@ def _metric_by_k(report: dict) -> str | None:
         ax.set_xlabel("K")
         ax.set_title(f"{name.replace('_', ' ')}@K")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=len(labels), fontsize=9, frameon=False)
     return _png(fig)
 
 
@@ -106,7 +108,7 @@ def _segment_bars(report: dict) -> str | None:
                    for s in segments])
     ax.set_title(f"NDCG@{k} by segment")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _png(fig)
 
 
@@ -184,7 +186,8 @@ def _decision_rows(decision: dict) -> list[dict]:
     labels = {"candidate": "this model", "active": "active version",
               "popularity": "popularity baseline", "top1pct_share": "top-1% share"}
     rows = []
-    for name, value in values.items():
+    for name in sorted(values, key=lambda n: list(labels).index(n) if n in labels else 9):
+        value = values[name]
         if name == "candidate":
             need = ""
         elif name == "top1pct_share":
