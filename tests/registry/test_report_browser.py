@@ -45,7 +45,7 @@ def chromium_driver():
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def log_in(driver, live_server, username: str, password: str) -> None:
+def login(driver, live_server, username: str, password: str) -> None:
     """Through the admin's real login form."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -71,7 +71,7 @@ def test_report_page_renders_charts_in_chromium(live_server, tenant_a):
     driver = chromium_driver()
     path = SCREENSHOTS / "report.png"
     try:
-        log_in(driver, live_server, "admin@alpha.test", "pw-admin-123")
+        login(driver, live_server, "admin@alpha.test", "pw-admin-123")
         report_url = f"{live_server.url}/admin/registry/modelversion/{version.pk}/report/"
         driver.get(report_url)
         assert driver.current_url == report_url
