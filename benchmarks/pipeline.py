@@ -191,7 +191,7 @@ def main() -> None:
     labels = {"building_dataset": "dataset build (read events, filters, prepare, artifact)",
               "training": "fit (ALS, 64 factors, 15 iterations: full data, then the split's "
                           "train part for evaluation)",
-              "evaluating": "evaluation (metrics at K 10/20/50 for <= 20k users, popularity "
+              "evaluating": "evaluation (metrics at K 10/20/50 for <= 5k users, popularity "
                             "and content baselines, quality checks)",
               "publishing": "publication (COPY item+user vectors, HNSW index)"}
     rows = "\n".join(f"| {labels[s]} | {run.timings.get(s, float('nan')):.1f} |" for s in stages)

@@ -17,6 +17,7 @@ from mfplatform.training.pipeline import model_dir
 
 _CACHE: dict[int, ModelBundle] = {}
 _LOCK = threading.Lock()
+_LOAD_LOCK = threading.Lock()
 _MAX_CACHED = 8
 
 
@@ -57,6 +58,15 @@ def load_bundle(version: ModelVersion) -> ModelBundle:
         cached = _CACHE.get(version.pk)
     if cached is not None:
         return cached
+    with _LOAD_LOCK:  # one load per process, not one per thread arriving at once
+        with _LOCK:
+            cached = _CACHE.get(version.pk)
+        if cached is not None:
+            return cached
+        return _load(version)
+
+
+def _load(version: ModelVersion) -> ModelBundle:
     folder = model_dir(version.tenant_id, version.plan_id)
     with np.load(folder / f"v{version.pk}-ids.npz", allow_pickle=False) as ids:
         item_ids, user_ids = ids["item_ids"], ids["user_ids"]

@@ -173,7 +173,16 @@ class Selector:
         return len(self.picks) >= self.k
 
     def offer(self, scored: list[tuple[int, float]], source: str, reason=None) -> None:
+        """Candidates best first; item rows are loaded a chunk at a time, so offering a whole
+        catalogue costs only what is looked at before `k` items are accepted."""
         fresh = [(pk, s) for pk, s in scored if pk not in self.excluded]
+        chunk = max(4 * self.k, 100)
+        for start in range(0, len(fresh), chunk):
+            if self.full:
+                return
+            self._offer_chunk(fresh[start:start + chunk], source, reason)
+
+    def _offer_chunk(self, fresh: list[tuple[int, float]], source: str, reason) -> None:
         infos = load_items(self.tenant, [pk for pk, _ in fresh])
         for pk, score in fresh:
             if self.full:

@@ -78,7 +78,7 @@ class EvaluationSerializer(serializers.Serializer):
     k = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=1000),
                               min_length=1, default=[10, 20, 50])
     # Users evaluated at most (a seeded sample beyond this): bounds evaluation time.
-    max_users = serializers.IntegerField(min_value=100, allow_null=True, default=20000)
+    max_users = serializers.IntegerField(min_value=100, allow_null=True, default=5000)
 
 
 class ServingSerializer(serializers.Serializer):
