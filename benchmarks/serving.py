@@ -148,7 +148,7 @@ def hnsw_recall(tenant, version, sample: int = 200, k: int = 100) -> tuple[float
 
 def main() -> None:
     args = parse_args()
-    with bench_database():
+    with bench_database("mfbench_serving"):
         tenant, version, key, data = load(args)
         port = free_port()
         server = start_server_threads(port)

@@ -201,26 +201,72 @@ class Selector:
             counts[item.category] = counts.get(item.category, 0) + 1
 
 
+EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
+_PGVECTOR_VERSION: dict[str, tuple[int, ...]] = {}
+
+
+def pgvector_version() -> tuple[int, ...]:
+    """The server's pgvector version, asked once per process and database."""
+    name = connection.settings_dict["NAME"]
+    if name not in _PGVECTOR_VERSION:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+        _PGVECTOR_VERSION[name] = tuple(int(p) for p in (row[0] if row else "0").split(".")
+                                        if p.isdigit())
+    return _PGVECTOR_VERSION[name]
+
+
+def _search_settings(ef_search: int) -> None:
+    """hnsw.ef_search (and, on pgvector >= 0.8, iterative index scans) for the next search.
+    Requests run in autocommit, where SET LOCAL does nothing: outside a transaction the
+    setting is made for the session and remembered on the connection, so it costs a round
+    trip only when it changes; inside one it is made transaction-local every time."""
+    iterative = pgvector_version() >= (0, 8)
+    connection.ensure_connection()
+    raw = connection.connection
+    local = connection.in_atomic_block
+    if not local and getattr(raw, "_mf_ef_search", None) == ef_search:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, %s)" + (
+            ", set_config('hnsw.iterative_scan', 'relaxed_order', %s)" if iterative else ""),
+            [str(ef_search), local] + ([local] if iterative else []))
+    raw._mf_ef_search = None if local else ef_search
+
+
+def index_search(version: ModelVersion, query: np.ndarray, limit: int,
+                 ef_search: int) -> list[tuple[int, float]]:
+    """(item pk, inner product) best first through the version's HNSW index."""
+    _search_settings(min(max(ef_search, 40), EF_SEARCH_MAX))
+    hits = nearest_items(version, query, limit)
+    if pgvector_version() >= (0, 8):  # relaxed order: re-sort what came back
+        hits.sort(key=lambda hit: -hit[1])
+    return hits
+
+
 def _mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundle,
                    vector: np.ndarray) -> None:
+    """Over-fetch from the index, doubling the batch (and ef_search) until `k` candidates
+    pass the rules; when the index cannot give more (pgvector < 0.8 returns at most ef_search
+    rows, filters apply after the scan) or the catalogue is exhausted, finish exactly."""
     query = bundle.model.user_vectors(vector)[0]
     n_items = version.n_item_vectors
     fetch = min(max(4 * selector.k, 50), n_items)
-    seen = 0
-    while not selector.full and seen < n_items:
-        hits = nearest_items(version, query, fetch, ef_search=max(40, fetch))
-        selector.offer(hits[seen:], "mf")
-        if len(hits) < fetch or fetch >= n_items:
-            # The graph search returned fewer rows than asked (its filter ran after the scan)
-            # or everything was seen: finish with an exact scan over the model's items.
-            if not selector.full:
-                scores = bundle.model.score(vector[None, :])[0]
-                order = np.argsort(-scores, kind="stable")
-                selector.offer(list(zip(bundle.item_pks(order).tolist(),
-                                        scores[order].tolist(), strict=True)), "mf")
+    while not selector.full:
+        hits = index_search(version, query, fetch, ef_search=fetch)
+        selector.offer(hits, "mf")  # rows offered before are skipped by the selector
+        if selector.full:
             return
-        seen = len(hits)
-        fetch = min(fetch * 4, n_items)
+        if len(hits) < fetch or fetch >= n_items:
+            break
+        fetch = min(fetch * 2, n_items)
+    # The exact scan over the model's items, best first (in chunks: only what is looked at
+    # before k items are accepted costs item rows).
+    scores = bundle.model.score(vector[None, :])[0]
+    order = np.argsort(-scores, kind="stable")
+    selector.offer(list(zip(bundle.item_pks(order).tolist(), scores[order].tolist(),
+                            strict=True)), "mf")
 
 
 def _content(selector: Selector, bundle: ModelBundle, pks_weights: list[tuple[int, float]]
@@ -434,8 +480,8 @@ def similar_items(tenant: Tenant, item_external_id: str, k: int,
         vector = bundle.model.item_factors_[column]
         query = np.zeros(bundle.model.item_vectors().shape[1], dtype=np.float32)
         query[: vector.size] = vector  # no bias component: a pure factor inner product
-        hits = nearest_items(version, query, min(max(4 * k, 50), version.n_item_vectors),
-                             ef_search=max(40, 4 * k))
+        hits = index_search(version, query, min(max(4 * k, 50), version.n_item_vectors),
+                            ef_search=4 * k)
         selector.offer(hits, "mf", lambda _i: f"often liked together with {label}")
     if not selector.full and bundle is not None:
         _content(selector, bundle, [(item.pk, 1.0)])
