@@ -8,6 +8,8 @@ from pathlib import Path
 os.environ.setdefault("SECRET_KEY", "test-suite-secret-key-not-for-production")
 os.environ.setdefault("CELERY_BROKER_DIR",
                       str(Path(__file__).resolve().parent.parent / "var" / "test-broker"))
+os.environ.setdefault("MEDIA_ROOT",
+                      str(Path(__file__).resolve().parent.parent / "var" / "test-media"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mfplatform.test_settings")
 
 from mfplatform.settings import *  # noqa: E402,F403

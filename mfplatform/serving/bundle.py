@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from django.core.files.storage import default_storage
 
 import mfengine
 from mfengine.baselines import ContentRecommender, PopularityRecommender
 from mfplatform.registry.models import ModelKind, ModelVersion
-from mfplatform.training.pipeline import model_dir
+from mfplatform.training.pipeline import artifact_path
 
 _CACHE: dict[int, ModelBundle] = {}
 _LOCK = threading.Lock()
@@ -67,17 +65,16 @@ def load_bundle(version: ModelVersion) -> ModelBundle:
 
 
 def _load(version: ModelVersion) -> ModelBundle:
-    folder = model_dir(version.tenant_id, version.plan_id)
-    with np.load(folder / f"v{version.pk}-ids.npz", allow_pickle=False) as ids:
+    with np.load(artifact_path(version, "ids.npz"), allow_pickle=False) as ids:
         item_ids, user_ids = ids["item_ids"], ids["user_ids"]
     model = None
     if version.kind == ModelKind.MF:
-        model = mfengine.load(default_storage.path(version.artifact))
-    content_path = Path(folder / f"v{version.pk}-content.npz")
+        model = mfengine.load(artifact_path(version, "model.npz"))
+    content_path = artifact_path(version, "content.npz")
     bundle = ModelBundle(
         version_id=version.pk, kind=version.kind, model=model, item_ids=item_ids,
         user_ids=user_ids,
-        popularity=PopularityRecommender.load(folder / f"v{version.pk}-popularity.npz"),
+        popularity=PopularityRecommender.load(artifact_path(version, "popularity.npz")),
         content=ContentRecommender.load(content_path) if content_path.exists() else None,
         event_weights=dict(version.plan_revision.config["events"]),
         cutoff=version.dataset_version.cutoff.timestamp())

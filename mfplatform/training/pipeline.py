@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -202,19 +203,23 @@ def _next_version(run: TrainingRun) -> int:
     return 1 if last is None else last.version + 1
 
 
-def model_dir(tenant_id: int, plan_id: int) -> Path:
-    """Folder of a plan's model artifacts in the default (file system) storage."""
-    folder = Path(default_storage.path(f"models/{tenant_id}/{plan_id}"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def new_artifact_dir(run: TrainingRun) -> str:
+    """A folder of its own for a model version's files (model, fallbacks, id maps), in the
+    default storage. Unique, so that databases sharing a media folder (a test run beside the
+    development server, a benchmark) never overwrite each other's files."""
+    name = f"models/{run.tenant_id}/{run.plan_id}/{uuid.uuid4().hex}"
+    Path(default_storage.path(name)).mkdir(parents=True, exist_ok=True)
+    return name
+
+
+def artifact_path(version: ModelVersion, filename: str) -> Path:
+    return Path(default_storage.path(version.artifact)) / filename
 
 
 def _publish_mf(run, model, strategy, training, prepared, catalogue, report, checks
                 ) -> ModelVersion:
-    model_dir(run.tenant_id, run.plan_id)
-    model_path = default_storage.get_available_name(
-        f"models/{run.tenant_id}/{run.plan_id}/run-{run.pk}.npz")
-    model.save(default_storage.path(model_path))
+    folder = new_artifact_dir(run)
+    model.save(Path(default_storage.path(folder)) / "model.npz")
     item_vectors = model.item_vectors()
     user_vectors = model.user_vectors()
     passed = all_passed(checks)
@@ -225,7 +230,7 @@ def _publish_mf(run, model, strategy, training, prepared, catalogue, report, che
             version=_next_version(run), kind=ModelKind.MF, strategy=strategy,
             hyperparameters=training, dimensions=int(item_vectors.shape[1]),
             status=ModelStatus.CANDIDATE if passed else ModelStatus.REJECTED,
-            artifact=model_path, report=report, checks=checks,
+            artifact=folder, report=report, checks=checks,
             decision={} if passed else {"verdict": "rejected", "reasons": [
                 f"quality check {c['name']} failed: {c['reason']}" for c in checks
                 if not c["passed"]]})
@@ -241,12 +246,12 @@ def _save_fallbacks(version: ModelVersion, prepared, catalogue) -> None:
     """Popularity and content models next to every version, for serving's fallback chain."""
     popularity = PopularityRecommender().fit(prepared.matrix,
                                              item_categories=catalogue["categories"])
-    base = model_dir(version.tenant_id, version.plan_id)
-    popularity.save(base / f"v{version.pk}-popularity.npz")
+    popularity.save(artifact_path(version, "popularity.npz"))
     tokens = item_tokens(prepared.shape[1], **catalogue)
     if any(tokens):
-        ContentRecommender().fit(prepared.matrix, tokens).save(base / f"v{version.pk}-content.npz")
-    np.savez(base / f"v{version.pk}-ids.npz", item_ids=prepared.item_ids.astype(np.int64),
+        ContentRecommender().fit(prepared.matrix, tokens).save(
+            artifact_path(version, "content.npz"))
+    np.savez(artifact_path(version, "ids.npz"), item_ids=prepared.item_ids.astype(np.int64),
              user_ids=prepared.user_ids.astype(np.int64))
 
 
@@ -261,6 +266,7 @@ def _publish_fallback(run, timer, prepared, catalogue, events) -> ModelVersion:
             dataset_version=run.dataset_version, training_run=run,
             version=_next_version(run), kind=ModelKind.FALLBACK,
             strategy="content_based+popularity", hyperparameters={}, dimensions=0,
+            artifact=new_artifact_dir(run),
             status=ModelStatus.CANDIDATE,
             report={"fallback": True, "dataset": prepared.counts, "minimums": minimums,
                     "reason": (f"dataset below the plan's minimums for MF: "
