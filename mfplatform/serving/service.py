@@ -202,6 +202,7 @@ class Selector:
 
 
 EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
+EF_FACTOR = 1.0  # ef_search per row asked for
 _PGVECTOR_VERSION: dict[str, tuple[int, ...]] = {}
 
 
@@ -235,10 +236,16 @@ def _search_settings(ef_search: int) -> None:
     raw._mf_ef_search = None if local else ef_search
 
 
+def search_ef(limit: int) -> int:
+    """The hnsw.ef_search serving uses for `limit` rows (pgvector < 0.8 returns at most
+    ef_search rows; a wider search also finds the true top rows more often)."""
+    return min(max(int(limit * EF_FACTOR), 40), EF_SEARCH_MAX)
+
+
 def index_search(version: ModelVersion, query: np.ndarray, limit: int,
-                 ef_search: int) -> list[tuple[int, float]]:
+                 ef_search: int | None = None) -> list[tuple[int, float]]:
     """(item pk, inner product) best first through the version's HNSW index."""
-    _search_settings(min(max(ef_search, 40), EF_SEARCH_MAX))
+    _search_settings(min(max(ef_search or search_ef(limit), 40), EF_SEARCH_MAX))
     hits = nearest_items(version, query, limit)
     if pgvector_version() >= (0, 8):  # relaxed order: re-sort what came back
         hits.sort(key=lambda hit: -hit[1])
@@ -254,7 +261,7 @@ def _mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundl
     n_items = version.n_item_vectors
     fetch = min(max(4 * selector.k, 50), n_items)
     while not selector.full:
-        hits = index_search(version, query, fetch, ef_search=fetch)
+        hits = index_search(version, query, fetch)
         selector.offer(hits, "mf")  # rows offered before are skipped by the selector
         if selector.full:
             return
@@ -480,8 +487,7 @@ def similar_items(tenant: Tenant, item_external_id: str, k: int,
         vector = bundle.model.item_factors_[column]
         query = np.zeros(bundle.model.item_vectors().shape[1], dtype=np.float32)
         query[: vector.size] = vector  # no bias component: a pure factor inner product
-        hits = index_search(version, query, min(max(4 * k, 50), version.n_item_vectors),
-                            ef_search=4 * k)
+        hits = index_search(version, query, min(max(4 * k, 50), version.n_item_vectors))
         selector.offer(hits, "mf", lambda _i: f"often liked together with {label}")
     if not selector.full and bundle is not None:
         _content(selector, bundle, [(item.pk, 1.0)])
