@@ -91,30 +91,83 @@ def items_by_external_id(tenant: Tenant, external_ids: Iterable[str]) -> dict[st
                 .values_list("external_id", "id"))
 
 
-def user_history(user: EndUser) -> list[tuple[int, str, float]]:
-    """(item pk, event type name, unix time) of the user's latest events, newest first."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT e.item_id, t.name, extract(epoch FROM e.timestamp) FROM catalog_event e "
-            "JOIN catalog_eventtype t ON t.id = e.event_type_id WHERE e.user_id = %s "
-            "AND t.kind <> 'policy' ORDER BY e.timestamp DESC LIMIT %s",
-            [user.pk, HISTORY_LIMIT])
-        return [(int(i), name, float(ts)) for i, name, ts in cursor.fetchall()]
-
-
-def suppressed_items(user: EndUser) -> set[int]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT item_id FROM catalog_suppression WHERE user_id = %s", [user.pk])
-        return {row[0] for row in cursor.fetchall()}
-
-
-def tenant_rules(tenant: Tenant, extra: list[Rule] = ()) -> list[Rule]:
-    """The default rules, replaced or disabled by the tenant's own of the same kind/name."""
-    configured = list(EligibilityRule.objects.filter(tenant=tenant))
-    taken = {r.kind for r in configured} | {r.name for r in configured}
+def tenant_rules(tenant: Tenant, extra: list[Rule] = (),
+                 configured: list[tuple[str, str, dict, bool]] | None = None) -> list[Rule]:
+    """The default rules, replaced or disabled by the tenant's own of the same kind/name.
+    `configured`: the tenant's (name, kind, params, enabled) when already read."""
+    if configured is None:
+        configured = list(EligibilityRule.objects.filter(tenant=tenant)
+                          .values_list("name", "kind", "params", "enabled"))
+    taken = {kind for _n, kind, _p, _e in configured} | {name for name, *_ in configured}
     rules = [make_rule(kind) for kind in DEFAULT_KINDS if kind not in taken]
-    rules += [make_rule(r.kind, r.params, name=r.name) for r in configured if r.enabled]
+    rules += [make_rule(kind, params, name=name)
+              for name, kind, params, enabled in configured if enabled]
     return rules + list(extra)
+
+
+@dataclass
+class RequestState:
+    version: ModelVersion | None
+    user: EndUser | None
+    history: list[tuple[int, str, float]]  # (item pk, event type name, unix time), newest first
+    suppressed: set[int]
+    rules: list[tuple[str, str, dict, bool]]
+
+
+_VERSIONS: dict[int, ModelVersion] = {}
+
+_STATE_SQL = f"""
+WITH u AS (SELECT id, consent FROM catalog_enduser
+           WHERE tenant_id = %(tenant)s AND external_id = %(user)s)
+SELECT
+  (SELECT mv.id FROM registry_modelversion mv
+     JOIN training_trainingplan p ON p.id = mv.plan_id
+    WHERE mv.tenant_id = %(tenant)s AND p.is_serving AND mv.status = 'active'
+    ORDER BY mv.id LIMIT 1),
+  (SELECT id FROM u), (SELECT consent FROM u),
+  (SELECT coalesce(json_agg(json_build_array(h.item_id, h.name, h.ts) ORDER BY h.ts DESC),
+                   '[]')
+     FROM (SELECT e.item_id, t.name, extract(epoch FROM e.timestamp)::float8 AS ts
+             FROM catalog_event e JOIN catalog_eventtype t ON t.id = e.event_type_id
+            WHERE e.user_id = (SELECT id FROM u) AND (SELECT consent FROM u)
+              AND t.kind <> 'policy'
+            ORDER BY e.timestamp DESC LIMIT {HISTORY_LIMIT}) h),
+  (SELECT coalesce(array_agg(item_id), '{{}}') FROM catalog_suppression
+    WHERE user_id = (SELECT id FROM u)),
+  (SELECT coalesce(json_agg(json_build_array(r.name, r.kind, r.params, r.enabled)
+                            ORDER BY r."order", r.id), '[]')
+     FROM serving_eligibilityrule r WHERE r.tenant_id = %(tenant)s)
+"""
+
+
+def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
+    """The active version, the user, their history and suppressions and the tenant's rules in
+    one round trip (every table is also behind row-level security)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STATE_SQL, {"tenant": tenant.pk, "user": user_external_id or ""})
+        version_id, user_id, consent, history, suppressed, rules = cursor.fetchone()
+    version = None
+    if version_id is not None:
+        version = _VERSIONS.get(version_id)
+        if version is None:  # what serving reads of a version never changes: cache it
+            version = (ModelVersion.objects.filter(tenant=tenant, pk=version_id)
+                       .select_related("plan_revision", "dataset_version").get())
+            _VERSIONS[version_id] = version
+    user = None
+    if user_id is not None and user_external_id:
+        user = EndUser(pk=user_id, tenant=tenant, external_id=user_external_id,
+                       consent=consent)
+    return RequestState(
+        version=version, user=user,
+        history=[(int(i), name, float(ts)) for i, name, ts in _json(history)],
+        suppressed=set(suppressed or ()),
+        rules=[(name, kind, params, enabled) for name, kind, params, enabled in _json(rules)])
+
+
+def _json(value):
+    import json
+
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 # -- the user vector ----------------------------------------------------------------------------
@@ -187,18 +240,30 @@ class Selector:
         for pk, score in fresh:
             if self.full:
                 return
-            item = infos.get(pk)
             self.excluded.add(pk)
-            if item is None:
+            item = infos.get(pk)
+            if item is not None:
+                self._consider(item, score, source, reason)
+
+    def offer_items(self, scored: list[tuple[ItemInfo, float]], source: str, reason=None
+                    ) -> None:
+        """Like `offer`, with the item rows already loaded (the index search joins them)."""
+        for item, score in scored:
+            if self.full:
+                return
+            if item.id in self.excluded:
                 continue
-            failed = next((r for r in self.rules if not r.allows(item, self.context)), None)
-            if failed is not None:
-                self.filtered[failed.name] = self.filtered.get(failed.name, 0) + 1
-                continue
-            self.picks.append(Pick(item, float(score), source,
-                                   reason(item) if reason else None))
-            counts = self.context.category_counts
-            counts[item.category] = counts.get(item.category, 0) + 1
+            self.excluded.add(item.id)
+            self._consider(item, score, source, reason)
+
+    def _consider(self, item: ItemInfo, score: float, source: str, reason) -> None:
+        failed = next((r for r in self.rules if not r.allows(item, self.context)), None)
+        if failed is not None:
+            self.filtered[failed.name] = self.filtered.get(failed.name, 0) + 1
+            return
+        self.picks.append(Pick(item, float(score), source, reason(item) if reason else None))
+        counts = self.context.category_counts
+        counts[item.category] = counts.get(item.category, 0) + 1
 
 
 EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
@@ -252,6 +317,38 @@ def index_search(version: ModelVersion, query: np.ndarray, limit: int,
     return hits
 
 
+def index_search_items(version: ModelVersion, query: np.ndarray, limit: int
+                       ) -> list[tuple[ItemInfo, float]]:
+    """The same search with each hit's catalogue row joined in: one round trip."""
+    _search_settings(search_ef(limit))
+    dims = int(version.dimensions)
+    vector = f"%s::vector({dims})"
+    columns = ", ".join(f"i.{c}" for c in _ITEM_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {columns}, h.score FROM (SELECT item_id, "
+            f"embedding::vector({dims}) <#> {vector} AS distance, "
+            f"-(embedding::vector({dims}) <#> {vector}) AS score "
+            f"FROM registry_itemvector WHERE model_version_id = %s "
+            f"ORDER BY embedding::vector({dims}) <#> {vector} LIMIT %s) h "
+            f"JOIN catalog_item i ON i.id = h.item_id ORDER BY h.distance",
+            [_vector_text(query)] * 2 + [version.pk, _vector_text(query), int(limit)])
+        rows = cursor.fetchall()
+    width = len(_ITEM_COLUMNS)
+    hits = []
+    for row in rows:
+        item = ItemInfo(*row[:width])
+        item.attributes = _json(item.attributes) or {}  # raw cursors leave jsonb as text
+        hits.append((item, float(row[width])))
+    if pgvector_version() >= (0, 8):
+        hits.sort(key=lambda hit: -hit[1])
+    return hits
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    return "[" + ",".join(repr(float(v)) for v in np.asarray(vector, np.float32)) + "]"
+
+
 def _mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundle,
                    vector: np.ndarray) -> None:
     """Over-fetch from the index, doubling the batch (and ef_search) until `k` candidates
@@ -261,8 +358,8 @@ def _mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundl
     n_items = version.n_item_vectors
     fetch = min(max(4 * selector.k, 50), n_items)
     while not selector.full:
-        hits = index_search(version, query, fetch)
-        selector.offer(hits, "mf")  # rows offered before are skipped by the selector
+        hits = index_search_items(version, query, fetch)
+        selector.offer_items(hits, "mf")  # rows offered before are skipped by the selector
         if selector.full:
             return
         if len(hits) < fetch or fetch >= n_items:
@@ -382,12 +479,10 @@ def _explain_mf(bundle: ModelBundle, history: list[tuple[int, str, float]],
 def recommend(tenant: Tenant, user_external_id: str | None, request: Request) -> dict:
     if not 1 <= request.k <= MAX_K:
         raise ServingError("k", f"k must be between 1 and {MAX_K}")
-    version = active_version(tenant)
+    state = request_state(tenant, user_external_id)
+    version, user, history = state.version, state.user, state.history
     bundle = load_bundle(version) if version is not None else None
-    user = (EndUser.objects.filter(tenant=tenant, external_id=user_external_id).first()
-            if user_external_id else None)
     personalised = user is None or user.consent
-    history = user_history(user) if user is not None and personalised else []
     external = items_by_external_id(tenant, request.recent_items + request.exclude)
     session_pks = [external[e] for e in request.recent_items if e in external]
     # What the user is looking at right now is not worth recommending back.
@@ -397,11 +492,11 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
         context.history = {}
         for pk, type_name, _ts in history:
             context.history.setdefault(pk, set()).add(type_name)
-        context.suppressed = suppressed_items(user)
+        context.suppressed = state.suppressed
     extra = []
     if request.category:
         extra.append(CategoryFilter({"include": [request.category]}, name="request:category"))
-    rules = tenant_rules(tenant, extra)
+    rules = tenant_rules(tenant, extra, configured=state.rules)
     selector = Selector(tenant, rules, context, request.k, excluded)
 
     precomputed_used = False
