@@ -160,6 +160,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "mfplatform.training.models.RunStatus",
         "ModelStatusEnum": "mfplatform.registry.models.ModelStatus",
+        "ModelKindEnum": "mfplatform.registry.models.ModelKind",
+        "EventKindEnum": "mfplatform.catalog.models.EventKind",
     },
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "mfplatform.api_errors.add_error_responses"],

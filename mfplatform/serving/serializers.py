@@ -63,3 +63,38 @@ class EligibilityRuleSerializer(serializers.ModelSerializer):
         except RuleParamsError as exc:
             raise serializers.ValidationError({"params": exc.errors}) from exc
         return attrs
+
+
+class RecommendedItemSerializer(serializers.Serializer):
+    item = serializers.CharField(help_text="the item's external id")
+    score = serializers.FloatField()
+    source = serializers.CharField(help_text="mf, content, editorial, popularity or a plugin")
+    reason = serializers.CharField(required=False, help_text="with explain=true")
+
+
+class ModelVersionRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    version = serializers.IntegerField()
+    kind = serializers.CharField(required=False)
+
+
+class RecommendationsSerializer(serializers.Serializer):
+    recommendation_id = serializers.UUIDField()
+    user = serializers.CharField(allow_null=True)
+    personalised = serializers.BooleanField()
+    model_version = ModelVersionRefSerializer(allow_null=True)
+    precomputed = serializers.BooleanField()
+    rules = serializers.ListField(child=serializers.CharField())
+    filtered = serializers.DictField(child=serializers.IntegerField())
+    items = RecommendedItemSerializer(many=True)
+
+
+class BatchRecommendationsSerializer(serializers.Serializer):
+    results = RecommendationsSerializer(many=True)
+
+
+class SimilarItemsSerializer(serializers.Serializer):
+    item = serializers.CharField()
+    model_version = ModelVersionRefSerializer(allow_null=True)
+    rules = serializers.ListField(child=serializers.CharField())
+    items = RecommendedItemSerializer(many=True)

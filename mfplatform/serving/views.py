@@ -10,8 +10,11 @@ from mfplatform.serving import metrics
 from mfplatform.serving.models import EligibilityRule
 from mfplatform.serving.serializers import (
     BatchRecommendationSerializer,
+    BatchRecommendationsSerializer,
     EligibilityRuleSerializer,
     RecommendationQuerySerializer,
+    RecommendationsSerializer,
+    SimilarItemsSerializer,
 )
 from mfplatform.serving.service import Request, ServingError, recommend, similar_items
 from tenants.api import TenantScopedMixin, request_tenant
@@ -47,7 +50,8 @@ class RecommendationsView(Timed, APIView):
     required_scope = "recommend"
     endpoint = "recommendations"
 
-    @extend_schema(parameters=[RecommendationQuerySerializer])
+    @extend_schema(parameters=[RecommendationQuerySerializer],
+                   responses=RecommendationsSerializer)
     def get(self, request):
         query = RecommendationQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
@@ -58,7 +62,8 @@ class RecommendationsView(Timed, APIView):
             raise ValidationError({exc.field: [str(exc)]}) from exc
         return Response(body)
 
-    @extend_schema(request=BatchRecommendationSerializer)
+    @extend_schema(request=BatchRecommendationSerializer,
+                   responses=BatchRecommendationsSerializer)
     def post(self, request):
         body = BatchRecommendationSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -75,7 +80,8 @@ class SimilarItemsView(Timed, APIView):
     required_scope = "recommend"
     endpoint = "similar"
 
-    @extend_schema(parameters=[OpenApiParameter("k", int), OpenApiParameter("explain", bool)])
+    @extend_schema(parameters=[OpenApiParameter("k", int), OpenApiParameter("explain", bool)],
+                   responses=SimilarItemsSerializer)
     def get(self, request, external_id: str):
         try:
             k = int(request.query_params.get("k", 10))
