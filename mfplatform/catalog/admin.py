@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from mfplatform.catalog.ingest import delete_end_user
 from mfplatform.catalog.models import EndUser, Event, EventType, Item, Suppression
 from tenants.admin import TenantScopedAdmin
 
@@ -17,6 +18,15 @@ class EndUserAdmin(TenantScopedAdmin):
     list_display = ("external_id", "consent", "is_internal", "is_bot", "created_at", "tenant")
     list_filter = ("consent", "is_internal", "is_bot")
     search_fields = ("external_id",)
+
+    # Through the service: the user's row is locked before their events are collected, so an
+    # ingestion batch in flight cannot leave events behind.
+    def delete_model(self, request, obj):
+        delete_end_user(obj.tenant, obj)
+
+    def delete_queryset(self, request, queryset):
+        for user in queryset.select_related("tenant"):
+            delete_end_user(user.tenant, user)
 
 
 @admin.register(EventType)

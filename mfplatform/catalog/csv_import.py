@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from mfplatform.catalog.ingest import IngestResult, RowError
 
-CHUNK = 10_000
+CHUNK = 50_000  # rows per batch written (the REST limit is for requests)
 
 
 class ImportFailed(Exception):
@@ -57,28 +57,57 @@ def parse_mapping(text: str, allowed: set[str]) -> dict[str, str]:
     return mapping
 
 
-def read_chunks(path: Path, mapping: dict[str, str], convert: Callable[[dict], dict] | None
-                ) -> Iterator[list[tuple[int, dict]]]:
-    """(file line number, mapped row) chunks; line 1 is the header."""
+@dataclass
+class Chunk:
+    """Rows of a CSV file, column by column: `lines` holds each row's line number (the header
+    is line 1), `columns` each mapped field's cells."""
+
+    lines: list[int]
+    columns: dict[str, list[str]]
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def rows(self) -> list[dict[str, str]]:
+        names = list(self.columns)
+        return [dict(zip(names, cells, strict=True))
+                for cells in zip(*self.columns.values(), strict=True)]
+
+
+def read_chunks(path: Path, mapping: dict[str, str], size: int = CHUNK) -> Iterator[Chunk]:
+    """The file in chunks of `size` rows; blank lines are skipped, short rows padded with
+    empty cells (which then fail validation as missing values)."""
     with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in mapping.values() if c not in (reader.fieldnames or [])]
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        missing = [c for c in mapping.values() if c not in header]
         if missing:
-            raise ValueError(f"{path.name} has no column(s) {missing}; it has "
-                             f"{reader.fieldnames}")
-        chunk: list[tuple[int, dict]] = []
-        for line, record in enumerate(reader, start=2):
-            row = {target: record[column] for target, column in mapping.items()}
-            chunk.append((line, convert(row) if convert else row))
-            if len(chunk) == CHUNK:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+            raise ValueError(f"{path.name} has no column(s) {missing}; it has {header}")
+        positions = {target: header.index(column) for target, column in mapping.items()}
+        width = max(positions.values()) + 1
+        lines: list[int] = []
+        rows: list[list[str]] = []
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            lines.append(line)
+            rows.append(row)
+            if len(rows) == size:
+                yield _chunk(lines, rows, positions, width)
+                lines, rows = [], []
+        if rows:
+            yield _chunk(lines, rows, positions, width)
 
 
-def run_import(path: Path, mapping: dict[str, str], write: Callable[[list, bool], IngestResult],
-               partial: bool, convert: Callable[[dict], dict] | None = None,
+def _chunk(lines: list[int], rows: list[list[str]], positions: dict[str, int],
+           width: int) -> Chunk:
+    if min(map(len, rows)) < width:
+        rows = [row + [""] * (width - len(row)) for row in rows]
+    return Chunk(lines, {target: [row[p] for row in rows] for target, p in positions.items()})
+
+
+def run_import(path: Path, mapping: dict[str, str],
+               write: Callable[[Chunk, bool], IngestResult], partial: bool,
                progress: bool = True) -> ImportSummary:
     """Every chunk is validated and written inside one transaction; without `partial`, any
     bad row rolls the whole file back (and every bad row is still reported)."""
@@ -86,7 +115,7 @@ def run_import(path: Path, mapping: dict[str, str], write: Callable[[list, bool]
     with transaction.atomic(), tqdm(unit=" rows", unit_scale=True, desc=path.name,
                                     disable=not progress) as bar:
         failed = False
-        for chunk in read_chunks(path, mapping, convert):
+        for chunk in read_chunks(path, mapping):
             summary.rows += len(chunk)
             # After a bad row the file is lost anyway; go on validating to report every one.
             result = write(chunk, partial or failed)
@@ -101,10 +130,8 @@ def run_import(path: Path, mapping: dict[str, str], write: Callable[[list, bool]
     return summary
 
 
-
 def import_for_command(command, slug: str, path: Path, mapping: dict[str, str],
-                       write_for_tenant, partial: bool, progress: bool,
-                       convert: Callable[[dict], dict] | None = None) -> None:
+                       write_for_tenant, partial: bool, progress: bool) -> None:
     """The import commands' shared part: resolve the tenant, run in its context, report."""
     from django.core.management.base import CommandError
 
@@ -118,7 +145,7 @@ def import_for_command(command, slug: str, path: Path, mapping: dict[str, str],
         raise CommandError(f"no file {path}")
     with tenant_context(tenant):
         try:
-            summary = run_import(path, mapping, write_for_tenant(tenant), partial, convert,
+            summary = run_import(path, mapping, write_for_tenant(tenant), partial,
                                  progress=progress)
         except ImportFailed as failed:
             for line in failed.summary.lines():

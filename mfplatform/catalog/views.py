@@ -1,4 +1,3 @@
-from django.db import transaction
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -92,9 +91,8 @@ class EndUserViewSet(ExternalIdLookup, TenantScopedMixin, mixins.ListModelMixin,
     def create(self, request):
         return _bulk_response(ingest.upsert_users, request)
 
-    @transaction.atomic
     def perform_destroy(self, instance):
-        instance.delete()
+        ingest.delete_end_user(request_tenant(self.request), instance)
 
 
 class EventTypeViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,

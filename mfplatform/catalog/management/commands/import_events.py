@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from mfplatform.catalog.csv_import import import_for_command, parse_mapping
-from mfplatform.catalog.ingest import EVENT_FIELDS, ingest_events
+from mfplatform.catalog.ingest import EVENT_FIELDS, EventColumns, ingest_events
 
 
 class Command(BaseCommand):
@@ -28,14 +28,18 @@ class Command(BaseCommand):
             columns = parse_mapping(mapping, EVENT_FIELDS)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        if not {"user", "item"} <= columns.keys():
+            raise CommandError("map the user and item columns: --map user=<column>,"
+                               "item=<column>,...")
         if "type" not in columns and not type:
             raise CommandError("give --type or map a type column")
 
         def writer(tenant_obj):
             def write(chunk, partial_chunk):
-                return ingest_events(tenant_obj, chunk, partial=partial_chunk,
-                                     default_type=type, indexed=True,
-                                     allow_placeholders=create_items or None)
+                columns = EventColumns(index=chunk.lines, **{
+                    name: chunk.columns.get(name) for name in EVENT_FIELDS})
+                return ingest_events(tenant_obj, columns, partial=partial_chunk,
+                                     default_type=type, allow_placeholders=create_items or None)
             return write
 
         import_for_command(self, tenant, file, columns, writer, partial, not no_progress)

@@ -45,13 +45,11 @@ class Command(BaseCommand):
 
         def writer(tenant_obj):
             def write(chunk, partial_chunk):
-                result = upsert_items(tenant_obj, [row for _line, row in chunk],
+                result = upsert_items(tenant_obj, [convert(row) for row in chunk.rows()],
                                       partial=partial_chunk)
-                lines = [line for line, _row in chunk]
                 for error in result.rejected:  # report file line numbers, not positions
-                    error.index = lines[error.index]
+                    error.index = chunk.lines[error.index]
                 return result
             return write
 
-        import_for_command(self, tenant, file, columns, writer, partial, not no_progress,
-                           convert)
+        import_for_command(self, tenant, file, columns, writer, partial, not no_progress)
