@@ -108,14 +108,14 @@ def _chunk(lines: list[int], rows: list[list[str]], positions: dict[str, int],
 
 def run_import(path: Path, mapping: dict[str, str],
                write: Callable[[Chunk, bool], IngestResult], partial: bool,
-               progress: bool = True) -> ImportSummary:
+               progress: bool = True, chunk_size: int | None = None) -> ImportSummary:
     """Every chunk is validated and written inside one transaction; without `partial`, any
     bad row rolls the whole file back (and every bad row is still reported)."""
     summary = ImportSummary()
     with transaction.atomic(), tqdm(unit=" rows", unit_scale=True, desc=path.name,
                                     disable=not progress) as bar:
         failed = False
-        for chunk in read_chunks(path, mapping):
+        for chunk in read_chunks(path, mapping, chunk_size or CHUNK):
             summary.rows += len(chunk)
             # After a bad row the file is lost anyway; go on validating to report every one.
             result = write(chunk, partial or failed)

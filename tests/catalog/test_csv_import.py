@@ -64,3 +64,50 @@ def test_mapping_errors_are_clear(tenant_a, tmp_path):
     with pytest.raises(CommandError, match="no column"):
         _import("import_events", "alpha", path, "--map", "user=uid,item=movieId",
                 "--type", "rating")
+
+
+def test_bad_row_in_a_later_chunk_rolls_back_earlier_chunks(tenant_a, tmp_path, monkeypatch):
+    from mfplatform.catalog import csv_import
+
+    monkeypatch.setattr(csv_import, "CHUNK", 2)
+    _import("import_items", "alpha", _write(tmp_path, "movies.csv", MOVIES), "--map",
+            "item=movieId")
+    # Line 3 is blank, line 5 is short (no rating: stored without a value), line 6 has an
+    # ISO time, line 7 a far-future one.
+    text = ("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n\n1,2,3.5,964981247\n2,1\n"
+            "3,2,1,2001-09-09T01:46:40Z\n4,2,1,4102444800\n")
+    path = _write(tmp_path, "r.csv", text)
+    args = ("import_events", "alpha", path, "--map",
+            "user=userId,item=movieId,value=rating,timestamp=timestamp", "--type", "rating")
+    err = StringIO()
+    with pytest.raises(CommandError):
+        call_command(*args, "--no-progress", stdout=StringIO(), stderr=err)
+    assert "row 7: timestamp" in err.getvalue() and "row 5" not in err.getvalue()
+    with tenant_a.scope():
+        assert not Event.objects.exists()
+    out = _import(*args, "--partial")
+    assert "rows read 5" in out and "created 4" in out and "rejected 1" in out
+    with tenant_a.scope():
+        assert Event.objects.get(user__external_id="2").value is None
+        assert Event.objects.get(user__external_id="3").timestamp.timestamp() == 1_000_000_000
+
+
+def test_create_items_makes_placeholders(tenant_a, tmp_path):
+    out = _import("import_events", "alpha", _write(tmp_path, "r.csv", RATINGS), "--map",
+                  "user=userId,item=movieId,value=rating", "--type", "rating",
+                  "--create-items")
+    assert "created 3" in out
+    with tenant_a.scope():
+        assert set(Item.objects.values_list("external_id", "is_placeholder")) == {
+            ("1", True), ("2", True)}
+
+
+def test_item_import_names_the_bad_line(tenant_a, tmp_path):
+    text = MOVIES + f"3,{'x' * 501},Drama\n"
+    err = StringIO()
+    with pytest.raises(CommandError):
+        call_command("import_items", "alpha", _write(tmp_path, "m.csv", text), "--map",
+                     "item=movieId,title=title", "--no-progress", stdout=StringIO(), stderr=err)
+    assert "row 4: title" in err.getvalue()
+    with tenant_a.scope():
+        assert not Item.objects.exists()
