@@ -293,6 +293,9 @@ MIPS-to-L2 transform with an extra coordinate made it worse, 0.39, because the l
 500x the median). So serving scores the {NORM_HEAD:,} largest item vectors exactly in numpy on
 every search (microseconds) and merges them with the index's rows in the same SQL statement.
 
+Latency here is mostly queueing: with 16 requests always in flight, p50 ~ 16 / throughput
+(Little's law), so p99 <= 25 ms at concurrency 16 needs well over 640 requests/s.
+
 Where a request's time goes (in-process, one thread, persistent connection, this data): the
 whole request ~6.7 ms, of which `recommend()` ~3.6 ms: the candidate search with the item rows
 joined ~1.6 ms (the HNSW scan itself ~0.7 ms at ef 80; the join and its planning ~0.5 ms),
