@@ -641,6 +641,17 @@ def ingest_events(tenant: Tenant, rows: Sequence[Any] | EventColumns, partial: b
     return result
 
 
+# PostgreSQL's binary COPY format: a header, then per row the number of fields and each field
+# as its length and big-endian bytes, then -1.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_BINARY_TRAILER = b"\xff\xff"
+_STAGING_ROW = np.dtype([
+    ("fields", ">i2"), ("ord_len", ">i4"), ("ord", ">i4"), ("user_len", ">i4"), ("user", ">i8"),
+    ("item_len", ">i4"), ("item", ">i8"), ("type_len", ">i4"), ("type", ">i8"),
+    ("value_len", ">i4"), ("value", ">f8"), ("micros_len", ">i4"), ("micros", ">i8"),
+    ("event_id_len", ">i4")])
+
+
 def _copy_text(value: str | None) -> str:
     if value is None:
         return "\\N"
@@ -658,19 +669,35 @@ def _write_events(tenant: Tenant, cursor, events: _CleanEvents, items: dict[str,
                    "item_id bigint, event_type_id bigint, value float8, micros bigint, "
                    "event_id text) ON COMMIT DROP")
     cursor.execute("TRUNCATE staging_events")
-    user_ids = [users[u] for u in events.user]
-    item_ids = [items[i] for i in events.item]
-    values = ["\\N" if v != v else repr(v) for v in events.value.tolist()]
-    event_ids = [_copy_text(e) for e in events.event_id]
-    text = "".join(f"{n}\t{u}\t{i}\t{t}\t{v}\t{s}\t{e}\n" for n, u, i, t, v, s, e in zip(
-        range(len(user_ids)), user_ids, item_ids, events.type_id, values,
-        events.micros.tolist(), event_ids, strict=True))
-    with cursor.copy("COPY staging_events FROM STDIN") as copy:
-        copy.write(text)
+    n = len(events.index)
+    user_ids = np.fromiter(map(users.__getitem__, events.user), dtype=np.int64, count=n)
+    item_ids = np.fromiter(map(items.__getitem__, events.item), dtype=np.int64, count=n)
+    type_ids = np.asarray(events.type_id, dtype=np.int64)
+    if all(e is None for e in events.event_id):
+        # Fixed-width rows: binary COPY straight from numpy (value NaN = no value).
+        rows = np.empty(n, dtype=_STAGING_ROW)
+        rows["fields"] = 7
+        for name, width in (("ord", 4), ("user", 8), ("item", 8), ("type", 8), ("value", 8),
+                            ("micros", 8)):
+            rows[f"{name}_len"] = width
+        rows["event_id_len"] = -1  # NULL
+        rows["ord"] = np.arange(n)
+        rows["user"], rows["item"], rows["type"] = user_ids, item_ids, type_ids
+        rows["value"], rows["micros"] = events.value, events.micros
+        with cursor.copy("COPY staging_events FROM STDIN WITH (FORMAT BINARY)") as copy:
+            copy.write(_BINARY_HEADER + rows.tobytes() + _BINARY_TRAILER)
+    else:
+        values = ["NaN" if v != v else repr(v) for v in events.value.tolist()]
+        event_ids = [_copy_text(e) for e in events.event_id]
+        text = "".join(f"{o}\t{u}\t{i}\t{t}\t{v}\t{s}\t{e}\n" for o, u, i, t, v, s, e in zip(
+            range(n), user_ids.tolist(), item_ids.tolist(), events.type_id, values,
+            events.micros.tolist(), event_ids, strict=True))
+        with cursor.copy("COPY staging_events FROM STDIN") as copy:
+            copy.write(text)
     insert = """
         INSERT INTO catalog_event (tenant_id, user_id, item_id, event_type_id, value,
                                    timestamp, event_id, received_at)
-        SELECT %(tenant)s, user_id, item_id, event_type_id, value,
+        SELECT %(tenant)s, user_id, item_id, event_type_id, NULLIF(value, 'NaN'),
                timestamptz 'epoch' + micros * interval '1 microsecond', event_id, now()
         FROM staging_events"""
     if any(e is not None for e in events.event_id):
