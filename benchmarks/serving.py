@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -243,6 +244,7 @@ def main() -> None:
             print(f"persistent connections {persistent}: p50 {runs[persistent][0]:.1f} ms, "
                   f"p99 {runs[persistent][1]:.1f} ms, {runs[persistent][2]:.0f} requests/s",
                   flush=True)
+        load_average = os.getloadavg()[0]
         p50, p99, rps = runs[False]
         p50_kept, p99_kept, rps_kept = runs[True]
         serving_ef = search_ef(100)
@@ -269,8 +271,9 @@ gunicorn 2 workers x 8 threads on loopback; {CONCURRENCY} client threads (keep-a
 same 2 cores), {args.requests:,} requests of `GET /api/v1/recommendations?user=<random known
 user>&k=20` with the three default rules that apply to known items plus three tenant rules
 (category exclude, max 4 per category, not purchased); every response checked for 20 items.
-The machine was shared with other sessions' test runs and benchmarks (load average above 2
-during the run), so absolute times are high and drift; compare the two rows.
+The machine was shared with other sessions' test runs and benchmarks (1-minute load
+average {load_average:.1f} at the end of the load runs), so absolute times are high and drift;
+compare the rows.
 
 | measure | settings as shipped (CONN_MAX_AGE 0) | persistent DB connections | goal |
 |---|---|---|---|
