@@ -6,8 +6,12 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("SECRET_KEY", "test-suite-secret-key-not-for-production")
-os.environ.setdefault("CELERY_BROKER_DIR",
-                      str(Path(__file__).resolve().parent.parent / "var" / "test-broker"))
+# One broker folder per test session: two sessions at once never take each other's tasks.
+os.environ.setdefault("CELERY_BROKER_DIR", str(Path(__file__).resolve().parent.parent / "var"
+                                               / f"test-broker-{os.getpid()}"))
+# Precomputation after each promotion would keep the worker busy past a test's end (and its
+# database flush); the tests that need it call it directly.
+os.environ.setdefault("SERVING_PRECOMPUTE", "0")
 os.environ.setdefault("MEDIA_ROOT",
                       str(Path(__file__).resolve().parent.parent / "var" / "test-media"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mfplatform.test_settings")
