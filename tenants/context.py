@@ -102,3 +102,10 @@ def activate(tenant_id: int | None, bypass: bool = False) -> None:
 def deactivate() -> None:
     if _scope.get() != _Scope():
         _set(_Scope())
+
+
+def reset_connections() -> None:
+    """No tenant, on this thread's open connections too, whatever a previous request left:
+    with persistent connections a reused session must never carry an earlier scope."""
+    _scope.set(_Scope())
+    _apply_to_open_connections()

@@ -23,7 +23,7 @@ class AdminTenantMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        context.deactivate()
+        context.reset_connections()
         request.tenant = None
         request.membership = None
         try:
