@@ -2,9 +2,14 @@
 
 import pytest
 from django.apps import apps
+from django.contrib.auth.models import AnonymousUser
 from django.db import DatabaseError, connection, transaction
+from django.http import HttpResponse
+from django.test import RequestFactory
 
+from tenants import context
 from tenants.context import rls_bypass, tenant_context
+from tenants.middleware import AdminTenantMiddleware
 from tenants.models import ApiKey, TenantOwned
 
 pytestmark = pytest.mark.django_db
@@ -64,3 +69,24 @@ def test_every_tenant_owned_table_has_forced_rls():
         found = {name: (rls, forced) for name, rls, forced in cursor.fetchall()}
     missing = [t for t in tables if found.get(t) != (True, True)]
     assert not missing, f"tables without FORCE ROW LEVEL SECURITY: {missing}"
+
+
+def test_a_reused_connection_starts_every_request_without_a_tenant(tenant_a):
+    """Persistent connections: whatever scope a previous request left on the session, the
+    next request starts with none."""
+    context.activate(tenant_a.tenant.pk, bypass=True)  # as if a request had leaked its scope
+    assert raw_prefixes() == {tenant_a.key.prefix}
+    seen = {}
+
+    def probe(request):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('app.tenant_id', true), "
+                           "current_setting('app.rls_bypass', true)")
+            seen["settings"] = cursor.fetchone()
+        return HttpResponse("ok")
+
+    request = RequestFactory().get("/healthz")
+    request.user = AnonymousUser()
+    AdminTenantMiddleware(probe)(request)
+    assert seen["settings"] == ("", "off")
+    assert raw_prefixes() == set()
