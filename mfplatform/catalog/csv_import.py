@@ -4,18 +4,21 @@ chunks through the same services as the REST endpoints, all-or-nothing by defaul
 from __future__ import annotations
 
 import csv
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from queue import Full, Queue
+from typing import Any
 
 from django.db import transaction
 from tqdm import tqdm
 
 from mfplatform.catalog.ingest import IngestResult, RowError
 
-CHUNK = 50_000  # rows per batch written (the REST limit is for requests)
+CHUNK = 20_000  # rows per batch written (the REST limit is for requests)
 
 
 class ImportFailed(Exception):
@@ -112,17 +115,55 @@ def _chunk(lines: list[int], rows: list[list[str]], positions: dict[str, int],
     return Chunk(lines, {target: [row[p] for row in rows] for target, p in positions.items()})
 
 
+def prefetch(chunks: Iterator, depth: int = 2) -> Iterator:
+    """Read the next chunks in a thread while the current one is written: parsing runs on one
+    core while the database works on the other (psycopg releases the GIL while it waits).
+    The reading thread never touches the database; its errors are raised here."""
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        queue.put(chunk, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            queue.put(exc)
+
+    reader = threading.Thread(target=read, name="csv-prefetch", daemon=True)
+    reader.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=5)
+
+
 def run_import(path: Path, mapping: dict[str, str],
-               write: Callable[[Chunk, bool], IngestResult], partial: bool,
-               progress: bool = True, chunk_size: int | None = None) -> ImportSummary:
+               write: Callable[[Any, bool], IngestResult], partial: bool,
+               progress: bool = True, chunk_size: int | None = None,
+               prepare: Callable[[Chunk], Any] | None = None) -> ImportSummary:
     """Every chunk is validated and written inside one transaction; without `partial`, any
-    bad row rolls the whole file back (and every bad row is still reported)."""
+    bad row rolls the whole file back (and every bad row is still reported). `prepare` (no
+    database access) runs on each chunk in the reading thread; `write` gets its result."""
     summary = ImportSummary()
     started = time.perf_counter()
     with transaction.atomic(), tqdm(unit=" rows", unit_scale=True, desc=path.name,
                                     disable=not progress) as bar:
         failed = False
-        for chunk in read_chunks(path, mapping, chunk_size or CHUNK):
+        chunks = read_chunks(path, mapping, chunk_size or CHUNK)
+        for chunk in prefetch(map(prepare, chunks) if prepare else chunks):
             summary.rows += len(chunk)
             # After a bad row the file is lost anyway; go on validating to report every one.
             result = write(chunk, partial or failed)
@@ -140,7 +181,8 @@ def run_import(path: Path, mapping: dict[str, str],
 
 def import_for_command(command, slug: str, path: Path, mapping: dict[str, str],
                        write_for_tenant, partial: bool, progress: bool) -> None:
-    """The import commands' shared part: resolve the tenant, run in its context, report."""
+    """The import commands' shared part: resolve the tenant, run in its context, report.
+    `write_for_tenant(tenant)` returns the (write, prepare) pair of run_import."""
     from django.core.management.base import CommandError
 
     from tenants.context import tenant_context
@@ -153,8 +195,9 @@ def import_for_command(command, slug: str, path: Path, mapping: dict[str, str],
         raise CommandError(f"no file {path}")
     with tenant_context(tenant):
         try:
-            summary = run_import(path, mapping, write_for_tenant(tenant), partial,
-                                 progress=progress)
+            write, prepare = write_for_tenant(tenant)
+            summary = run_import(path, mapping, write, partial, progress=progress,
+                                 prepare=prepare)
         except ImportFailed as failed:
             for line in failed.summary.lines():
                 command.stderr.write(line)

@@ -593,21 +593,42 @@ def _resolve_users(tenant: Tenant, cursor, external_ids: list[str]) -> dict[str,
     return dict(cursor.fetchall())
 
 
-def ingest_events(tenant: Tenant, rows: Sequence[Any] | EventColumns, partial: bool = False,
-                  default_type: str | None = None, allow_placeholders: bool | None = None
-                  ) -> IngestResult:
-    """Validate and store a batch of events in one transaction.
+@dataclass
+class PreparedEvents:
+    """A validated batch (validate_events' output with its errors) ready to be written; made
+    without the database, so the CSV import prepares the next chunk while one is written."""
 
-    `rows` is a JSON list of objects (errors numbered by position) or an EventColumns (the
-    CSV import; errors numbered by its `index`). All-or-nothing unless `partial`. Unknown
-    users are created; unknown items are refused unless `allow_placeholders` (default: the
-    tenant's "allow_placeholder_items" setting). An event id already stored, or repeated in
-    the batch, is a duplicate and not stored again. Negative events (hide, dislike) add the
-    item to the user's suppression list."""
-    types = ensure_default_event_types(tenant)
+    events: _CleanEvents
+    errors: list[RowError]
+    rows: int  # rows read, good and bad
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+def prepare_events(rows: Sequence[Any] | EventColumns, types: dict[str, EventType],
+                   default_type: str | None = None) -> PreparedEvents:
     errors: list[RowError] = []
     columns = rows if isinstance(rows, EventColumns) else EventColumns.from_rows(rows, errors)
     events = validate_events(columns, types, default_type, errors)
+    return PreparedEvents(events, errors, len(rows))
+
+
+def ingest_events(tenant: Tenant, rows: Sequence[Any] | EventColumns | PreparedEvents,
+                  partial: bool = False, default_type: str | None = None,
+                  allow_placeholders: bool | None = None) -> IngestResult:
+    """Validate and store a batch of events in one transaction.
+
+    `rows` is a JSON list of objects (errors numbered by position), an EventColumns (errors
+    numbered by its `index`: the CSV import's line numbers) or a PreparedEvents. All-or-nothing
+    unless `partial`. Unknown users are created; unknown items are refused unless
+    `allow_placeholders` (default: the tenant's "allow_placeholder_items" setting). An event
+    id already stored, or repeated in the batch, is a duplicate and not stored again. Negative
+    events (hide, dislike) add the item to the user's suppression list."""
+    types = ensure_default_event_types(tenant)
+    prepared = rows if isinstance(rows, PreparedEvents) else prepare_events(rows, types,
+                                                                          default_type)
+    events, errors = prepared.events, prepared.errors
     result = IngestResult(rejected=errors)
     if errors and not partial:
         result.written = False

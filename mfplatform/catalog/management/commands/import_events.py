@@ -3,7 +3,13 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from mfplatform.catalog.csv_import import import_for_command, parse_mapping
-from mfplatform.catalog.ingest import EVENT_FIELDS, EventColumns, ingest_events
+from mfplatform.catalog.ingest import (
+    EVENT_FIELDS,
+    EventColumns,
+    ensure_default_event_types,
+    ingest_events,
+    prepare_events,
+)
 
 
 class Command(BaseCommand):
@@ -35,11 +41,16 @@ class Command(BaseCommand):
             raise CommandError("give --type or map a type column")
 
         def writer(tenant_obj):
-            def write(chunk, partial_chunk):
+            types = ensure_default_event_types(tenant_obj)
+
+            def prepare(chunk):  # in the reading thread: no database
                 columns = EventColumns(index=chunk.lines, **{
                     name: chunk.columns.get(name) for name in EVENT_FIELDS})
-                return ingest_events(tenant_obj, columns, partial=partial_chunk,
-                                     default_type=type, allow_placeholders=create_items or None)
-            return write
+                return prepare_events(columns, types, default_type=type)
+
+            def write(prepared, partial_chunk):
+                return ingest_events(tenant_obj, prepared, partial=partial_chunk,
+                                     allow_placeholders=create_items or None)
+            return write, prepare
 
         import_for_command(self, tenant, file, columns, writer, partial, not no_progress)

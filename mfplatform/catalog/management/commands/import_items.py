@@ -50,6 +50,6 @@ class Command(BaseCommand):
                 for error in result.rejected:  # report file line numbers, not positions
                     error.index = chunk.lines[error.index]
                 return result
-            return write
+            return write, None
 
         import_for_command(self, tenant, file, columns, writer, partial, not no_progress)
