@@ -178,3 +178,21 @@ def test_event_types_default_and_custom(tenant_a):
     assert response.status_code == 201
     assert client.post("/api/v1/event-types", {"name": "share"},
                        format="json").status_code == 400
+
+
+def test_a_full_batch_of_large_items_is_accepted(tenant_a):
+    """10,000 items of ~300 bytes each: past Django's 2.5 MB form-upload limit, still fine."""
+    rows = [{"external_id": f"item-{i}", "title": "t" * 100, "category": "c",
+             "tags": ["a", "b"], "attributes": {"description": "d" * 150, "price": i}}
+            for i in range(10_000)]
+    response = tenant_a.client().post("/api/v1/items", rows, format="json")
+    assert response.status_code == 200, response.content[:300]
+    assert response.json()["created"] == 10_000
+
+
+@pytest.mark.parametrize("body", [b"[{", b'[{"user": "u", "item": "i1", "value": NaN}]',
+                                  b"\xff\xfe"])
+def test_malformed_json_is_400(tenant_a, body):
+    response = tenant_a.client().generic("POST", "/api/v1/events", body,
+                                         content_type="application/json")
+    assert response.status_code == 400 and "JSON" in response.json()["detail"]
