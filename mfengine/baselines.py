@@ -25,8 +25,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit, prange
 
-_BATCH = 256  # users scored per dense block (256 x n_items float64)
+from mfengine.base import _CHUNK, _row_top_n, _top_n_block
 
 
 def _ids(values: Any) -> np.ndarray:
@@ -38,38 +39,115 @@ def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
     Ties are broken by the lower item id, so results are deterministic.
     """
-    scores = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    rows, cols = scores.shape
-    ids = np.full((rows, n), -1, dtype=np.int64)
-    out = np.full((rows, n), -np.inf, dtype=np.float32)
-    take = min(n, cols)
-    if take == 0 or rows == 0:
-        return ids, out
-    if take < cols:
-        top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
-        # Where a tie straddles the cut, re-rank that row fully so the lower id wins.
-        kth = np.take_along_axis(scores, top, axis=1).min(axis=1)
-        ambiguous = np.isfinite(kth) & ((scores >= kth[:, None]).sum(axis=1) > take)
-        if ambiguous.any():
-            sub = scores[ambiguous]
-            order = np.lexsort((np.broadcast_to(np.arange(cols), sub.shape), -sub), axis=-1)
-            top[ambiguous] = order[:, :take]
-    else:
-        top = np.broadcast_to(np.arange(cols), (rows, cols)).copy()
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    order = np.lexsort((top, -top_scores), axis=1)
-    top = np.take_along_axis(top, order, axis=1)
-    top_scores = np.take_along_axis(top_scores, order, axis=1)
-    bad = ~np.isfinite(top_scores)
-    top[bad] = -1
-    top_scores[bad] = -np.inf
-    ids[:, :take] = top
-    out[:, :take] = top_scores
-    return ids, out
+    scores = np.ascontiguousarray(np.atleast_2d(scores), dtype=np.float64)
+    return _top_n_block(scores, n)
+
+
+# Rows handed to one parallel task of the kernels below.
+_TASK_ROWS = 32
+
+
+@njit(parallel=True, cache=True)
+def _ranked_top_n(order, order_scores, seen_indptr, seen_indices, n_items, n, out_ids, out_scores):
+    """Top-n per row when every row shares one ranking (``order``: candidate ids best first,
+    ``order_scores`` their scores): the first n items of the ranking not in the row's seen
+    entries (CSR ``seen_indptr``/``seen_indices``). Non-finite scores keep their slot as
+    -1 / -inf; out_* are prefilled with -1 / -inf."""
+    rows = seen_indptr.shape[0] - 1
+    n_tasks = (rows + _TASK_ROWS - 1) // _TASK_ROWS
+    for task in prange(n_tasks):
+        seen = np.zeros(n_items, dtype=np.bool_)
+        for r in range(task * _TASK_ROWS, min((task + 1) * _TASK_ROWS, rows)):
+            start, stop = seen_indptr[r], seen_indptr[r + 1]
+            for jj in range(start, stop):
+                seen[seen_indices[jj]] = True
+            got = 0
+            for p in range(order.shape[0]):
+                if got == n:
+                    break
+                item = order[p]
+                if seen[item]:
+                    continue
+                value = order_scores[p]
+                if np.isfinite(value):
+                    out_ids[r, got] = item
+                    out_scores[r, got] = value
+                got += 1
+            for jj in range(start, stop):
+                seen[seen_indices[jj]] = False
+
+
+@njit(parallel=True, cache=True)
+def _content_top_n(
+    h_indptr, h_indices, h_weights, seen_indptr, seen_indices, v_indptr, v_indices, v_data,
+    vt_indptr, vt_indices, vt_data, tiebreak, allowed, n, out_ids, out_scores,
+):
+    """Fused content scoring and top-n for history rows (CSR h_*, weights already scaled
+    to the strength-weighted mean).
+
+    profile = h_weights @ V (V: items x terms CSR v_*), score = profile @ V^T (vt_*: V^T as
+    CSR) + tiebreak, with the products summed in the order scipy's sparse matmul uses
+    (profile terms in its output order: reverse first touch, exact zeros dropped), so scores
+    are bit-identical to ``(user_profiles(h) @ V.T).todense() + tiebreak``. Rows with an
+    all-zero profile stay -1 / -inf; items not ``allowed`` and the row's seen entries (CSR
+    seen_*) are not candidates. Top-n as for a dense block (:func:`mfengine.base._row_top_n`)."""
+    rows = h_indptr.shape[0] - 1
+    n_items = v_indptr.shape[0] - 1
+    n_terms = vt_indptr.shape[0] - 1
+    k = min(n, n_items)
+    if k <= 0:
+        return
+    n_tasks = (rows + _TASK_ROWS - 1) // _TASK_ROWS
+    for task in prange(n_tasks):
+        profile = np.zeros(n_terms, dtype=np.float64)
+        link = np.full(n_terms, -1, dtype=np.int64)
+        terms = np.empty(n_terms, dtype=np.int64)
+        weights = np.empty(n_terms, dtype=np.float64)
+        scores = np.empty(n_items, dtype=np.float64)
+        values = np.empty(k, dtype=np.float64)
+        ids = np.empty(k, dtype=np.int64)
+        chunk_max = np.empty((n_items + _CHUNK - 1) // _CHUNK, dtype=np.float64)
+        for r in range(task * _TASK_ROWS, min((task + 1) * _TASK_ROWS, rows)):
+            # profile, accumulated like scipy's csr_matmat (a linked list of touched terms)
+            head = -2
+            length = 0
+            for jj in range(h_indptr[r], h_indptr[r + 1]):
+                item = h_indices[jj]
+                weight = h_weights[jj]
+                for kk in range(v_indptr[item], v_indptr[item + 1]):
+                    term = v_indices[kk]
+                    profile[term] += weight * v_data[kk]
+                    if link[term] == -1:
+                        link[term] = head
+                        head = term
+                        length += 1
+            m = 0
+            for _ in range(length):
+                if profile[head] != 0:
+                    terms[m] = head
+                    weights[m] = profile[head]
+                    m += 1
+                nxt = link[head]
+                link[head] = -1
+                profile[head] = 0.0
+                head = nxt
+            if m == 0:
+                continue  # no usable history: empty list, the caller falls back
+            scores[:] = 0.0
+            for q in range(m):
+                term = terms[q]
+                weight = weights[q]
+                for kk in range(vt_indptr[term], vt_indptr[term + 1]):
+                    scores[vt_indices[kk]] += weight * vt_data[kk]
+            for j in range(n_items):
+                scores[j] = scores[j] + tiebreak[j] if allowed[j] else -np.inf
+            for jj in range(seen_indptr[r], seen_indptr[r + 1]):
+                scores[seen_indices[jj]] = -np.inf
+            _row_top_n(scores, k, values, ids, chunk_max, out_ids, out_scores, r)
 
 
 class _Baseline:
-    """Shared recommend machinery: subclasses provide dense scores for a block of users."""
+    """Shared recommend machinery: subclasses fill the top-n of a block of history rows."""
 
     name: ClassVar[str] = ""
     n_items_: int
@@ -77,9 +155,6 @@ class _Baseline:
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_items_"):
             raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit() first")
-
-    def _block_scores(self, history: sp.csr_matrix) -> np.ndarray:
-        raise NotImplementedError
 
     def get_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self._params}
@@ -134,15 +209,31 @@ class _Baseline:
         count = history.shape[0]
         ids = np.full((count, n), -1, dtype=np.int64)
         out = np.full((count, n), -np.inf, dtype=np.float32)
-        for start in range(0, count, _BATCH):
-            block_hist = history[start : start + _BATCH]
-            block = self._block_scores(block_hist)
-            block[:, ~allowed] = -np.inf
-            if filter_seen and block_hist.nnz:
-                rows = np.repeat(np.arange(block_hist.shape[0]), np.diff(block_hist.indptr))
-                block[rows, block_hist.indices] = -np.inf
-            ids[start : start + _BATCH], out[start : start + _BATCH] = top_n(block, n)
+        if count and n > 0:
+            history = sp.csr_matrix(history)
+            if filter_seen:
+                seen_indptr = history.indptr.astype(np.int64)
+                seen_indices = history.indices.astype(np.int64)
+            else:
+                seen_indptr = np.zeros(count + 1, dtype=np.int64)
+                seen_indices = np.zeros(0, dtype=np.int64)
+            self._top_n_into(history, seen_indptr, seen_indices, allowed, n, ids, out)
         return ids, out
+
+    def _top_n_into(
+        self,
+        history: sp.csr_matrix,
+        seen_indptr: np.ndarray,
+        seen_indices: np.ndarray,
+        allowed: np.ndarray,
+        n: int,
+        ids: np.ndarray,
+        out: np.ndarray,
+    ) -> None:
+        """Fill ``ids``/``out`` (prefilled -1 / -inf) with each history row's top-n among the
+        ``allowed`` items minus the row's seen entries (CSR ``seen_*``), ordered as
+        :func:`top_n` orders a dense block of the model's scores."""
+        raise NotImplementedError
 
     def recommend_for_items(
         self,
@@ -251,8 +342,24 @@ class PopularityRecommender(_Baseline):
             self.item_categories_ = cats.astype(str) if cats.dtype == object else cats
         return self
 
-    def _block_scores(self, history: sp.csr_matrix) -> np.ndarray:
-        return np.tile(self.item_scores_, (history.shape[0], 1))
+    def _top_n_into(
+        self,
+        history: sp.csr_matrix,
+        seen_indptr: np.ndarray,
+        seen_indices: np.ndarray,
+        allowed: np.ndarray,
+        n: int,
+        ids: np.ndarray,
+        out: np.ndarray,
+    ) -> None:
+        # Every user shares one ranking: walk it, skipping each user's seen items.
+        scores = np.where(allowed, np.asarray(self.item_scores_, dtype=np.float64), -np.inf)
+        candidates = np.flatnonzero(scores > -np.inf)  # drops -inf and NaN
+        # stable sort: equal scores stay in ascending id order
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        _ranked_top_n(
+            order, scores[order], seen_indptr, seen_indices, self.n_items_, n, ids, out
+        )
 
     def top_items(
         self, n: int = 10, exclude: Any = None, category: Any = None, items: Any = None
@@ -418,14 +525,47 @@ class ContentRecommender(_Baseline):
         scale = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
         return sp.csr_matrix(sp.diags(scale) @ h @ self.item_vectors_)
 
-    def _block_scores(self, history: sp.csr_matrix) -> np.ndarray:
-        profiles = self.user_profiles(history)
-        scores = np.asarray((profiles @ self.item_vectors_.T).todense(), dtype=np.float64)
-        empty = np.diff(profiles.indptr) == 0
-        if self.popularity_tiebreak:
-            scores += 1e-9 * self.item_popularity_[None, :]
-        scores[empty] = -np.inf
-        return scores
+    def _top_n_into(
+        self,
+        history: sp.csr_matrix,
+        seen_indptr: np.ndarray,
+        seen_indices: np.ndarray,
+        allowed: np.ndarray,
+        n: int,
+        ids: np.ndarray,
+        out: np.ndarray,
+    ) -> None:
+        # Scores are user_profiles(history) @ item_vectors_.T (+ the popularity tiebreak),
+        # computed per user in a compiled kernel without materialising users x items blocks.
+        h = sp.csr_matrix(history, dtype=np.float64)
+        sums = np.asarray(h.sum(axis=1)).ravel()
+        scale = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+        weighted = sp.csr_matrix(sp.diags(scale) @ h)  # as in user_profiles
+        vectors = sp.csr_matrix(self.item_vectors_, dtype=np.float64)
+        by_term = sp.csr_matrix(vectors.T)
+        tiebreak = (
+            1e-9 * np.asarray(self.item_popularity_, dtype=np.float64)
+            if self.popularity_tiebreak
+            else np.zeros(self.n_items_)
+        )
+        _content_top_n(
+            weighted.indptr.astype(np.int64),
+            weighted.indices.astype(np.int64),
+            weighted.data,
+            seen_indptr,
+            seen_indices,
+            vectors.indptr.astype(np.int64),
+            vectors.indices.astype(np.int64),
+            vectors.data,
+            by_term.indptr.astype(np.int64),
+            by_term.indices.astype(np.int64),
+            by_term.data,
+            tiebreak,
+            allowed,
+            n,
+            ids,
+            out,
+        )
 
     def _arrays(self) -> dict[str, np.ndarray]:
         v = self.item_vectors_

@@ -239,7 +239,8 @@ def split_summary(split: Split) -> dict[str, Any]:
 def _hits(recommended: np.ndarray, test: sp.csr_matrix, k: int) -> np.ndarray:
     """Boolean (users x k): is the item at rank r a test positive of that row's user.
 
-    -1 (padding) and out-of-range ids never hit; a repeated item only counts once.
+    -1 (padding) and out-of-range ids never hit; a repeated item only counts once. Column r
+    depends only on ranks <= r, so ``_hits(rec, test, K)[:, :k] == _hits(rec, test, k)``.
     """
     rec = np.asarray(recommended)
     if rec.ndim != 2 or rec.shape[0] != test.shape[0]:
@@ -260,24 +261,20 @@ def _hits(recommended: np.ndarray, test: sp.csr_matrix, k: int) -> np.ndarray:
     pos = np.minimum(np.searchsorted(test_keys, keys), len(test_keys) - 1)
     hits = valid & (test_keys[pos] == keys)
     if k > 1:
-        # A duplicate later in the row is not a second hit (stable sort keeps rank order).
-        order = np.argsort(rec, axis=1, kind="stable")
-        srt = np.take_along_axis(rec, order, axis=1)
-        dup_sorted = np.zeros(rec.shape, dtype=bool)
-        dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
-        dup = np.zeros(rec.shape, dtype=bool)
-        np.put_along_axis(dup, order, dup_sorted, axis=1)
-        hits &= ~dup
+        # A hit whose item already appears earlier in the row is a duplicate, not a second
+        # hit. Only hit slots can change, so only those rows are compared.
+        hit_row, hit_col = np.nonzero(hits)
+        if hit_row.size:
+            first = np.argmax(rec[hit_row] == rec[hit_row, hit_col][:, None], axis=1)
+            dup = first < hit_col
+            hits[hit_row[dup], hit_col[dup]] = False
     return hits
 
 
-def per_user_ranking_metrics(
-    recommended: np.ndarray, test: sp.csr_matrix, k: int
-) -> dict[str, np.ndarray]:
-    """Per-row recall/ndcg/hit/ap arrays plus the mask of rows with a test positive."""
-    test = sp.csr_matrix(test)
-    hits = _hits(recommended, test, k).astype(np.float64)
-    n_pos = np.diff(test.indptr)
+def _ranking_from_hits(hits: np.ndarray, n_pos: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per-row recall/ndcg/hit/ap from a boolean (rows x k) hit matrix and the number of test
+    positives per row."""
+    hits = hits.astype(np.float64)
     evaluated = n_pos > 0
     denom = np.maximum(np.minimum(k, n_pos), 1)
     n_hits = hits.sum(axis=1)
@@ -295,6 +292,23 @@ def per_user_ranking_metrics(
     }
 
 
+def per_user_ranking_metrics(
+    recommended: np.ndarray, test: sp.csr_matrix, k: int
+) -> dict[str, np.ndarray]:
+    """Per-row recall/ndcg/hit/ap arrays plus the mask of rows with a test positive."""
+    test = sp.csr_matrix(test)
+    return _ranking_from_hits(_hits(recommended, test, k), np.diff(test.indptr), k)
+
+
+def _mean_ranking(per_user: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, float]:
+    n = int(mask.sum())
+    out: dict[str, float] = {
+        key: float(per_user[key][mask].mean()) if n else 0.0 for key in RANKING_KEYS
+    }
+    out["n_users"] = n
+    return out
+
+
 def ranking_metrics(
     recommended: np.ndarray, test: sp.csr_matrix, k: int, users: Any = None
 ) -> dict[str, float]:
@@ -308,13 +322,7 @@ def ranking_metrics(
     if users is not None:
         test = test[np.asarray(users, dtype=np.int64)]
     per_user = per_user_ranking_metrics(recommended, test, k)
-    mask = per_user["evaluated"]
-    n = int(mask.sum())
-    out: dict[str, float] = {
-        key: float(per_user[key][mask].mean()) if n else 0.0 for key in RANKING_KEYS
-    }
-    out["n_users"] = n
-    return out
+    return _mean_ranking(per_user, per_user["evaluated"])
 
 
 def rating_metrics(predictions: Any, truth: Any) -> dict[str, float]:
@@ -469,19 +477,30 @@ def evaluate_recommendations(
     test_tail = test_u.multiply(tail[None, :].astype(np.float32)).tocsr()
     test_tail.eliminate_zeros()
 
+    ks = [int(k) for k in ks]
+    recommended = np.asarray(recommended)
+    # Hits are found once for the largest K (a prefix of them is the hits at a smaller K);
+    # a long-tail hit is a hit on a long-tail item.
+    k_max = max(ks, default=0)
+    hits_all = _hits(recommended, test_u, k_max) if ks else np.zeros((len(users), 0), bool)
+    rec_max = recommended[:, :k_max]
+    is_item = (rec_max >= 0) & (rec_max < len(tail))
+    tail_hits_all = hits_all & is_item & tail[np.where(is_item, rec_max, 0)]
+    n_pos = np.diff(test_u.indptr)
+    n_pos_tail = np.diff(test_tail.indptr)
+
     result: dict[str, Any] = {"overall": {}, "cold_users": {}, "long_tail": {}}
     for k in ks:
-        key = str(int(k))
-        per_user = per_user_ranking_metrics(recommended, test_u, int(k))
+        key = str(k)
+        per_user = _ranking_from_hits(np.ascontiguousarray(hits_all[:, :k]), n_pos, k)
         evaluated = per_user["evaluated"]
         for segment, mask in (("overall", evaluated), ("cold_users", evaluated & cold)):
-            n = int(mask.sum())
-            metrics = {m: float(per_user[m][mask].mean()) if n else 0.0 for m in RANKING_KEYS}
-            metrics["n_users"] = n
-            metrics.update(beyond_accuracy_metrics(recommended[mask], pop, int(k)))
+            metrics: dict[str, Any] = _mean_ranking(per_user, mask)
+            metrics.update(beyond_accuracy_metrics(recommended[mask], pop, k))
             result[segment][key] = metrics
-        tail_metrics = ranking_metrics(recommended, test_tail, int(k))
-        rec_k = recommended[evaluated, : int(k)]
+        tail_user = _ranking_from_hits(np.ascontiguousarray(tail_hits_all[:, :k]), n_pos_tail, k)
+        tail_metrics: dict[str, Any] = _mean_ranking(tail_user, tail_user["evaluated"])
+        rec_k = recommended[evaluated, :k]
         valid = rec_k >= 0
         tail_slots = tail[rec_k[valid]] if valid.any() else np.zeros(0, bool)
         tail_metrics["tail_slot_share"] = float(tail_slots.mean()) if tail_slots.size else 0.0

@@ -113,3 +113,100 @@ def test_recommend_checks_column_count():
     model = PopularityRecommender().fit(UI)
     with pytest.raises(ValueError):
         model.recommend([0], sp.csr_matrix((4, 3)), n=2)
+
+
+# -- fast paths equal the straightforward dense computation ----------------------------------
+
+
+def _reference_top_n(scores, n):
+    """Dense top-n by full sort: score descending, then lower id; -inf/NaN never returned;
+    a +inf keeps its slot as -1 / -inf; short rows padded with -1 / -inf."""
+    rows, cols = scores.shape
+    ids = np.full((rows, n), -1, dtype=np.int64)
+    out = np.full((rows, n), -np.inf, dtype=np.float32)
+    for r in range(rows):
+        cand = np.flatnonzero(scores[r] > -np.inf)
+        order = cand[np.lexsort((cand, -scores[r][cand]))][: min(n, cols)]
+        for slot, item in enumerate(order):
+            if np.isfinite(scores[r, item]):
+                ids[r, slot] = item
+                out[r, slot] = scores[r, item]
+    return ids, out
+
+
+def _reference_recommend(model, dense_scores, history, n, filter_seen, items, exclude):
+    scores = np.array(dense_scores, dtype=np.float64)
+    scores[:, ~model._candidate_mask(items, exclude)] = -np.inf
+    if filter_seen:
+        coo = sp.coo_matrix(history)
+        scores[coo.row, coo.col] = -np.inf
+    return _reference_top_n(scores, n)
+
+
+def _random_history(rng, n_users, n_items, density):
+    m = sp.random(n_users, n_items, density=density, random_state=rng, format="csr")
+    m.data = rng.integers(1, 4, m.nnz).astype(np.float32)  # strengths
+    m.data[rng.random(m.nnz) < 0.05] = 0.0  # explicit zeros still count as seen
+    return m
+
+
+def _random_options(rng, n_items):
+    items = None if rng.random() < 0.5 else rng.choice(n_items, n_items // 2, replace=False)
+    exclude = None if rng.random() < 0.5 else rng.choice(n_items, 5, replace=False)
+    n = int(rng.choice([1, 5, 17, n_items, n_items + 3]))
+    return n, bool(rng.random() < 0.7), items, exclude
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_popularity_recommend_equals_dense_reference(seed):
+    rng = np.random.default_rng(seed)
+    n_users, n_items = 80, 60
+    train = _random_history(rng, n_users, n_items, 0.08)  # small counts: many ties
+    model = PopularityRecommender(use_strength=bool(seed % 2)).fit(train)
+    users = rng.permutation(n_users)[:50]
+    for _ in range(4):
+        n, filter_seen, items, exclude = _random_options(rng, n_items)
+        ids, scores = model.recommend(users, train, n, filter_seen, items, exclude)
+        history = train[users]
+        dense = np.tile(model.item_scores_, (len(users), 1))
+        want_ids, want_scores = _reference_recommend(
+            model, dense, history, n, filter_seen, items, exclude
+        )
+        assert np.array_equal(ids, want_ids)
+        assert np.array_equal(scores, want_scores)
+    top_ids, top_scores = model.top_items(7, exclude=[int(model.item_scores_.argmax())])
+    ref_ids, ref_scores = _reference_top_n(
+        np.where(np.arange(n_items) == model.item_scores_.argmax(), -np.inf,
+                 model.item_scores_)[None, :], 7)
+    assert np.array_equal(top_ids, ref_ids[0]) and np.array_equal(top_scores, ref_scores[0])
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_content_recommend_equals_dense_reference(seed):
+    rng = np.random.default_rng(seed)
+    n_users, n_items = 70, 90
+    train = _random_history(rng, n_users, n_items, 0.06)
+    # users 0-4 without history: empty lists
+    train = sp.vstack([sp.csr_matrix((5, n_items), dtype=np.float32), train[5:]]).tocsr()
+    # few distinct descriptions: many exactly tied scores; some items have no tokens
+    cats = [None if rng.random() < 0.1 else f"c{rng.integers(4)}" for _ in range(n_items)]
+    tags = [[f"t{t}" for t in rng.choice(6, rng.integers(0, 3), replace=False)]
+            for _ in range(n_items)]
+    model = ContentRecommender(
+        sublinear_tf=bool(seed % 2), popularity_tiebreak=seed % 3 != 0
+    ).fit(train, item_tokens(n_items, categories=cats, tags=tags))
+    users = rng.permutation(n_users)[:60]
+    for _ in range(4):
+        n, filter_seen, items, exclude = _random_options(rng, n_items)
+        ids, scores = model.recommend(users, train, n, filter_seen, items, exclude)
+        history = train[users]
+        profiles = model.user_profiles(history)
+        dense = np.asarray((profiles @ model.item_vectors_.T).todense(), dtype=np.float64)
+        if model.popularity_tiebreak:
+            dense += 1e-9 * model.item_popularity_[None, :]
+        dense[np.diff(profiles.indptr) == 0] = -np.inf
+        want_ids, want_scores = _reference_recommend(
+            model, dense, history, n, filter_seen, items, exclude
+        )
+        assert np.array_equal(ids, want_ids)
+        assert np.array_equal(scores, want_scores)

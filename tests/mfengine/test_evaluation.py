@@ -270,3 +270,79 @@ def test_evaluate_model_batches_and_matches_ranking_metrics():
     for key in ("recall", "ndcg", "hit_rate", "map"):
         assert res["metrics"]["overall"]["10"][key] == pytest.approx(direct[key], abs=1e-12)
     assert res["rating"]["rmse"] == pytest.approx(1.0)
+
+
+def _straightforward_segments(rec, users, train, test, ks, cold_threshold=5, head_share=0.2):
+    """evaluate_recommendations computed the direct way: every K and segment on its own,
+    the long-tail segment through a long-tail-only test matrix (the fast path finds hits
+    once for the largest K and derives the rest)."""
+    from mfengine.evaluation import (
+        RANKING_KEYS,
+        beyond_accuracy_metrics,
+        item_popularity,
+        per_user_ranking_metrics,
+    )
+
+    pop = item_popularity(train)
+    tail = long_tail_mask(pop, head_share)
+    test_u = sp.csr_matrix(test)[users]
+    cold = np.diff(sp.csr_matrix(train).indptr)[users] <= cold_threshold
+    test_tail = test_u.multiply(tail[None, :].astype(np.float32)).tocsr()
+    test_tail.eliminate_zeros()
+    out = {"overall": {}, "cold_users": {}, "long_tail": {}}
+    for k in ks:
+        per_user = per_user_ranking_metrics(rec, test_u, k)
+        evaluated = per_user["evaluated"]
+        for segment, mask in (("overall", evaluated), ("cold_users", evaluated & cold)):
+            n = int(mask.sum())
+            metrics = {m: float(per_user[m][mask].mean()) if n else 0.0 for m in RANKING_KEYS}
+            metrics["n_users"] = n
+            metrics.update(beyond_accuracy_metrics(rec[mask], pop, k))
+            out[segment][str(k)] = metrics
+        tail_metrics = ranking_metrics(rec, test_tail, k)
+        rec_k = rec[evaluated, :k]
+        valid = rec_k >= 0
+        slots = tail[rec_k[valid]] if valid.any() else np.zeros(0, bool)
+        tail_metrics["tail_slot_share"] = float(slots.mean()) if slots.size else 0.0
+        tail_metrics["tail_coverage"] = float(
+            len(np.unique(rec_k[valid][slots])) / max(int(tail.sum()), 1)
+        )
+        out["long_tail"][str(k)] = tail_metrics
+    return out
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_evaluate_recommendations_equals_straightforward_per_k(seed):
+    rng = np.random.default_rng(seed)
+    n_users, n_items = 70, 50
+    train = sp.random(n_users, n_items, density=0.1, random_state=seed, format="csr")
+    train.data[:] = 1.0
+    test = sp.random(n_users, n_items, density=0.08, random_state=seed + 100, format="csr")
+    test.data[:] = 1.0
+    users = np.flatnonzero(np.diff(test.indptr) > 0)
+    if seed % 2:
+        users = rng.permutation(n_users)[:40]  # some rows without test positives
+    # -1 padding, duplicates, repeated hits; wider than the largest K
+    rec = rng.integers(-1, n_items, size=(len(users), 30))
+    rec[:, 5] = rec[:, 1]
+    ks = (1, 4, 10, 25)
+    got = evaluate_recommendations(rec, users, train, test, ks)
+    assert got == _straightforward_segments(rec, users, train, test, ks)  # bit-identical
+
+
+def test_hits_prefix_equals_hits_at_smaller_k():
+    from mfengine.evaluation import _hits
+
+    rng = np.random.default_rng(3)
+    test = sp.random(50, 20, density=0.2, random_state=3, format="csr")
+    rec = rng.integers(-1, 22, size=(50, 15))  # out-of-range ids never hit
+    full = _hits(rec, test, 15)
+    for k in range(1, 16):
+        assert np.array_equal(full[:, :k], _hits(rec, test, k))
+    rows = [set(test.indices[test.indptr[u]:test.indptr[u + 1]].tolist()) for u in range(50)]
+    for u in range(50):
+        seen: set[int] = set()
+        for r in range(15):
+            item = int(rec[u, r])
+            assert full[u, r] == (0 <= item < 20 and item in rows[u] and item not in seen)
+            seen.add(item)

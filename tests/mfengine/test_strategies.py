@@ -167,3 +167,76 @@ def test_bpr_popularity_negatives_demote_popular_items() -> None:
     assert mean_popularity["popularity"] < 0.8 * mean_popularity["uniform"]
     with pytest.raises(ValueError, match="negative_sampling"):
         mfengine.create("bpr", negative_sampling="hard").fit(train)
+
+
+# -- the compiled top-n equals a full sort ---------------------------------------------------
+
+
+def _full_sort_top_n(scores, n):
+    """Score descending, then lower id; -inf/NaN never returned; a +inf keeps its slot as
+    -1 / -inf; rows with fewer candidates than n padded with -1 / -inf."""
+    rows, cols = scores.shape
+    ids = np.full((rows, n), -1, dtype=np.int64)
+    out = np.full((rows, n), -np.inf, dtype=np.float32)
+    for r in range(rows):
+        cand = np.flatnonzero(scores[r] > -np.inf)
+        order = cand[np.lexsort((cand, -scores[r][cand]))][: min(n, cols)]
+        for slot, item in enumerate(order):
+            if np.isfinite(scores[r, item]):
+                ids[r, slot] = item
+                out[r, slot] = scores[r, item]
+    return ids, out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_top_n_equals_full_sort_on_random_blocks(seed):
+    from mfengine.base import _top_n
+
+    rng = np.random.default_rng(seed)
+    rows, cols = int(rng.integers(1, 40)), int(rng.choice([1, 7, 50, 333, 2000]))
+    if seed % 3 == 0:
+        scores = rng.integers(0, 5, (rows, cols)).astype(np.float32)  # heavy ties
+    else:
+        scores = rng.standard_normal((rows, cols)).astype(np.float32)
+    special = rng.random((rows, cols))
+    scores[special < 0.05] = -np.inf
+    if seed % 4 == 1:
+        scores[special > 0.99] = np.nan
+        scores[(special > 0.985) & (special <= 0.99)] = np.inf
+    if seed % 5 == 2:
+        scores[: rows // 2] = -np.inf  # nothing left for some rows
+    remove = sp.random(rows, cols, density=0.1, random_state=seed, format="csr")
+    removed = scores.copy()
+    removed[remove.nonzero()] = -np.inf
+    original = scores.copy()
+    for n in (1, 3, 10, cols, cols + 5):
+        want = _full_sort_top_n(removed, n)
+        for got in (_top_n(scores, n, remove), _top_n(removed, n)):
+            assert np.array_equal(got[0], want[0]), n
+            assert np.array_equal(got[1], want[1]), n
+    np.testing.assert_array_equal(scores, original)  # the caller's block is not edited
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_recommend_vectors_equals_full_sort(seed):
+    rng = np.random.default_rng(seed)
+    train = sp.random(300, 120, density=0.05, random_state=seed, format="csr", dtype=np.float32)
+    train.data[:] = 1.0
+    model = mfengine.create("als", factors=8, iterations=3, random_state=seed).fit(train)
+    # small integer factors: exact scores whatever the summation order, and many ties
+    model.user_factors_ = rng.integers(-2, 3, model.user_factors_.shape).astype(np.float32)
+    model.item_factors_ = rng.integers(-2, 3, model.item_factors_.shape).astype(np.float32)
+    users = rng.permutation(300)[:260]  # more than one block of users
+    items = None if seed % 2 == 0 else np.sort(rng.choice(120, 70, replace=False))
+    exclude = rng.choice(120, 6, replace=False)
+    for n in (1, 10, 120):
+        ids, scores = model.recommend(users, train, n=n, items=items, exclude=exclude)
+        dense = model.user_factors_[users] @ model.item_factors_.T
+        allowed = np.zeros(120, bool)
+        allowed[np.arange(120) if items is None else items] = True
+        allowed[exclude] = False
+        dense[:, ~allowed] = -np.inf
+        dense[train[users].nonzero()] = -np.inf
+        want_ids, want_scores = _full_sort_top_n(dense, n)
+        assert np.array_equal(ids, want_ids)
+        assert np.array_equal(scores, want_scores)
