@@ -111,3 +111,21 @@ def test_item_import_names_the_bad_line(tenant_a, tmp_path):
     assert "row 4: title" in err.getvalue()
     with tenant_a.scope():
         assert not Item.objects.exists()
+
+
+def test_prefetch_hands_over_reading_errors_and_stops_with_its_consumer():
+    from mfplatform.catalog.csv_import import prefetch
+
+    def chunks():
+        yield 1
+        yield 2
+        raise ValueError("broken file")
+
+    got = []
+    with pytest.raises(ValueError, match="broken file"):
+        for item in prefetch(chunks()):
+            got.append(item)
+    assert got == [1, 2]
+    endless = prefetch(iter(range(10**9)), depth=1)
+    assert next(endless) == 0
+    endless.close()  # the reading thread stops instead of blocking on a full queue
