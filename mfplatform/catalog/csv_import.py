@@ -162,8 +162,9 @@ def run_import(path: Path, mapping: dict[str, str],
     database access) runs on each chunk in the reading thread; `write` gets its result."""
     summary = ImportSummary()
     started = time.perf_counter()
+    # disable=None: the bar only on a terminal, never in logs.
     with transaction.atomic(), tqdm(unit=" rows", unit_scale=True, desc=path.name,
-                                    disable=not progress) as bar:
+                                    disable=None if progress else True) as bar:
         failed = False
         chunks = read_chunks(path, mapping, chunk_size or CHUNK)
         for chunk in prefetch(map(prepare, chunks) if prepare else chunks):
@@ -177,6 +178,7 @@ def run_import(path: Path, mapping: dict[str, str],
         if failed:
             transaction.set_rollback(True)
             summary.created = summary.updated = summary.duplicates = 0
+            summary.seconds = time.perf_counter() - started
             raise ImportFailed(summary)
     summary.seconds = time.perf_counter() - started  # with the commit
     return summary
