@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
+from numba import njit
 
 Callback = Callable[[int, float], Any]
 RandomState = None | int | np.random.Generator
@@ -273,8 +273,8 @@ class MatrixFactorization(abc.ABC):
         subset; ``exclude`` removes ids for every user.
 
         Returns ``(ids, scores)``, int64 and float32 arrays of shape (len(user_ids), n) (1-d
-        for a scalar user id). When fewer than ``n`` candidates remain for a user, the row is
-        padded with id -1 and score -inf.
+        for a scalar user id). Equal scores go to the lower item id. When fewer than ``n``
+        candidates remain for a user, the row is padded with id -1 and score -inf.
         """
         self._check_fitted()
         scalar = np.ndim(user_ids) == 0
@@ -492,9 +492,6 @@ def load(path: str | os.PathLike[str]) -> MatrixFactorization:
 # (removed, seen, excluded) or NaN are never candidates; a row with fewer than n candidates is
 # padded with -1 / -inf; a +inf score keeps its slot but is reported as -1 / -inf.
 
-# Rows handed to one parallel task of the selection kernels.
-_TOP_ROWS = 32
-
 
 @njit(cache=True, inline="always")
 def _worse(value_a, id_a, value_b, id_b):
@@ -615,23 +612,25 @@ def _select_top_n(scores, remove_indptr, remove_indices, n, out_ids, out_scores)
 
     Row r's entries at ``remove_indices[remove_indptr[r]:remove_indptr[r + 1]]`` are set to
     -inf first (negative or out-of-range positions are ignored); ``scores`` is modified.
+
+    Sequential on purpose: it alternates with the BLAS product that fills the next block, and
+    numba's worker threads and BLAS's each busy-wait while the other pool runs, which on a
+    small machine made a parallel version slower (and burned twice the CPU).
     """
     rows, cols = scores.shape
     k = min(n, cols)
     if k <= 0:
         return
-    n_tasks = (rows + _TOP_ROWS - 1) // _TOP_ROWS
-    for task in prange(n_tasks):
-        values = np.empty(k, dtype=scores.dtype)
-        ids = np.empty(k, dtype=np.int64)
-        chunk_max = np.empty((cols + _CHUNK - 1) // _CHUNK, dtype=scores.dtype)
-        for r in range(task * _TOP_ROWS, min((task + 1) * _TOP_ROWS, rows)):
-            row = scores[r]
-            for jj in range(remove_indptr[r], remove_indptr[r + 1]):
-                c = remove_indices[jj]
-                if 0 <= c < cols:
-                    row[c] = -np.inf
-            _row_top_n(row, k, values, ids, chunk_max, out_ids, out_scores, r)
+    values = np.empty(k, dtype=scores.dtype)
+    ids = np.empty(k, dtype=np.int64)
+    chunk_max = np.empty((cols + _CHUNK - 1) // _CHUNK, dtype=scores.dtype)
+    for r in range(rows):
+        row = scores[r]
+        for jj in range(remove_indptr[r], remove_indptr[r + 1]):
+            c = remove_indices[jj]
+            if 0 <= c < cols:
+                row[c] = -np.inf
+        _row_top_n(row, k, values, ids, chunk_max, out_ids, out_scores, r)
 
 
 def _top_n_block(
