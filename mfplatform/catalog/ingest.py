@@ -217,7 +217,7 @@ def upsert_items(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> 
         return result
     if not items:
         return result
-    values = list(items.values())
+    values = [items[key] for key in sorted(items)]  # one lock order for concurrent batches
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
@@ -280,7 +280,7 @@ def upsert_users(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> 
         return result
     if not users:
         return result
-    values = list(users.values())
+    values = [users[key] for key in sorted(users)]  # one lock order for concurrent batches
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             """
@@ -640,7 +640,9 @@ def ingest_events(tenant: Tenant, rows: Sequence[Any] | EventColumns | PreparedE
         allow_placeholders = bool(tenant.setting("allow_placeholder_items", False))
     with transaction.atomic(), connection.cursor() as django_cursor:
         cursor = django_cursor.cursor  # psycopg's own cursor, for COPY
-        items = _resolve_items(tenant, cursor, list(set(events.item)), allow_placeholders)
+        # Sorted: concurrent batches creating the same rows lock them in one order (no
+        # deadlock between two batches naming the same new users in different orders).
+        items = _resolve_items(tenant, cursor, sorted(set(events.item)), allow_placeholders)
         if len(items) < len(set(events.item)):
             known = [p for p, item in enumerate(events.item) if item in items]
             errors.extend(RowError(events.index[p], "item",
@@ -656,7 +658,7 @@ def ingest_events(tenant: Tenant, rows: Sequence[Any] | EventColumns | PreparedE
             if not events.index:
                 return result
         errors.sort(key=lambda e: e.index)
-        users = _resolve_users(tenant, cursor, list(set(events.user)))
+        users = _resolve_users(tenant, cursor, sorted(set(events.user)))
         result.created = _write_events(tenant, cursor, events, items, users, types)
         result.duplicates = len(events.index) - result.created
     return result
@@ -723,8 +725,10 @@ def _write_events(tenant: Tenant, cursor, events: _CleanEvents, items: dict[str,
         FROM staging_events"""
     if any(e is not None for e in events.event_id):
         # An event id already stored (or repeated in the batch: the first one counts) is a
-        # duplicate: the unique (tenant, event_id) index makes it a no-op.
-        insert += """ ORDER BY ord
+        # duplicate: the unique (tenant, event_id) index makes it a no-op. Inserted in event
+        # id order, so two batches sharing ids wait for each other in one order, never in a
+        # cycle.
+        insert += """ ORDER BY event_id COLLATE "C", ord
         ON CONFLICT (tenant_id, event_id) WHERE event_id IS NOT NULL DO NOTHING"""
     present = set(events.type_id)
     negative = [(t.pk, t.name) for t in types.values() if t.kind == EventKind.NEGATIVE
@@ -732,7 +736,8 @@ def _write_events(tenant: Tenant, cursor, events: _CleanEvents, items: dict[str,
     if not negative:
         cursor.execute(insert, {"tenant": tenant.pk})
         return cursor.rowcount
-    # The first negative event of a (user, item) pair gives the suppression its reason.
+    # The first negative event stored for a (user, item) pair gives the suppression its
+    # reason.
     cursor.execute(
         f"""
         WITH stored AS ({insert} RETURNING id, user_id, item_id, event_type_id),
