@@ -196,3 +196,17 @@ def test_malformed_json_is_400(tenant_a, body):
     response = tenant_a.client().generic("POST", "/api/v1/events", body,
                                          content_type="application/json")
     assert response.status_code == 400 and "JSON" in response.json()["detail"]
+
+
+def test_user_validation_all_or_nothing_then_partial(tenant_a):
+    client = tenant_a.client()
+    rows = [{"external_id": "ok"}, {"external_id": "x", "consent": "yes"}, {"is_bot": True}]
+    response = client.post("/api/v1/users", rows, format="json")
+    assert response.status_code == 400
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [
+        (1, "consent"), (2, "external_id")]
+    with tenant_a.scope():
+        assert not EndUser.objects.exists()
+    response = client.post("/api/v1/users?partial=true", rows, format="json")
+    assert response.status_code == 200 and response.json()["created"] == 1
+    assert client.get("/api/v1/users").json()["results"][0]["external_id"] == "ok"
