@@ -102,9 +102,8 @@ def load_events(tenant: Tenant, config: dict, cutoff: datetime) -> EventArrays:
         counts[f"filtered_{name}"] = int((hit & keep).sum())
         keep &= ~hit
     counts["events_kept"] = int(keep.sum())
-    lookup = np.array([type_names.get(int(t), "") for t in np.unique(types)], dtype=object)
-    names = lookup[np.searchsorted(np.unique(types), types)] if len(types) else np.array(
-        [], dtype=object)
+    type_ids, inverse = np.unique(types, return_inverse=True)
+    names = np.array([type_names.get(int(t), "") for t in type_ids], dtype=object)[inverse]
     return EventArrays(users[keep], items[keep], names[keep], values[keep], stamps[keep],
                        counts)
 

@@ -296,6 +296,7 @@ def fail_run(run_id: int, tenant_id: int, error: str) -> None:
         version = ModelVersion.objects.filter(training_run_id=run_id).first()
         if version is not None and version.status == ModelStatus.CANDIDATE and run is not None \
                 and run.status == RunStatus.FAILED:
-            version.status = ModelStatus.FAILED
-            version.save(update_fields=["status"])
             drop_vectors(version)
+            version.status = ModelStatus.FAILED
+            version.vectors_dropped_at = timezone.now()
+            version.save(update_fields=["status", "vectors_dropped_at"])
