@@ -86,8 +86,8 @@ TEMPLATES = [
 
 # Database: DATABASE_URL (any Postgres with pgvector), else the embedded pgserver under var/.
 # Persistent connections (seconds): serving does many short queries, and a new Postgres backend
-# per request costs more than the request. The tenant middleware resets the row-level security
-# scope of a reused connection at the start of every request.
+# per request costs more than the request. A reused session never carries an earlier request's
+# row-level security scope: tenants.db sets it from the running code's before every statement.
 CONN_MAX_AGE = int(os.environ.get("CONN_MAX_AGE", "60"))
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.config(conn_max_age=CONN_MAX_AGE,
@@ -98,6 +98,8 @@ else:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     DATABASES = {"default": database_settings(VAR_DIR / "pgdata")}
 DATABASES["default"].setdefault("TEST", {})
+# PostgreSQL with the tenant scope kept in step on the session (row-level security).
+DATABASES["default"]["ENGINE"] = "tenants.db"
 DATABASES["default"]["CONN_MAX_AGE"] = CONN_MAX_AGE
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,9 +1,11 @@
 """The current tenant of a request or task, in the application and in the database session.
 
 Row-level security policies read `app.tenant_id` and `app.rls_bypass` from the Postgres
-session. Both are set here from one context variable, on every open connection and on every
-new one, so the application's scoping (wall one) and the database's (wall two) always agree.
+session. Both follow one context variable: the database backend (tenants.db) brings the
+session in step with it before every statement, so the application's scoping (wall one) and
+the database's (wall two) always agree, and a scope nobody queries under costs nothing.
 No tenant set means no rows: the policy compares tenant_id with NULL.
+Code that talks to the raw psycopg connection calls `apply_scope()` first.
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from django.db import connections
-from django.db.backends.signals import connection_created
-from django.dispatch import receiver
+from django.db import connection as default_connection
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,15 @@ class _Scope:
 
 
 _NO_SCOPE = _Scope()
+UNKNOWN_SCOPE = object()  # what a session holds after a rollback or a (re)connection
 _scope: contextvars.ContextVar[_Scope] = contextvars.ContextVar(
     "tenant_scope", default=_NO_SCOPE)  # noqa: B039 - frozen, so sharing it is safe
+
+_SCOPE_SQL = ("SELECT set_config('app.tenant_id', %s, false),"
+              " set_config('app.rls_bypass', %s, false)")
+# Statements that need no scope, and must not get one: after an error a transaction accepts
+# nothing but its rollback.
+_TRANSACTION_CONTROL = ("SAVEPOINT ", "ROLLBACK", "RELEASE SAVEPOINT ", "COMMIT", "BEGIN")
 
 
 def current_tenant_id() -> int | None:
@@ -37,75 +44,61 @@ def bypass_active() -> bool:
     return _scope.get().bypass
 
 
-def _apply(connection, scope: _Scope) -> None:
+def _send_scope(raw_cursor, scope: _Scope) -> None:
+    raw_cursor.execute(_SCOPE_SQL, ["" if scope.tenant_id is None else str(scope.tenant_id),
+                                    "on" if scope.bypass else "off"])
+
+
+def scope_wrapper(execute, sql, params, many, context):
+    """Django execute wrapper installed by tenants.db on every connection."""
+    db = context["connection"]
+    scope = _scope.get()
+    if db.applied_scope != scope and not (
+            isinstance(sql, str) and sql.lstrip().upper().startswith(_TRANSACTION_CONTROL)):
+        _send_scope(context["cursor"].cursor, scope)
+        db.applied_scope = scope
+    return execute(sql, params, many, context)
+
+
+def apply_scope(connection=None) -> None:
+    """Bring the session in step now, for work on the raw psycopg connection (COPY)."""
+    connection = connection or default_connection
     if connection.vendor != "postgresql":
         return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('app.tenant_id', %s, false),"
-            " set_config('app.rls_bypass', %s, false)",
-            ["" if scope.tenant_id is None else str(scope.tenant_id),
-             "on" if scope.bypass else "off"],
-        )
-
-
-def _apply_to_open_connections() -> None:
+    connection.ensure_connection()
     scope = _scope.get()
-    for connection in connections.all(initialized_only=True):
-        if connection.connection is not None:
-            _apply(connection, scope)
-
-
-@receiver(connection_created)
-def _on_connection_created(sender, connection, **kwargs) -> None:
-    _apply(connection, _scope.get())
-
-
-def _set(scope: _Scope) -> contextvars.Token:
-    token = _scope.set(scope)
-    _apply_to_open_connections()
-    return token
-
-
-def _reset(token: contextvars.Token) -> None:
-    _scope.reset(token)
-    _apply_to_open_connections()
+    if getattr(connection, "applied_scope", UNKNOWN_SCOPE) != scope:
+        with connection.connection.cursor() as cursor:
+            _send_scope(cursor, scope)
+        connection.applied_scope = scope
 
 
 @contextmanager
 def tenant_context(tenant) -> Iterator[None]:
     """Run the block as `tenant` (a Tenant or its id): only its rows are visible or writable."""
     tenant_id = tenant if isinstance(tenant, int) else tenant.pk
-    token = _set(_Scope(tenant_id=tenant_id, bypass=False))
+    token = _scope.set(_Scope(tenant_id=tenant_id, bypass=False))
     try:
         yield
     finally:
-        _reset(token)
+        _scope.reset(token)
 
 
 @contextmanager
 def rls_bypass() -> Iterator[None]:
     """Cross-tenant access for the narrow places that need it: API key lookup, operators,
     migrations of data. Keep the block as small as the work it does."""
-    token = _set(_Scope(tenant_id=_scope.get().tenant_id, bypass=True))
+    token = _scope.set(_Scope(tenant_id=_scope.get().tenant_id, bypass=True))
     try:
         yield
     finally:
-        _reset(token)
+        _scope.reset(token)
 
 
 def activate(tenant_id: int | None, bypass: bool = False) -> None:
     """Set the scope for the rest of a request; `deactivate` clears it (middleware does)."""
-    _set(_Scope(tenant_id=tenant_id, bypass=bypass))
+    _scope.set(_Scope(tenant_id=tenant_id, bypass=bypass))
 
 
 def deactivate() -> None:
-    if _scope.get() != _Scope():
-        _set(_Scope())
-
-
-def reset_connections() -> None:
-    """No tenant, on this thread's open connections too, whatever a previous request left:
-    with persistent connections a reused session must never carry an earlier scope."""
-    _scope.set(_Scope())
-    _apply_to_open_connections()
+    _scope.set(_NO_SCOPE)

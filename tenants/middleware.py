@@ -23,7 +23,7 @@ class AdminTenantMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        context.reset_connections()
+        context.deactivate()  # whatever a previous request on this thread left
         request.tenant = None
         request.membership = None
         try:

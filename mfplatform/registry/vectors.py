@@ -14,12 +14,13 @@ from django.db import connection
 from pgvector.psycopg import register_vector
 
 from mfplatform.registry.models import ModelVersion
+from tenants.context import apply_scope
 
 _TABLES = {"item": ("registry_itemvector", "item_id"), "user": ("registry_uservector", "user_id")}
 
 
 def _raw_connection():
-    connection.ensure_connection()
+    apply_scope(connection)
     raw = connection.connection
     if not getattr(raw, "_mf_vector_registered", False):
         register_vector(raw)

@@ -90,3 +90,45 @@ def test_a_reused_connection_starts_every_request_without_a_tenant(tenant_a):
     AdminTenantMiddleware(probe)(request)
     assert seen["settings"] == ("", "off")
     assert raw_prefixes() == set()
+
+
+class _Undo(Exception):
+    pass
+
+
+def _scope_survives_a_rollback(tenant_a, tenant_b):
+    """The session holds B; A is set inside a transaction that rolls back, so Postgres puts B
+    back: the next statement as A must not trust what it told the session before."""
+    with tenant_context(tenant_b.tenant):
+        assert raw_prefixes() == {tenant_b.key.prefix}
+    with tenant_context(tenant_a.tenant):
+        with pytest.raises(_Undo), transaction.atomic():
+            assert raw_prefixes() == {tenant_a.key.prefix}
+            raise _Undo
+        assert raw_prefixes() == {tenant_a.key.prefix}
+
+
+def test_scope_is_set_again_after_a_savepoint_rollback(tenant_a, tenant_b):
+    _scope_survives_a_rollback(tenant_a, tenant_b)  # the test's own transaction: a savepoint
+
+
+@pytest.mark.django_db(transaction=True)
+def test_scope_is_set_again_after_a_transaction_rollback(tenant_a, tenant_b):
+    _scope_survives_a_rollback(tenant_a, tenant_b)
+
+
+def test_scope_costs_a_round_trip_only_when_it_changes(tenant_a, monkeypatch):
+    raw_prefixes()  # the session now holds no tenant
+    sent = []
+    send = context._send_scope
+    monkeypatch.setattr(context, "_send_scope",
+                        lambda cursor, scope: (sent.append(scope.tenant_id), send(cursor, scope)))
+    with tenant_context(tenant_a.tenant):
+        assert raw_prefixes() == {tenant_a.key.prefix}
+        assert raw_prefixes() == {tenant_a.key.prefix}
+    with tenant_context(tenant_a.tenant):  # the next request of the same tenant
+        assert raw_prefixes() == {tenant_a.key.prefix}
+    with rls_bypass():
+        pass  # a scope no statement runs under is never sent
+    assert raw_prefixes() == set()
+    assert sent == [tenant_a.tenant.pk, None]
