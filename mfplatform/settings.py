@@ -184,11 +184,15 @@ SERVING_SESSION_WEIGHT = float(os.environ.get("SERVING_SESSION_WEIGHT", "0.3"))
 # Precompute every user's top-N after each promotion (served with ?precomputed=true).
 SERVING_PRECOMPUTE = env_bool("SERVING_PRECOMPUTE", True)
 
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-    }
-}
+# The cache counts API calls per key (throttling): per process unless CACHE_URL names a
+# Redis that all processes share.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                      "LOCATION": CACHE_URL} if CACHE_URL else
+          {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Seconds a verified API key is trusted without a database lookup (revocation elsewhere
+# takes effect within this; 0 = look up on every call).
+API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "10"))
 
 LOGGING = {
     "version": 1,

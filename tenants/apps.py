@@ -5,4 +5,4 @@ class TenantsConfig(AppConfig):
     name = "tenants"
 
     def ready(self) -> None:
-        from tenants import context, schema  # noqa: F401 - signal receiver, OpenAPI scheme
+        from tenants import auth, schema  # noqa: F401 - key cache invalidation, OpenAPI scheme

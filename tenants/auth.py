@@ -2,11 +2,52 @@
 
 from __future__ import annotations
 
+import hmac
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from rest_framework import exceptions, permissions, throttling
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from tenants import context
-from tenants.models import ApiKey, hash_key
+from tenants.models import ApiKey, Tenant, hash_key
+
+# prefix -> (monotonic deadline, key with its tenant). Serving authenticates every call; the
+# lookup crosses tenants and goes through the ORM, so a verified key is kept for a few
+# seconds (API_KEY_CACHE_SECONDS). Saving or deleting a key or its tenant in this process
+# drops it at once; other processes see a revocation within the cache time. Expiry is
+# checked on every call.
+_VERIFIED: dict[str, tuple[float, ApiKey]] = {}
+
+
+def _find_key(prefix: str) -> ApiKey | None:
+    now = time.monotonic()
+    hit = _VERIFIED.get(prefix)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    # The lookup must cross tenants: the key is what tells us the tenant.
+    with context.rls_bypass():
+        key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
+    if key is not None and settings.API_KEY_CACHE_SECONDS > 0:
+        _VERIFIED[prefix] = (now + settings.API_KEY_CACHE_SECONDS, key)
+    return key
+
+
+@receiver(post_save, sender=ApiKey)
+@receiver(post_delete, sender=ApiKey)
+def _forget_key(sender, instance: ApiKey, **kwargs) -> None:
+    _VERIFIED.pop(instance.prefix, None)
+
+
+@receiver(post_save, sender=Tenant)
+@receiver(post_delete, sender=Tenant)
+def _forget_tenant_keys(sender, instance: Tenant, **kwargs) -> None:
+    for prefix, (_deadline, key) in list(_VERIFIED.items()):
+        if key.tenant_id == instance.pk:
+            _VERIFIED.pop(prefix, None)
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -26,10 +67,8 @@ class ApiKeyAuthentication(BaseAuthentication):
         prefix = ApiKey.split(raw)
         if prefix is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        # The lookup must cross tenants: the key is what tells us the tenant.
-        with context.rls_bypass():
-            key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
-        if key is None or key.hashed_key != hash_key(raw):
+        key = _find_key(prefix)
+        if key is None or not hmac.compare_digest(key.hashed_key, hash_key(raw)):
             raise exceptions.AuthenticationFailed("Invalid API key.")
         if key.is_revoked:
             raise exceptions.AuthenticationFailed("This API key has been revoked.")
@@ -67,9 +106,35 @@ class HasTenantScope(permissions.BasePermission):
 
 
 class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
+    """At most `num_requests` per key in each fixed window of `duration` seconds, counted in
+    the cache (one increment per call, shared by all processes when the cache is Redis).
+    DRF's sliding window stores every call's timestamp and rewrites the list on each call,
+    which at serving rates costs more than the request."""
+
     scope = "api_key"
 
     def get_cache_key(self, request, view):
         if isinstance(request.auth, ApiKey):
             return self.cache_format % {"scope": self.scope, "ident": request.auth.prefix}
         return None
+
+    def allow_request(self, request, view) -> bool:
+        if self.rate is None:
+            return True
+        ident = self.get_cache_key(request, view)
+        if ident is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        self.wait_seconds = (window + 1) * self.duration - now
+        key = f"{ident}:{window}"
+        cache.add(key, 0, timeout=self.duration + 1)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # evicted between add and incr: this call opens the window
+            cache.set(key, 1, timeout=self.duration + 1)
+            count = 1
+        return count <= self.num_requests
+
+    def wait(self) -> float:
+        return self.wait_seconds

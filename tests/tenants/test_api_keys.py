@@ -67,6 +67,44 @@ def test_revoked_key_is_401(tenant_a):
     assert "revoked" in response.json()["detail"]
 
 
+def test_a_key_revoked_after_use_is_refused_at_once(tenant_a):
+    assert tenant_a.client().get("/api/v1/tenant").status_code == 200  # now cached
+    with tenant_a.scope():
+        ApiKey.objects.get(pk=tenant_a.key.pk).revoke()
+    assert tenant_a.client().get("/api/v1/tenant").status_code == 401
+
+
+def test_a_verified_key_is_looked_up_once_within_the_cache_time(tenant_a):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            assert tenant_a.client().get("/api/v1/tenant").status_code == 200
+    assert len([q for q in queries if 'FROM "tenants_apikey"' in q["sql"]]) == 1
+
+
+def test_a_revocation_by_another_process_takes_effect_within_the_cache_time(
+        tenant_a, settings):
+    import time
+
+    settings.API_KEY_CACHE_SECONDS = 0.2
+    assert tenant_a.client().get("/api/v1/tenant").status_code == 200
+    # A queryset update sends no signal: as if another process had revoked the key.
+    with tenant_a.scope():
+        ApiKey.objects.filter(pk=tenant_a.key.pk).update(revoked_at=timezone.now())
+    time.sleep(0.3)
+    assert tenant_a.client().get("/api/v1/tenant").status_code == 401
+
+
+def test_deactivating_a_tenant_after_use_refuses_its_keys_at_once(tenant_a):
+    assert tenant_a.client().get("/api/v1/tenant").status_code == 200
+    tenant = Tenant.objects.get(pk=tenant_a.tenant.pk)
+    tenant.is_active = False
+    tenant.save()
+    assert tenant_a.client().get("/api/v1/tenant").status_code == 401
+
+
 def test_expired_key_is_401(tenant_a):
     with tenant_a.scope():
         key, raw = ApiKey.issue(tenant_a.tenant, ["ingest"],
@@ -121,6 +159,20 @@ def test_throttle_per_key(tenant_a, tenant_b, monkeypatch):
     assert statuses == [200, 200, 200, 429]
     # Another key has its own budget.
     assert tenant_b.client().get("/api/v1/tenant").status_code == 200
+
+
+def test_throttle_window_says_when_to_retry_and_reopens(tenant_a, monkeypatch):
+    from django.core.cache import cache
+
+    cache.clear()
+    monkeypatch.setitem(ApiKeyRateThrottle.THROTTLE_RATES, "api_key", "2/min")
+    now = [6000.0 + 45]  # 45 s into a minute-long window
+    monkeypatch.setattr(ApiKeyRateThrottle, "timer", lambda self: now[0])
+    assert [tenant_a.client().get("/api/v1/tenant").status_code for _ in range(2)] == [200, 200]
+    refused = tenant_a.client().get("/api/v1/tenant")
+    assert refused.status_code == 429 and refused["Retry-After"] == "15"
+    now[0] += 15
+    assert tenant_a.client().get("/api/v1/tenant").status_code == 200
 
 
 def test_create_tenant_command_prints_a_working_all_scopes_key():
