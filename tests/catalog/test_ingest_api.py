@@ -144,8 +144,9 @@ def test_batch_over_the_limit_is_413(tenant_a):
 
 
 def test_placeholder_items_when_the_tenant_allows(tenant_a, catalogue):
-    Tenant.objects.filter(pk=tenant_a.tenant.pk).update(
-        settings={"allow_placeholder_items": True})
+    tenant = Tenant.objects.get(pk=tenant_a.tenant.pk)  # as the admin does: saved, so the
+    tenant.settings = {"allow_placeholder_items": True}  # cached API key sees it at once
+    tenant.save()
     response = catalogue.post("/api/v1/events", [{"user": "u", "item": "new", "type": "click"}],
                               format="json")
     assert response.json()["created"] == 1
