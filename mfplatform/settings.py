@@ -100,6 +100,10 @@ else:
 DATABASES["default"].setdefault("TEST", {})
 # PostgreSQL with the tenant scope kept in step on the session (row-level security).
 DATABASES["default"]["ENGINE"] = "tenants.db"
+# Serving's per-request statements are prepared once per session (server-binding cursors
+# only: Django's own cursors bind on the client and are never prepared). Django turns this
+# off for transaction-mode poolers; the session-level tenant scope needs session pooling anyway.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 DATABASES["default"]["CONN_MAX_AGE"] = CONN_MAX_AGE
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

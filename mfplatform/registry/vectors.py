@@ -19,7 +19,9 @@ from tenants.context import apply_scope
 _TABLES = {"item": ("registry_itemvector", "item_id"), "user": ("registry_uservector", "user_id")}
 
 
-def _raw_connection():
+def raw_connection():
+    """Django's psycopg connection, in the running code's tenant scope, with pgvector's
+    types registered (numpy arrays go over as vectors)."""
     apply_scope(connection)
     raw = connection.connection
     if not getattr(raw, "_mf_vector_registered", False):
@@ -39,7 +41,7 @@ def write_vectors(model_version: ModelVersion, kind: str, ids: np.ndarray,
     ids = np.asarray(ids, dtype=np.int64)
     if len(ids) != len(vectors):
         raise ValueError("one vector per id")
-    raw = _raw_connection()
+    raw = raw_connection()
     with raw.cursor() as cursor:
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{kind}_vectors "
                        f"(ref bigint, embedding vector) ON COMMIT DROP")
@@ -87,7 +89,7 @@ def nearest_items(model_version: ModelVersion, query: np.ndarray, limit: int,
                   ef_search: int | None = None) -> list[tuple[int, float]]:
     """(item primary key, inner product) best first, through the version's HNSW index."""
     dims = int(model_version.dimensions)
-    raw = _raw_connection()
+    raw = raw_connection()
     with raw.cursor() as cursor:
         if ef_search:
             cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
@@ -104,7 +106,7 @@ def read_vectors(model_version: ModelVersion, kind: str,
                  ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(ids, vectors) of the version, all or only the given ids."""
     table, id_column = _TABLES[kind]
-    raw = _raw_connection()
+    raw = raw_connection()
     with raw.cursor() as cursor:
         if ids is None:
             cursor.execute(f"SELECT {id_column}, embedding FROM {table} "

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import psycopg
 import scipy.sparse as sp
 from django.conf import settings
 from django.db import connection
@@ -23,7 +24,7 @@ from django.utils import timezone
 from mfengine.baselines import item_tokens
 from mfplatform.catalog.models import EndUser, Item
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
-from mfplatform.registry.vectors import nearest_items
+from mfplatform.registry.vectors import nearest_items, raw_connection
 from mfplatform.serving import metrics
 from mfplatform.serving.bundle import ModelBundle, load_bundle
 from mfplatform.serving.models import EditorialPick, EligibilityRule, Impression
@@ -140,11 +141,19 @@ SELECT
 """
 
 
+def _prepared_cursor() -> psycopg.Cursor:
+    """A cursor that binds parameters on the server, so that the statements run on every
+    request are parsed and planned once per database session (`prepare=True`); Django's
+    cursors bind on the client, which sends new text, so a new plan, every time."""
+    return psycopg.Cursor(raw_connection())
+
+
 def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
     """The active version, the user, their history and suppressions and the tenant's rules in
     one round trip (every table is also behind row-level security)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_STATE_SQL, {"tenant": tenant.pk, "user": user_external_id or ""})
+    with _prepared_cursor() as cursor:
+        cursor.execute(_STATE_SQL, {"tenant": tenant.pk, "user": user_external_id or ""},
+                       prepare=True)
         version_id, user_id, consent, history, suppressed, rules = cursor.fetchone()
     version = None
     if version_id is not None:
@@ -343,26 +352,13 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
     scored norm head, catalogue rows joined in, best first; one round trip. Returns the hits
     and how many rows the index gave (fewer than `limit`: it has no more at this ef_search)."""
     _search_settings(search_ef(limit))
-    dims = int(version.dimensions)
     head_pks, head_vectors = norm_head(bundle)
     head_scores = head_vectors @ query
     best = np.argsort(-head_scores, kind="stable")[:limit]
-    vector = _vector_text(query)
-    columns = ", ".join(f"i.{c}" for c in _ITEM_COLUMNS)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"WITH idx AS MATERIALIZED (SELECT item_id, "
-            f"-(embedding::vector({dims}) <#> %s::vector({dims})) AS score "
-            f"FROM registry_itemvector WHERE model_version_id = %s "
-            f"ORDER BY embedding::vector({dims}) <#> %s::vector({dims}) LIMIT %s), "
-            f"head AS (SELECT x.item_id, x.score FROM unnest(%s::bigint[], %s::float8[]) "
-            f"AS x(item_id, score) WHERE x.score > (SELECT min(score) FROM idx) "
-            f"AND x.item_id NOT IN (SELECT item_id FROM idx)) "
-            f"SELECT {columns}, h.score, h.indexed FROM (SELECT item_id, score, true AS indexed "
-            f"FROM idx UNION ALL SELECT item_id, score, false FROM head) h "
-            f"JOIN catalog_item i ON i.id = h.item_id ORDER BY h.score DESC",
-            [vector, version.pk, vector, int(limit), head_pks[best].tolist(),
-             head_scores[best].astype(np.float64).tolist()])
+    with _prepared_cursor() as cursor:
+        cursor.execute(_candidate_sql(version, limit), {
+            "query": np.asarray(query, np.float32), "head": head_pks[best].tolist(),
+            "scores": head_scores[best].astype(np.float64).tolist()}, prepare=True)
         rows = cursor.fetchall()
     width = len(_ITEM_COLUMNS)
     hits, indexed = [], 0
@@ -374,8 +370,25 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
     return hits[:limit], indexed
 
 
-def _vector_text(vector: np.ndarray) -> str:
-    return "[" + ",".join(repr(float(v)) for v in np.asarray(vector, np.float32)) + "]"
+def _candidate_sql(version: ModelVersion, limit: int) -> str:
+    """The version and the limit are part of the text, not parameters: the statement is
+    prepared once per version and limit, and its generic plan can still match the version's
+    partial HNSW index and know how many rows it will fetch."""
+    dims, version_id = int(version.dimensions), int(version.pk)
+    embedding = f"embedding::vector({dims})"
+    columns = ", ".join(f"i.{c}" for c in _ITEM_COLUMNS)
+    return (
+        f"WITH idx AS MATERIALIZED (SELECT item_id, "
+        f"-({embedding} <#> %(query)s::vector({dims})) AS score FROM registry_itemvector "
+        f"WHERE model_version_id = {version_id} "
+        f"ORDER BY {embedding} <#> %(query)s::vector({dims}) LIMIT {int(limit)}), "
+        f"head AS (SELECT x.item_id, x.score FROM unnest(%(head)s::bigint[], "
+        f"%(scores)s::float8[]) AS x(item_id, score) "
+        f"WHERE x.score > (SELECT min(score) FROM idx) "
+        f"AND x.item_id NOT IN (SELECT item_id FROM idx)) "
+        f"SELECT {columns}, h.score, h.indexed FROM (SELECT item_id, score, true AS indexed "
+        f"FROM idx UNION ALL SELECT item_id, score, false FROM head) h "
+        f"JOIN catalog_item i ON i.id = h.item_id ORDER BY h.score DESC")
 
 
 def _mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundle,
