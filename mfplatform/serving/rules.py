@@ -9,6 +9,7 @@ reuses a taken name is a warning, never a broken server.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,17 +26,30 @@ class RuleParamsError(ValueError):
         self.errors = errors
 
 
-@dataclass
 class ItemInfo:
-    id: int
-    external_id: str
-    title: str
-    category: str
-    attributes: dict
-    is_available: bool
-    is_placeholder: bool
-    banned_at: datetime | None
-    deleted_at: datetime | None
+    """What rules see of a catalogue item. `attributes` may arrive as the database's JSON
+    text: it is parsed on first use, since most rules never look at it."""
+
+    __slots__ = ("id", "external_id", "title", "category", "_attributes", "is_available",
+                 "is_placeholder", "banned_at", "deleted_at")
+
+    def __init__(self, id: int, external_id: str, title: str, category: str,
+                 attributes: dict | str | None, is_available: bool, is_placeholder: bool,
+                 banned_at: datetime | None, deleted_at: datetime | None):
+        self.id, self.external_id, self.title, self.category = id, external_id, title, category
+        self._attributes = attributes
+        self.is_available, self.is_placeholder = is_available, is_placeholder
+        self.banned_at, self.deleted_at = banned_at, deleted_at
+
+    @property
+    def attributes(self) -> dict:
+        if not isinstance(self._attributes, dict):
+            raw = self._attributes
+            self._attributes = (json.loads(raw) if isinstance(raw, str | bytes) else raw) or {}
+        return self._attributes
+
+    def __repr__(self) -> str:
+        return f"ItemInfo(id={self.id}, external_id={self.external_id!r})"
 
 
 @dataclass

@@ -357,15 +357,16 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
     best = np.argsort(-head_scores, kind="stable")[:limit]
     with _prepared_cursor() as cursor:
         cursor.execute(_candidate_sql(version, limit), {
-            "query": np.asarray(query, np.float32), "head": head_pks[best].tolist(),
-            "scores": head_scores[best].astype(np.float64).tolist()}, prepare=True)
+            # Arrays as text literals: psycopg adapts a Python list element by element.
+            "query": np.asarray(query, np.float32),
+            "head": "{" + ",".join(map(str, head_pks[best].tolist())) + "}",
+            "scores": "{" + ",".join(map(repr, head_scores[best].tolist())) + "}"},
+            prepare=True)
         rows = cursor.fetchall()
     width = len(_ITEM_COLUMNS)
     hits, indexed = [], 0
     for row in rows:
-        item = ItemInfo(*row[:width])
-        item.attributes = _json(item.attributes) or {}  # raw cursors leave jsonb as text
-        hits.append((item, float(row[width])))
+        hits.append((ItemInfo(*row[:width]), float(row[width])))
         indexed += bool(row[width + 1])
     return hits[:limit], indexed
 
