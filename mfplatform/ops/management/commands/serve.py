@@ -24,8 +24,8 @@ class Command(BaseCommand):
         python = sys.executable
         commands = {
             "web": [python, "-m", "gunicorn", "mfplatform.wsgi:application",
-                    "--bind", f"{host}:{port}", "--workers", str(web_workers),
-                    "--access-logfile", "-", "--timeout", "120"],
+                    "--config", "python:mfplatform.gunicorn_conf",
+                    "--bind", f"{host}:{port}", "--workers", str(web_workers)],
             "worker": [python, "-m", "celery", "-A", "mfplatform", "worker",
                        "--loglevel", "INFO", "--concurrency", "1"],
         }
