@@ -54,7 +54,7 @@ def scope_wrapper(execute, sql, params, many, context):
     db = context["connection"]
     scope = _scope.get()
     if db.applied_scope != scope and not (
-            isinstance(sql, str) and sql.lstrip().upper().startswith(_TRANSACTION_CONTROL)):
+            isinstance(sql, str) and sql[:32].lstrip().upper().startswith(_TRANSACTION_CONTROL)):
         _send_scope(context["cursor"].cursor, scope)
         db.applied_scope = scope
     return execute(sql, params, many, context)
