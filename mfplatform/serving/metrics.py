@@ -23,8 +23,11 @@ EMPTY = Counter("mf_serving_empty_responses_total", "Responses with no items", [
 def record_response(tenant: str, selector, fallback_used: bool) -> None:
     for rule, count in selector.filtered.items():
         FILTERED.labels(tenant, rule).inc(count)
+    sources: dict[str, int] = {}
     for pick in selector.picks:
-        SOURCES.labels(tenant, pick.source).inc()
+        sources[pick.source] = sources.get(pick.source, 0) + 1
+    for source, count in sources.items():
+        SOURCES.labels(tenant, source).inc(count)
     if fallback_used:
         FALLBACKS.labels(tenant).inc()
     if not selector.picks:

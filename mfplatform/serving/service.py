@@ -354,7 +354,8 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
     _search_settings(search_ef(limit))
     head_pks, head_vectors = norm_head(bundle)
     head_scores = head_vectors @ query
-    best = np.argsort(-head_scores, kind="stable")[:limit]
+    best = (np.argpartition(-head_scores, limit)[:limit] if limit < head_scores.size
+            else np.arange(head_scores.size))  # in any order: the statement sorts
     with _prepared_cursor() as cursor:
         cursor.execute(_candidate_sql(version, limit), {
             # Arrays as text literals: psycopg adapts a Python list element by element.
