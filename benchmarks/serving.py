@@ -144,10 +144,10 @@ async def _load(port: int, key: str, users: list[str], total: int, rate: float |
     return latencies, wall
 
 
-def cpu_seconds() -> dict[str, float]:
-    """CPU seconds used so far by Postgres backends, the web server and everything else."""
+def cpu_seconds() -> dict[int, tuple[str, float]]:
+    """Per process: (Postgres backend, web server or the rest, CPU seconds used so far)."""
     tick = os.sysconf("SC_CLK_TCK")
-    used: dict[str, float] = {}
+    used: dict[int, tuple[str, float]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{pid}/stat").read_text()
@@ -157,7 +157,16 @@ def cpu_seconds() -> dict[str, float]:
         fields = stat.rsplit(")", 1)[1].split()
         part = ("postgres" if b"postgres" in command else
                 "web server" if b"gunicorn" in command else "rest (load generator, OS)")
-        used[part] = used.get(part, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        used[int(pid)] = (part, (int(fields[11]) + int(fields[12])) / tick)
+    return used
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds per kind of process between two samples (a process that ended in between
+    is not counted; one that started is counted from zero)."""
+    used: dict[str, float] = {}
+    for pid, (part, seconds) in after.items():
+        used[part] = used.get(part, 0.0) + seconds - before.get(pid, (part, 0.0))[1]
     return used
 
 
@@ -260,7 +269,7 @@ def measure(port: int, key: str, users: list[str], total: int, rate: float | Non
     latencies, wall = load_test(port, key, users, total, rate)
     after = cpu_seconds()
     ms = np.array(latencies) * 1000
-    cpu = {part: (after[part] - before.get(part, 0.0)) / total * 1000 for part in after}
+    cpu = {part: seconds / total * 1000 for part, seconds in cpu_used(before, after).items()}
     run = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
            "rps": total / wall, "cpu_ms": cpu}
     print(f"rate {rate or 'closed loop'}: p50 {run['p50']:.1f} ms, p99 {run['p99']:.1f} ms, "

@@ -3,11 +3,16 @@ so that what is measured is what runs.
 
 Threads, not processes only: serving spends half of a request waiting on Postgres, and keep-alive
 connections from internal applications need a worker that holds them open. A few threads per
-process: more make the GIL hand-overs the tail of the latency (measured in
-benchmarks/serving.py: 2 x 4 gave the p99 of 2 x 8 at a lower value, the same throughput).
+process: more make the GIL hand-overs the tail of the latency (benchmarks/serving.py).
+
+Every worker counts its own Prometheus metrics; they meet in files under
+PROMETHEUS_MULTIPROC_DIR (var/prometheus unless set), so that GET /metrics, answered by any one
+worker, reports all of them.
 """
 
 import os
+import shutil
+from pathlib import Path
 
 workers = int(os.environ.get("WEB_WORKERS", "2"))
 threads = int(os.environ.get("WEB_THREADS", "4"))
@@ -15,3 +20,20 @@ worker_class = "gthread"
 keepalive = 30  # seconds an idle client connection stays open
 timeout = 120
 accesslog = os.environ.get("WEB_ACCESS_LOG", "-") or None
+
+_metrics_dir = Path(os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    str(Path(os.environ.get("VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
+        / "prometheus")))
+
+
+def on_starting(server) -> None:
+    # Files of an earlier run would add its counts to this one's.
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

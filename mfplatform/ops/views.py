@@ -1,6 +1,8 @@
+import os
+
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 
 from mfplatform.ops.health import check_broker, check_database
 
@@ -15,5 +17,11 @@ def healthz(request):
 
 @require_GET
 def prometheus_metrics(request):
-    """Prometheus text format; no authentication: expose it on an internal network only."""
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format; no authentication: expose it on an internal network only.
+    Under gunicorn (PROMETHEUS_MULTIPROC_DIR set) the sum of every worker's metrics."""
+    registry = None
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return HttpResponse(generate_latest(registry) if registry else generate_latest(),
+                        content_type=CONTENT_TYPE_LATEST)

@@ -1,7 +1,8 @@
 """Serving metrics in Prometheus format (GET /metrics), labelled by tenant.
 
-Each process keeps its own registry (prometheus-client's default); with several gunicorn
-workers, scrape each or set PROMETHEUS_MULTIPROC_DIR as prometheus-client documents.
+Under gunicorn every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR (set by
+mfplatform/gunicorn_conf.py) and GET /metrics reports their sum; elsewhere (tests, shell) the
+process's own registry.
 """
 
 from __future__ import annotations

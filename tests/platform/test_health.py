@@ -62,3 +62,51 @@ def test_healthz_red_when_database_is_down():
     assert body["failing"] == ["database"]
     assert body["database"]["ok"] is False and body["database"]["error"]
     assert body["broker"]["ok"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_add_up_every_gunicorn_worker(tmp_path):
+    """The shipped server configuration: each worker counts its own requests, and /metrics
+    (answered by whichever worker) reports the sum of all of them."""
+    from tests.conftest import make_tenant
+
+    alpha = make_tenant("metrics-alpha")
+    port = _free_port()
+    env = subprocess_env(WEB_WORKERS="2", WEB_THREADS="1", WEB_ACCESS_LOG="",
+                         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "mfplatform.wsgi:application", "--config",
+         "python:mfplatform.gunicorn_conf", "--bind", f"127.0.0.1:{port}"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/recommendations?user=nobody&k=5",
+            headers={"Authorization": f"Bearer {alpha.raw_key}"})
+        sent, pids = 0, set()
+        while len(pids) < 2 and sent < 200:  # a connection each, until both workers took some
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+            sent += 1
+            pids = {p.stem.rsplit("_", 1)[-1]
+                    for p in (tmp_path / "prometheus").glob("counter_*.db")}
+        totals = []
+        for _ in range(6):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            totals += [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                       if line.startswith("mf_serving_requests_total{")
+                       and 'tenant="metrics-alpha"' in line]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert len(pids) == 2, "both workers answered (else the sum would be one worker's count)"
+    assert totals == [float(sent)] * 6
