@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -93,9 +94,20 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self._log_file.close()
+        self.log.unlink(missing_ok=True)  # a failing wait_for has printed it already
 
     def output(self) -> str:
         return self.log.read_text()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_session_broker_folder():
+    """The session's own filesystem broker folder (mfplatform/test_settings.py) goes with it."""
+    yield
+    from django.conf import settings
+
+    if settings.BROKER_DIR.name == f"test-broker-{os.getpid()}":
+        shutil.rmtree(settings.BROKER_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
