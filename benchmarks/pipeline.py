@@ -78,11 +78,13 @@ def load_data(tenant, data) -> None:
     from django.db import connection, transaction
 
     from mfplatform.catalog.models import EventType
+    from tenants.context import apply_scope
 
     types = {name: EventType.objects.create(tenant=tenant, name=name).pk
              for name in sorted(set(data.event_types.tolist()))}
     t = str(tenant.pk)
     with transaction.atomic(), connection.cursor() as cursor:
+        apply_scope(connection)  # the raw cursor below bypasses Django's statement hooks
         raw = cursor.cursor
         copy_rows(raw, "catalog_item", ["tenant_id", "external_id", "title", "category", "tags",
                                         "attributes", "is_available", "is_placeholder",

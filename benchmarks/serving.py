@@ -278,6 +278,20 @@ def measure(port: int, key: str, users: list[str], total: int, rate: float | Non
     return run
 
 
+def add_fresh_events(tenant, users: list[str], n_items: int) -> None:
+    """An event newer than the model for each of `users`: their requests fold their vector in
+    again from their history, as they would for anyone active since the last training."""
+    from mfplatform.catalog.ingest import ingest_events
+    from tenants.context import tenant_context
+
+    items = np.random.default_rng(2).integers(n_items, size=len(users))
+    with tenant_context(tenant):
+        result = ingest_events(tenant, [{"user": user, "item": f"item-{item}", "type": "click"}
+                                        for user, item in zip(users, items, strict=True)])
+    if result.rejected or not result.written:
+        raise SystemExit(f"fresh events refused: {result.rejected[:3]}")
+
+
 def summary(runs: list[dict]) -> dict:
     """Medians over rounds, with the lowest and highest value as text for the table."""
     out = {}
@@ -302,6 +316,7 @@ def main() -> None:
         from mfplatform.serving.service import NORM_HEAD, search_ef
 
         users = [f"user-{u}" for u in np.random.default_rng(1).choice(args.users, 2000)]
+        add_fresh_events(tenant, users[::5], args.items)
         port = free_port()
         server = start_server(port)
         closed_runs, paced_runs = [], []
@@ -343,8 +358,9 @@ keep-alive, access log on; persistent database connections) on loopback; the loa
 is one asyncio loop with {CONCURRENCY} keep-alive connections on the same 2 cores. Requests:
 `GET /api/v1/recommendations?user=<random known user>&k=20` with the three default rules that
 apply to known items plus three tenant rules (category exclude, max 4 per category, not
-purchased); every response checked for 20 items. 1-minute load average at the end of the
-load runs: {load_average:.1f}.
+purchased); one user in five has an event newer than the model, so their vector is folded in
+again from their history on every request; every response checked for 20 items. 1-minute
+load average at the end of the load runs: {load_average:.1f}.
 
 Medians of {args.rounds} rounds (lowest-highest in brackets), each round a closed-loop run
 then a paced run on the same server:

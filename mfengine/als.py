@@ -75,6 +75,20 @@ class ALS(MatrixFactorization):
         )
         item_users = user_items.T.tocsr()
         self._item_users = item_users
+        self.__dict__.pop("_fold_in_gram_cache", None)
+
+    def _fold_in_gram(self) -> np.ndarray:
+        """Y^T Y + lambda I (float64) for fold-in, kept until a fit replaces the item factors:
+        folding in one user (serving does, per request) must not cost a pass over every item
+        (~26 ms at 100k items and 64 factors)."""
+        Y = self.item_factors_
+        key = (id(Y), Y.shape, float(self.regularization))
+        cached = self.__dict__.get("_fold_in_gram_cache")
+        if cached is None or cached[0] != key:
+            Yd = Y.astype(np.float64)
+            cached = (key, Yd.T @ Yd + self.regularization * np.eye(Y.shape[1]))
+            self._fold_in_gram_cache = cached
+        return cached[1]
 
     def _solve_half(self, matrix: sp.csr_matrix, X: np.ndarray, Y: np.ndarray) -> None:
         gram = self._gram(Y)
@@ -120,15 +134,15 @@ class ALS(MatrixFactorization):
 
     def _finalize(self, user_items: sp.csr_matrix) -> None:
         del self._item_users
+        self.__dict__.pop("_fold_in_gram_cache", None)  # the factors moved in place
 
     def fold_in(self, item_ids: Any, strengths: Any = None) -> np.ndarray:
         """Exact least-squares user vector for the implicit objective, item factors fixed."""
         ids, values = self._fold_in_inputs(item_ids, strengths)
-        Y = self.item_factors_.astype(np.float64)
-        gram = Y.T @ Y + self.regularization * np.eye(Y.shape[1])
+        gram = self._fold_in_gram()
         if ids.size == 0:
-            return np.zeros(Y.shape[1], dtype=np.float32)
-        selected = Y[ids]
+            return np.zeros(gram.shape[0], dtype=np.float32)
+        selected = self.item_factors_[ids].astype(np.float64)
         extra = self.alpha * values.astype(np.float64)
         A = gram + (selected.T * extra) @ selected
         b = selected.T @ (1.0 + extra)

@@ -76,6 +76,19 @@ def test_als_fold_in_equals_exact_user_step() -> None:
         )
 
 
+def test_als_fold_in_follows_a_refit() -> None:
+    """Fold-in keeps Y^T Y between calls; a new fit must not leave the old one behind."""
+    first, _ = planted_split()
+    second = sp.csr_matrix(first[:, ::-1])  # the same users, their items renumbered
+    model = ALS(factors=8, iterations=3, random_state=0).fit(first)
+    before = model.fold_in([0, 3], [1.0, 2.0])
+    model.fit(second)
+    fresh = ALS(factors=8, iterations=3, random_state=0).fit(second)
+    np.testing.assert_allclose(model.fold_in([0, 3], [1.0, 2.0]),
+                               fresh.fold_in([0, 3], [1.0, 2.0]), rtol=1e-5)
+    assert not np.allclose(before, fresh.fold_in([0, 3], [1.0, 2.0]))
+
+
 def test_als_rejects_negative_strengths() -> None:
     matrix = sp.csr_matrix(np.array([[1.0, -1.0], [0.0, 2.0]], dtype=np.float32))
     with pytest.raises(ValueError, match="negative"):
