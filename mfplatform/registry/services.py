@@ -63,6 +63,7 @@ def gate(version: ModelVersion, active: ModelVersion | None) -> dict:
 
     current = _metric_at(report.get("metrics"), metric, k)
     values["candidate"] = current
+    active_measured = None
     popularity = _metric_at(report.get("baselines", {}).get("popularity"), metric, k)
     values["popularity"] = popularity
     need = policy["min_improvement_over_popularity"]
@@ -74,14 +75,20 @@ def gate(version: ModelVersion, active: ModelVersion | None) -> dict:
         reasons.append(f"{policy['metric']} {current:.4f} is not {need:+.0%} over "
                        f"popularity {popularity:.4f}")
     if active is not None and active.kind == ModelKind.MF:
-        previous = _metric_at((active.report or {}).get("metrics"), metric, k)
+        # The active model measured on the candidate's own split when the pipeline could (the
+        # same test, the same information); else the number from its own, earlier split.
+        same_split = (report.get("active_baseline") or {}).get("model_version") == active.pk
+        previous = (_metric_at(report.get("baselines", {}).get("active"), metric, k)
+                    if same_split else _metric_at((active.report or {}).get("metrics"), metric, k))
         values["active"] = previous
+        measured = "on the candidate's split" if same_split else "on its own earlier split"
+        active_measured = measured
         need = policy["min_improvement_over_active"]
         if previous is not None:
             thresholds["active"] = previous * (1 + need)
             if current is not None and current < previous * (1 + need):
                 reasons.append(f"{policy['metric']} {current:.4f} is not {need:+.0%} over the "
-                               f"active v{active.version} {previous:.4f}")
+                               f"active v{active.version} {previous:.4f} ({measured})")
     concentration = (report.get("metrics", {}).get("overall", {}).get(str(k), {})
                      .get("top1pct_share"))
     values["top1pct_share"] = concentration
@@ -93,7 +100,8 @@ def gate(version: ModelVersion, active: ModelVersion | None) -> dict:
     if not reasons:
         reasons.append(f"{policy['metric']} {current:.4f} passes every gate")
     return {"verdict": verdict, "metric": policy["metric"], "values": values,
-            "thresholds": thresholds, "policy": dict(policy), "reasons": reasons}
+            "thresholds": thresholds, "policy": dict(policy), "reasons": reasons,
+            "active_measured": active_measured}
 
 
 def _lock_plan(plan_id: int) -> TrainingPlan:

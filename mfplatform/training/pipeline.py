@@ -28,6 +28,7 @@ import mfengine
 from mfengine.baselines import ContentRecommender, PopularityRecommender, item_tokens
 from mfengine.checks import all_passed, check_model
 from mfengine.evaluation import temporal_split_mask
+from mfengine.remap import RemappedModel
 from mfengine.report import build_report
 from mfplatform.catalog.models import Item
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
@@ -190,12 +191,35 @@ def _evaluate(run, eval_model, train, test, prepared, catalogue) -> dict:
     if any(tokens):
         baselines["content"] = ContentRecommender().fit(train, tokens)
     previous = ModelVersion.objects.filter(plan=run.plan, status=ModelStatus.ACTIVE).first()
-    return build_report(
+    active = _on_this_split(previous, prepared) if previous is not None else None
+    if active is not None:
+        baselines["active"] = active
+    report = build_report(
         eval_model, train, test, config["evaluation"]["k"], baselines=baselines,
         previous_report=previous.report if previous is not None and previous.report else None,
         dataset={"dataset_version": run.dataset_version_id,
                  "content_hash": prepared.content_hash, **prepared.counts},
         split=dict(config["split"]))
+    # Which version the "active" baseline is: the gate uses it only if that one is still
+    # active when the candidate is judged.
+    report["active_baseline"] = None if active is None else {
+        "model_version": previous.pk, "version": previous.version}
+    return report
+
+
+def _on_this_split(version: ModelVersion, prepared) -> RemappedModel | None:
+    """The active version's model answering this run's test: the candidate is compared with
+    it on the same split, not with the numbers of its own, older split."""
+    if version.kind != ModelKind.MF:
+        return None
+    try:
+        model = mfengine.load(artifact_path(version, "model.npz"))
+        with np.load(artifact_path(version, "ids.npz"), allow_pickle=False) as ids:
+            item_ids = ids["item_ids"]
+    except (OSError, ValueError, KeyError) as exc:  # files gone: only its report remains
+        log.warning("active v%s not re-evaluated: %s", version.version, exc)
+        return None
+    return RemappedModel.from_ids(model, item_ids, prepared.item_ids)
 
 
 def _next_version(run: TrainingRun) -> int:

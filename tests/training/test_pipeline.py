@@ -67,3 +67,33 @@ def test_dataset_hash_is_stable_for_same_cutoff(tenant_a):
             tenant_a.tenant, run.plan_revision, run.cutoff)
     assert again.pk == run.dataset_version_id
     assert prepared.content_hash == again.content_hash
+
+
+def _second_run(tenant_fixture, plan):
+    with tenant_fixture.scope():
+        return execute_run(queue_run(tenant_fixture.tenant, plan))
+
+
+def test_the_active_model_is_measured_again_on_the_candidates_split(tenant_a):
+    plan, _run, first = train(tenant_a)
+    assert first.status == ModelStatus.ACTIVE
+    second = _second_run(tenant_a, plan)
+    report = second.report
+    assert report["active_baseline"] == {"model_version": first.pk, "version": first.version}
+    again = report["baselines"]["active"]["overall"]["10"]["ndcg"]
+    assert again > report["baselines"]["popularity"]["overall"]["10"]["ndcg"]
+    assert second.decision["values"]["active"] == pytest.approx(again)
+    assert second.decision["active_measured"] == "on the candidate's split"
+
+
+def test_without_its_files_the_active_model_is_judged_by_its_own_report(tenant_a):
+    from mfplatform.training.pipeline import artifact_path
+
+    plan, _run, first = train(tenant_a)
+    artifact_path(first, "model.npz").unlink()
+    second = _second_run(tenant_a, plan)
+    assert second.report["active_baseline"] is None
+    assert "active" not in second.report["baselines"]
+    assert second.decision["values"]["active"] == pytest.approx(
+        first.report["metrics"]["overall"]["10"]["ndcg"])
+    assert second.decision["active_measured"] == "on its own earlier split"
