@@ -216,7 +216,9 @@ def _on_this_split(version: ModelVersion, prepared) -> RemappedModel | None:
         model = mfengine.load(artifact_path(version, "model.npz"))
         with np.load(artifact_path(version, "ids.npz"), allow_pickle=False) as ids:
             item_ids = ids["item_ids"]
-    except (OSError, ValueError, KeyError) as exc:  # files gone: only its report remains
+        model.fold_in(np.zeros(1, np.int64), np.ones(1, np.float32))
+    except (OSError, ValueError, KeyError, IndexError, NotImplementedError) as exc:
+        # Files gone, or a plugin strategy without fold-in: only its own report remains.
         log.warning("active v%s not re-evaluated: %s", version.version, exc)
         return None
     return RemappedModel.from_ids(model, item_ids, prepared.item_ids)
