@@ -7,7 +7,10 @@ result. Serving reads the active version in one query, so it never sees none or 
 
 from __future__ import annotations
 
+import shutil
+
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -225,11 +228,11 @@ def rollback(version: ModelVersion, actor: str, reason: str, actor_user=None) ->
 
 
 def apply_retention(plan: TrainingPlan, keep: int | None = None) -> list[ModelVersion]:
-    """Drop the vectors (rows and HNSW index) of every matrix-factorization version of the
-    plan older than the newest `keep` (default settings.MODEL_RETENTION_KEEP) that had
-    vectors. The active version and the one a rollback would restore always keep theirs;
-    metadata, reports and the audit log stay forever. Each drop runs with the plan locked, so
-    it never races a promotion of the same version."""
+    """Drop the vectors (rows and HNSW index) and model files of every matrix-factorization
+    version of the plan older than the newest `keep` (default settings.MODEL_RETENTION_KEEP)
+    that had vectors. The active version and the one a rollback would restore always keep
+    theirs; metadata, reports and the audit log stay forever. Each drop runs with the plan
+    locked, so it never races a promotion of the same version."""
     keep = settings.MODEL_RETENTION_KEEP if keep is None else keep
     versions = list(ModelVersion.objects.filter(plan=plan, kind=ModelKind.MF)
                     .exclude(status=ModelStatus.FAILED).order_by("-version"))
@@ -253,5 +256,8 @@ def apply_retention(plan: TrainingPlan, keep: int | None = None) -> list[ModelVe
             drop_vectors(version)
             version.vectors_dropped_at = timezone.now()
             version.save(update_fields=["vectors_dropped_at"])
+            if version.artifact:  # its model files can never serve again either
+                folder = default_storage.path(version.artifact)
+                transaction.on_commit(lambda f=folder: shutil.rmtree(f, ignore_errors=True))
         dropped.append(version)
     return dropped

@@ -10,7 +10,7 @@ from mfplatform.catalog.models import EndUser, Item
 from mfplatform.registry.models import ItemVector, ModelStatus, ModelVersion, UserVector
 from mfplatform.registry.services import RegistryError, apply_retention, promote, rollback
 from mfplatform.registry.vectors import create_item_index, write_vectors
-from mfplatform.training.pipeline import execute_run
+from mfplatform.training.pipeline import artifact_path, execute_run
 from mfplatform.training.services import queue_run
 from tests.factories import TEST_PLAN, load_synthetic, make_model_version, make_plan, synthetic
 from tests.registry.reports import full_report
@@ -94,9 +94,10 @@ def test_failed_versions_are_recorded_as_without_vectors(tenant_a):
         assert failed.vectors_dropped_at is not None
 
 
-def test_retention_runs_after_each_publication(tenant_a, settings):
+def test_retention_runs_after_each_publication(tenant_a, settings,
+                                              django_capture_on_commit_callbacks):
     settings.MODEL_RETENTION_KEEP = 1
-    with tenant_a.scope():
+    with tenant_a.scope(), django_capture_on_commit_callbacks(execute=True):
         load_synthetic(tenant_a.tenant, synthetic(n_users=120, n_items=60, n_interactions=2500))
         plan = make_plan(tenant_a.tenant, "main", **{
             **TEST_PLAN, "promotion": {"auto_promote": False}})
@@ -109,3 +110,6 @@ def test_retention_runs_after_each_publication(tenant_a, settings):
         assert first.vectors_dropped_at is not None and not has_vectors(first)
         assert first.report["metrics"] and first.n_item_vectors > 0
         assert second.vectors_dropped_at is None and has_vectors(second)
+    # The dropped version's model files went with its vectors; the kept one's are there.
+    assert not artifact_path(first, "model.npz").parent.exists()
+    assert artifact_path(second, "model.npz").exists()
