@@ -4,7 +4,7 @@ the mfengine model (factors), the id maps, and the popularity and content fallba
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -30,6 +30,7 @@ class ModelBundle:
     content: ContentRecommender | None
     event_weights: dict[str, float]
     cutoff: float  # unix seconds of the dataset version's cutoff
+    _popular: dict = field(default_factory=dict, repr=False)
 
     def columns(self, item_pks) -> np.ndarray:
         """Column per Item pk, -1 where the model has no such item."""
@@ -41,6 +42,18 @@ class ModelBundle:
 
     def item_pks(self, columns) -> np.ndarray:
         return self.item_ids[np.asarray(columns, dtype=np.int64)]
+
+    def popular(self, category: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(Item pks, scores) of every item (or one category's) by popularity, best first;
+        ranked once per process, not per request (a full sort of the catalogue)."""
+        ranked = self._popular.get(category)
+        if ranked is None:
+            ids, scores = self.popularity.top_items(n=self.popularity.n_items_,
+                                                    category=category)
+            valid = ids >= 0
+            ranked = (self.item_pks(ids[valid]), scores[valid])
+            self._popular[category] = ranked
+        return ranked
 
 
 def _lookup(sorted_ids: np.ndarray, values) -> np.ndarray:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from mfengine.baselines import item_tokens
 from mfplatform.catalog.models import EndUser, Item
-from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
+from mfplatform.registry.models import ModelKind, ModelVersion
 from mfplatform.registry.vectors import nearest_items, raw_connection
 from mfplatform.serving import metrics
 from mfplatform.serving.bundle import ModelBundle, load_bundle
@@ -69,12 +69,6 @@ class Request:
 
 
 # -- lookups ------------------------------------------------------------------------------------
-
-def active_version(tenant: Tenant) -> ModelVersion | None:
-    return (ModelVersion.objects
-            .filter(tenant=tenant, plan__is_serving=True, status=ModelStatus.ACTIVE)
-            .select_related("plan_revision", "dataset_version").first())
-
 
 def load_items(tenant: Tenant, pks: Iterable[int]) -> dict[int, ItemInfo]:
     pks = [int(p) for p in pks]
@@ -234,15 +228,21 @@ class Selector:
     def full(self) -> bool:
         return len(self.picks) >= self.k
 
-    def offer(self, scored: list[tuple[int, float]], source: str, reason=None) -> None:
-        """Candidates best first; item rows are loaded a chunk at a time, so offering a whole
-        catalogue costs only what is looked at before `k` items are accepted."""
-        fresh = [(pk, s) for pk, s in scored if pk not in self.excluded]
-        chunk = max(4 * self.k, 100)
-        for start in range(0, len(fresh), chunk):
-            if self.full:
-                return
-            self._offer_chunk(fresh[start:start + chunk], source, reason)
+    def offer(self, pks, scores, source: str, reason=None) -> None:
+        """Candidates best first (item pks and their scores). Item rows are loaded a chunk at
+        a time, each twice the one before: offering a whole catalogue costs what is looked at
+        before `k` items are accepted, in a handful of queries even when the rules turn most
+        of it away (say, a category capped at 4 items)."""
+        pks = np.asarray(pks, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float64)
+        start, chunk = 0, max(4 * self.k, 100)
+        while start < len(pks) and not self.full:
+            part = slice(start, start + chunk)
+            self._offer_chunk([(pk, score) for pk, score in zip(
+                pks[part].tolist(), scores[part].tolist(), strict=True)
+                if pk not in self.excluded], source, reason)
+            start += chunk
+            chunk = min(2 * chunk, 10_000)
 
     def _offer_chunk(self, fresh: list[tuple[int, float]], source: str, reason) -> None:
         infos = load_items(self.tenant, [pk for pk, _ in fresh])
@@ -414,8 +414,7 @@ def _mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundl
     # before k items are accepted costs item rows).
     scores = bundle.model.score(vector[None, :])[0]
     order = np.argsort(-scores, kind="stable")
-    selector.offer(list(zip(bundle.item_pks(order).tolist(), scores[order].tolist(),
-                            strict=True)), "mf")
+    selector.offer(bundle.item_pks(order), scores[order], "mf")
 
 
 def _content(selector: Selector, bundle: ModelBundle, pks_weights: list[tuple[int, float]]
@@ -450,8 +449,7 @@ def _content(selector: Selector, bundle: ModelBundle, pks_weights: list[tuple[in
     need = selector.k - len(selector.picks)
     order = np.argsort(-scores, kind="stable")[: max(need * 5, 50)]
     order = order[scores[order] > 0]
-    selector.offer(list(zip(bundle.item_pks(order).tolist(), scores[order].tolist(),
-                            strict=True)), "content",
+    selector.offer(bundle.item_pks(order), scores[order], "content",
                    lambda item: f"matches your interest in {item.category}" if item.category
                    else "similar to items you interacted with")
 
@@ -460,23 +458,22 @@ def _editorial(selector: Selector, category: str | None) -> None:
     picks = EditorialPick.objects.filter(tenant=selector.tenant)
     if category:
         picks = picks.filter(category__in=["", category])
-    selector.offer([(p.item_id, 0.0) for p in picks], "editorial",
+    pks = [p.item_id for p in picks]
+    selector.offer(pks, [0.0] * len(pks), "editorial",
                    lambda item: "picked by the editors")
 
 
 def _popularity(selector: Selector, bundle: ModelBundle | None, category: str | None) -> None:
     if bundle is not None:
-        n = bundle.popularity.n_items_
         if category and hasattr(bundle.popularity, "item_categories_"):
-            ids, scores = bundle.popularity.top_items(n=n, category=category)
-            valid = ids >= 0
-            selector.offer(list(zip(bundle.item_pks(ids[valid]).tolist(),
-                                    scores[valid].tolist(), strict=True)), "popularity",
+            # A preference, not the guarantee of k items (the whole list below is): a bounded
+            # look, since a per-category cap would turn away all but a few of them.
+            pks, scores = bundle.popular(category)
+            look = max(10 * (selector.k - len(selector.picks)), 100)
+            selector.offer(pks[:look], scores[:look], "popularity",
                            lambda item: f"popular in {item.category}")
-        ids, scores = bundle.popularity.top_items(n=n)
-        valid = ids >= 0
-        selector.offer(list(zip(bundle.item_pks(ids[valid]).tolist(), scores[valid].tolist(),
-                                strict=True)), "popularity", _popular_reason)
+        pks, scores = bundle.popular()
+        selector.offer(pks, scores, "popularity", _popular_reason)
     if not selector.full:  # no model yet, or items newer than it: recent events decide
         with connection.cursor() as cursor:
             cursor.execute(
@@ -484,7 +481,8 @@ def _popularity(selector: Selector, bundle: ModelBundle | None, category: str | 
                 "timestamp >= now() - interval '30 days' GROUP BY item_id "
                 "ORDER BY count(*) DESC, item_id LIMIT %s",
                 [selector.tenant.pk, max(selector.k * 5, 100)])
-            selector.offer([(pk, float(c)) for pk, c in cursor.fetchall()], "popularity",
+            rows = cursor.fetchall()
+            selector.offer([pk for pk, _c in rows], [float(c) for _pk, c in rows], "popularity",
                            _popular_reason)
 
 
@@ -602,7 +600,8 @@ def _offer_precomputed(selector: Selector, version: ModelVersion, user: EndUser)
     stored = PrecomputedRecommendation.objects.filter(model_version=version, user=user).first()
     if stored is None:
         return False
-    selector.offer([(int(pk), float(score)) for pk, score in stored.items], "mf")
+    selector.offer([int(pk) for pk, _s in stored.items], [float(s) for _pk, s in stored.items],
+                   "mf")
     return True
 
 
@@ -612,20 +611,23 @@ def similar_items(tenant: Tenant, item_external_id: str, k: int,
     None when the tenant has no such item."""
     if not 1 <= k <= MAX_K:
         raise ServingError("k", f"k must be between 1 and {MAX_K}")
-    item = Item.objects.filter(tenant=tenant, external_id=item_external_id).first()
+    item = (Item.objects.filter(tenant=tenant, external_id=item_external_id)
+            .only("id", "external_id", "title", "category").first())
     if item is None:
         return None
-    version = active_version(tenant)
+    state = request_state(tenant, None)  # the active version and the rules, one round trip
+    version = state.version
     bundle = load_bundle(version) if version is not None else None
-    rules = [r for r in tenant_rules(tenant) if r.kind not in ("not_interacted",
-                                                                "not_suppressed")]
+    rules = [r for r in tenant_rules(tenant, configured=state.rules)
+             if r.kind not in ("not_interacted", "not_suppressed")]
     selector = Selector(tenant, rules, RuleContext(tenant=tenant, user=None,
                                                    now=timezone.now()), k, {item.pk})
     label = item.title or item.external_id
     column = bundle.columns([item.pk])[0] if bundle is not None else -1
     if bundle is not None and bundle.model is not None and column >= 0:
         vector = bundle.model.item_factors_[column]
-        query = np.zeros(bundle.model.item_vectors().shape[1], dtype=np.float32)
+        # As wide as the indexed vectors (item_vectors() would copy every item to find out).
+        query = np.zeros(int(version.dimensions), dtype=np.float32)
         query[: vector.size] = vector  # no bias component: a pure factor inner product
         hits, _indexed = candidate_search(version, bundle, query,
                                           min(max(4 * k, 50), version.n_item_vectors))
