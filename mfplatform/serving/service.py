@@ -10,6 +10,7 @@ Every item carries its source and, on request, a reason.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from mfplatform.serving.rules import (
     make_rule,
 )
 from tenants.models import Tenant
+
+log = logging.getLogger(__name__)
 
 MAX_K = 1000
 HISTORY_LIMIT = 500
@@ -171,6 +174,20 @@ def _json(value):
     import json
 
     return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _bundle(version: ModelVersion | None) -> ModelBundle | None:
+    """The active version's model files, or None when they cannot be read: serving goes on
+    with the fallbacks that need no model (editorial picks, recent popularity) rather than
+    failing every request of the tenant."""
+    if version is None:
+        return None
+    try:
+        return load_bundle(version)
+    except (OSError, ValueError, KeyError) as exc:
+        log.error("model v%s of tenant %s unreadable, serving without it: %s",
+                  version.version, version.tenant_id, exc)
+        return None
 
 
 # -- the user vector ----------------------------------------------------------------------------
@@ -524,7 +541,7 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
         raise ServingError("k", f"k must be between 1 and {MAX_K}")
     state = request_state(tenant, user_external_id)
     version, user, history = state.version, state.user, state.history
-    bundle = load_bundle(version) if version is not None else None
+    bundle = _bundle(version)
     personalised = user is None or user.consent
     external = items_by_external_id(tenant, request.recent_items + request.exclude)
     session_pks = [external[e] for e in request.recent_items if e in external]
@@ -617,7 +634,7 @@ def similar_items(tenant: Tenant, item_external_id: str, k: int,
         return None
     state = request_state(tenant, None)  # the active version and the rules, one round trip
     version = state.version
-    bundle = load_bundle(version) if version is not None else None
+    bundle = _bundle(version)
     rules = [r for r in tenant_rules(tenant, configured=state.rules)
              if r.kind not in ("not_interacted", "not_suppressed")]
     selector = Selector(tenant, rules, RuleContext(tenant=tenant, user=None,

@@ -207,3 +207,20 @@ def test_precomputed_lists_are_served_with_rules_reapplied(served):
     expected = [external[pk] for pk, _s in stored.items if pk not in seen][:10]
     assert [i["item"] for i in pre["items"]] == expected  # seen items filtered at request time
     assert [i["item"] for i in pre["items"]] == [i["item"] for i in live["items"]]
+
+
+def test_unreadable_model_files_still_serve_popular_items(served, caplog):
+    import shutil
+
+    from mfplatform.serving import bundle as bundle_module
+    from mfplatform.training.pipeline import artifact_path
+
+    shutil.rmtree(artifact_path(served.version, "model.npz").parent)
+    bundle_module._CACHE.clear()  # as a worker that had not loaded it yet
+    body = get(served, "user=user-1&k=10")
+    assert len(body["items"]) == 10
+    assert {i["source"] for i in body["items"]} == {"popularity"}
+    assert body["personalised"] is False
+    assert "unreadable, serving without it" in caplog.text
+    similar = served.client().get("/api/v1/items/item-1/similar?k=5")
+    assert similar.status_code == 200 and len(similar.json()["items"]) == 5
