@@ -25,6 +25,7 @@ from django.utils.dateparse import parse_datetime
 from psycopg.types.json import Jsonb
 
 from mfplatform.catalog.models import EndUser, EventKind, EventType
+from tenants.context import apply_scope
 from tenants.models import Tenant
 
 MAX_BATCH = 10_000
@@ -640,6 +641,7 @@ def ingest_events(tenant: Tenant, rows: Sequence[Any] | EventColumns | PreparedE
         allow_placeholders = bool(tenant.setting("allow_placeholder_items", False))
     with transaction.atomic(), connection.cursor() as django_cursor:
         cursor = django_cursor.cursor  # psycopg's own cursor, for COPY
+        apply_scope(connection)  # which, unlike Django's, does not set the tenant scope itself
         # Sorted: concurrent batches creating the same rows lock them in one order (no
         # deadlock between two batches naming the same new users in different orders).
         items = _resolve_items(tenant, cursor, sorted(set(events.item)), allow_placeholders)
