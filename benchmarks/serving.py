@@ -99,18 +99,19 @@ def load(args):
     return tenant, version, raw, data
 
 
-def load_test(port: int, key: str, users: list[str], total: int,
+def load_test(port: int, key: str, paths: list[str], total: int,
               rate: float | None = None) -> tuple[list[float], float]:
-    """`total` requests over CONCURRENCY keep-alive connections from one asyncio loop (light
-    on the shared CPUs: a thread per connection with http.client costs the server a good share
-    of them); every answer is checked for 20 items. Without `rate` each connection sends its
-    next request when the previous answer arrives (closed loop); with `rate`, requests are due
-    at that many per second and latency counts from when each was due, so time spent waiting
-    for one of the CONCURRENCY connections is part of it (no coordinated omission)."""
-    return asyncio.run(_load(port, key, users, total, rate))
+    """`total` GET requests (cycling through `paths`) over CONCURRENCY keep-alive connections
+    from one asyncio loop (light on the shared CPUs: a thread per connection with http.client
+    costs the server a good share of them); every answer is checked for 20 items. Without
+    `rate` each connection sends its next request when the previous answer arrives (closed
+    loop); with `rate`, requests are due at that many per second and latency counts from when
+    each was due, so time spent waiting for one of the CONCURRENCY connections is part of it
+    (no coordinated omission)."""
+    return asyncio.run(_load(port, key, paths, total, rate))
 
 
-async def _load(port: int, key: str, users: list[str], total: int, rate: float | None
+async def _load(port: int, key: str, paths: list[str], total: int, rate: float | None
                 ) -> tuple[list[float], float]:
     latencies: list[float] = []
     errors: list[str] = []
@@ -122,8 +123,7 @@ async def _load(port: int, key: str, users: list[str], total: int, rate: float |
         for n, when in schedule:
             if when is not None and when > time.perf_counter():
                 await asyncio.sleep(when - time.perf_counter())
-            user = users[n % len(users)]
-            request = (f"GET /api/v1/recommendations?user={user}&k=20 HTTP/1.1\r\n"
+            request = (f"GET {paths[n % len(paths)]} HTTP/1.1\r\n"
                        f"Host: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\r\n").encode()
             sent = time.perf_counter() if when is None else when
             writer.write(request)
@@ -262,11 +262,11 @@ def database(name: str, reuse: bool):
 PACED_RATE = 300  # requests/s: the goal's throughput, offered at a steady pace
 
 
-def measure(port: int, key: str, users: list[str], total: int, rate: float | None = None
+def measure(port: int, key: str, paths: list[str], total: int, rate: float | None = None
             ) -> dict:
-    load_test(port, key, users[:200], 300)  # warm-up: the model loads in each worker
+    load_test(port, key, paths[:200], 300)  # warm-up: the model loads in each worker
     before = cpu_seconds()
-    latencies, wall = load_test(port, key, users, total, rate)
+    latencies, wall = load_test(port, key, paths, total, rate)
     after = cpu_seconds()
     ms = np.array(latencies) * 1000
     cpu = {part: seconds / total * 1000 for part, seconds in cpu_used(before, after).items()}
@@ -317,19 +317,25 @@ def main() -> None:
 
         users = [f"user-{u}" for u in np.random.default_rng(1).choice(args.users, 2000)]
         add_fresh_events(tenant, users[::5], args.items)
+        recommendations = [f"/api/v1/recommendations?user={user}&k=20" for user in users]
+        # Items with a vector (the first 100,702 of the synthetic catalogue have events).
+        similar = [f"/api/v1/items/item-{item}/similar?k=20" for item in
+                   np.random.default_rng(3).choice(version.n_item_vectors, 2000)]
         port = free_port()
         server = start_server(port)
-        closed_runs, paced_runs = [], []
+        closed_runs, paced_runs, similar_runs = [], [], []
         try:
             for _round in range(args.rounds):  # the machine is noisy: medians of rounds
-                closed_runs.append(measure(port, key, users, args.requests))
-                paced_runs.append(measure(port, key, users, min(args.requests, PACED_RATE * 10),
-                                          PACED_RATE))
+                closed_runs.append(measure(port, key, recommendations, args.requests))
+                paced_runs.append(measure(port, key, recommendations,
+                                          min(args.requests, PACED_RATE * 10), PACED_RATE))
+                similar_runs.append(measure(port, key, similar, args.requests))
         finally:
             server.terminate()
             server.wait(timeout=30)
         load_average = os.getloadavg()[0]
         closed, paced = summary(closed_runs), summary(paced_runs)
+        alike = summary(similar_runs)
         serving_ef = search_ef(100)
         recalls = {ef: hnsw_recall(tenant, version, ef) for ef in
                    sorted({*RECALL_EF, serving_ef})}
@@ -373,6 +379,8 @@ p99 <= 25 ms: {met(closed['p99'] <= 25)} |
 | {PACED_RATE} requests/s offered, at most {CONCURRENCY} in flight | \
 {min(args.requests, PACED_RATE * 10):,} | {paced['p50_text']} | {paced['p99_text']} | \
 {paced['rps_text']} | p99 <= 25 ms, keeping up: {met(paced_ok)} |
+| similar items (`/api/v1/items/<id>/similar?k=20`), closed loop, {CONCURRENCY} connections | \
+{args.requests:,} | {alike['p50_text']} | {alike['p99_text']} | {alike['rps_text']} | |
 
 CPU a request in the closed-loop run ({cpu_total:.2f} ms in all, of 2 cores):
 {", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items())}.
