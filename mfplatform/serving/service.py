@@ -463,12 +463,23 @@ def _content(selector: Selector, bundle: ModelBundle, pks_weights: list[tuple[in
     scores = np.asarray(content.item_vectors_ @ np.asarray(profile).ravel()).ravel()
     if not np.any(scores > 0):
         return
-    need = selector.k - len(selector.picks)
-    order = np.argsort(-scores, kind="stable")[: max(need * 5, 50)]
-    order = order[scores[order] > 0]
+    positive = np.flatnonzero(scores > 0)
+    order = positive[_top(scores[positive], max((selector.k - len(selector.picks)) * 5, 50))]
     selector.offer(bundle.item_pks(order), scores[order], "content",
                    lambda item: f"matches your interest in {item.category}" if item.category
                    else "similar to items you interacted with")
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the `n` largest scores, best first, ties to the lower position, without
+    sorting the whole catalogue."""
+    if n < scores.size:
+        candidates = np.argpartition(-scores, n - 1)[:n]
+        # Every position tied with the n-th score competes, so ties still go to the lowest.
+        candidates = np.flatnonzero(scores >= scores[candidates].min())
+    else:
+        candidates = np.arange(scores.size)
+    return candidates[np.lexsort((candidates, -scores[candidates]))][:n]
 
 
 def _editorial(selector: Selector, category: str | None) -> None:
