@@ -579,7 +579,11 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
     selector = Selector(tenant, rules, context, request.k, excluded)
 
     precomputed_used = False
-    if request.precomputed and personalised and user is not None and version is not None:
+    # A list computed before the user's latest events would ignore them: those users get the
+    # live path, which folds them in.
+    fresh_events = bundle is not None and any(ts >= bundle.cutoff for _i, _t, ts in history)
+    if (request.precomputed and personalised and user is not None and version is not None
+            and not fresh_events):
         precomputed_used = _offer_precomputed(selector, version, user)
     vector = None
     if bundle is not None and bundle.kind == ModelKind.MF and personalised:

@@ -207,6 +207,13 @@ def test_precomputed_lists_are_served_with_rules_reapplied(served):
     expected = [external[pk] for pk, _s in stored.items if pk not in seen][:10]
     assert [i["item"] for i in pre["items"]] == expected  # seen items filtered at request time
     assert [i["item"] for i in pre["items"]] == [i["item"] for i in live["items"]]
+    # An event newer than the model: the stored list cannot know it, the live path folds it in.
+    with served.scope():
+        ingest_events(served.tenant, [{"user": "user-3", "item": "item-7", "type": "purchase"}])
+    after = get(served, "user=user-3&k=10&precomputed=true")
+    assert after["precomputed"] is False and after["personalised"] is True
+    assert [i["item"] for i in after["items"]] == [
+        i["item"] for i in get(served, "user=user-3&k=10")["items"]]
 
 
 def test_unreadable_model_files_still_serve_popular_items(served, caplog):
