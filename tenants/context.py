@@ -55,7 +55,8 @@ def scope_wrapper(execute, sql, params, many, context):
     scope = _scope.get()
     if db.applied_scope != scope and not (
             isinstance(sql, str) and sql[:32].lstrip().upper().startswith(_TRANSACTION_CONTROL)):
-        _send_scope(context["cursor"].cursor, scope)
+        with db.wrap_database_errors:  # Django's exception classes, as for the statement
+            _send_scope(context["cursor"].cursor, scope)
         db.applied_scope = scope
     return execute(sql, params, many, context)
 
@@ -68,7 +69,7 @@ def apply_scope(connection=None) -> None:
     connection.ensure_connection()
     scope = _scope.get()
     if getattr(connection, "applied_scope", UNKNOWN_SCOPE) != scope:
-        with connection.connection.cursor() as cursor:
+        with connection.wrap_database_errors, connection.connection.cursor() as cursor:
             _send_scope(cursor, scope)
         connection.applied_scope = scope
 
