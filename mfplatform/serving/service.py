@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from mfengine.baselines import item_tokens
+from mfengine.baselines import item_tokens, top_n
 from mfplatform.catalog.models import EndUser, Item
 from mfplatform.registry.models import ModelKind, ModelVersion
 from mfplatform.registry.vectors import nearest_items, raw_connection
@@ -472,22 +472,11 @@ def _content(selector: Selector, bundle: ModelBundle, pks_weights: list[tuple[in
     if not np.any(scores > 0):
         return
     positive = np.flatnonzero(scores > 0)
-    order = positive[_top(scores[positive], max((selector.k - len(selector.picks)) * 5, 50))]
+    best, _ = top_n(scores[positive], max((selector.k - len(selector.picks)) * 5, 50))
+    order = positive[best[0][best[0] >= 0]]
     selector.offer(bundle.item_pks(order), scores[order], "content",
                    lambda item: f"matches your interest in {item.category}" if item.category
                    else "similar to items you interacted with")
-
-
-def _top(scores: np.ndarray, n: int) -> np.ndarray:
-    """Positions of the `n` largest scores, best first, ties to the lower position, without
-    sorting the whole catalogue."""
-    if n < scores.size:
-        candidates = np.argpartition(-scores, n - 1)[:n]
-        # Every position tied with the n-th score competes, so ties still go to the lowest.
-        candidates = np.flatnonzero(scores >= scores[candidates].min())
-    else:
-        candidates = np.arange(scores.size)
-    return candidates[np.lexsort((candidates, -scores[candidates]))][:n]
 
 
 def _editorial(selector: Selector, category: str | None) -> None:

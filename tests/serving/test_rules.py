@@ -186,13 +186,3 @@ def test_a_catalogue_the_rules_mostly_turn_away_costs_few_queries(tenant_a, monk
     assert len(selector.picks) == 2 and selector.filtered == {"max_per_category": 1498}
     assert loads == [100, 200, 400, 800]  # 1,500 rows in 4 statements; was 15
 
-
-def test_top_positions_match_a_stable_sort_ties_included():
-    from mfplatform.serving.service import _top
-
-    rng = np.random.default_rng(0)
-    for _ in range(300):
-        scores = rng.integers(0, 5, int(rng.integers(1, 300))).astype(np.float64)
-        n = int(rng.integers(1, 60))
-        np.testing.assert_array_equal(_top(scores, n),
-                                      np.argsort(-scores, kind="stable")[:n])
