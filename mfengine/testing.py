@@ -319,3 +319,20 @@ class StrategyConformance:
         assert np.mean(ours) >= self.planted_margin * np.mean(baseline), (
             np.mean(ours), np.mean(baseline)
         )
+
+
+def reference_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Dense top-n by full sort, the yardstick for the engine's top-n kernels: score
+    descending, then lower id; -inf/NaN never returned; a +inf keeps its slot as -1 / -inf;
+    short rows padded with -1 / -inf."""
+    rows, cols = scores.shape
+    ids = np.full((rows, n), -1, dtype=np.int64)
+    out = np.full((rows, n), -np.inf, dtype=np.float32)
+    for r in range(rows):
+        cand = np.flatnonzero(scores[r] > -np.inf)
+        order = cand[np.lexsort((cand, -scores[r][cand]))][: min(n, cols)]
+        for slot, item in enumerate(order):
+            if np.isfinite(scores[r, item]):
+                ids[r, slot] = item
+                out[r, slot] = scores[r, item]
+    return ids, out

@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from mfengine.baselines import ContentRecommender, PopularityRecommender, item_tokens
+from mfengine.testing import reference_top_n
 
 DAY = 86400
 
@@ -118,29 +119,13 @@ def test_recommend_checks_column_count():
 # -- fast paths equal the straightforward dense computation ----------------------------------
 
 
-def _reference_top_n(scores, n):
-    """Dense top-n by full sort: score descending, then lower id; -inf/NaN never returned;
-    a +inf keeps its slot as -1 / -inf; short rows padded with -1 / -inf."""
-    rows, cols = scores.shape
-    ids = np.full((rows, n), -1, dtype=np.int64)
-    out = np.full((rows, n), -np.inf, dtype=np.float32)
-    for r in range(rows):
-        cand = np.flatnonzero(scores[r] > -np.inf)
-        order = cand[np.lexsort((cand, -scores[r][cand]))][: min(n, cols)]
-        for slot, item in enumerate(order):
-            if np.isfinite(scores[r, item]):
-                ids[r, slot] = item
-                out[r, slot] = scores[r, item]
-    return ids, out
-
-
 def _reference_recommend(model, dense_scores, history, n, filter_seen, items, exclude):
     scores = np.array(dense_scores, dtype=np.float64)
     scores[:, ~model._candidate_mask(items, exclude)] = -np.inf
     if filter_seen:
         coo = sp.coo_matrix(history)
         scores[coo.row, coo.col] = -np.inf
-    return _reference_top_n(scores, n)
+    return reference_top_n(scores, n)
 
 
 def _random_history(rng, n_users, n_items, density):
@@ -175,7 +160,7 @@ def test_popularity_recommend_equals_dense_reference(seed):
         assert np.array_equal(ids, want_ids)
         assert np.array_equal(scores, want_scores)
     top_ids, top_scores = model.top_items(7, exclude=[int(model.item_scores_.argmax())])
-    ref_ids, ref_scores = _reference_top_n(
+    ref_ids, ref_scores = reference_top_n(
         np.where(np.arange(n_items) == model.item_scores_.argmax(), -np.inf,
                  model.item_scores_)[None, :], 7)
     assert np.array_equal(top_ids, ref_ids[0]) and np.array_equal(top_scores, ref_scores[0])

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 import mfengine
 from mfengine.als import ALS
 from mfengine.base import NonFiniteFactorsError, NotFittedError
-from mfengine.testing import StrategyConformance, planted_split
+from mfengine.testing import StrategyConformance, planted_split, reference_top_n
 
 
 class TestALS(StrategyConformance):
@@ -185,22 +185,6 @@ def test_bpr_popularity_negatives_demote_popular_items() -> None:
 # -- the compiled top-n equals a full sort ---------------------------------------------------
 
 
-def _full_sort_top_n(scores, n):
-    """Score descending, then lower id; -inf/NaN never returned; a +inf keeps its slot as
-    -1 / -inf; rows with fewer candidates than n padded with -1 / -inf."""
-    rows, cols = scores.shape
-    ids = np.full((rows, n), -1, dtype=np.int64)
-    out = np.full((rows, n), -np.inf, dtype=np.float32)
-    for r in range(rows):
-        cand = np.flatnonzero(scores[r] > -np.inf)
-        order = cand[np.lexsort((cand, -scores[r][cand]))][: min(n, cols)]
-        for slot, item in enumerate(order):
-            if np.isfinite(scores[r, item]):
-                ids[r, slot] = item
-                out[r, slot] = scores[r, item]
-    return ids, out
-
-
 @pytest.mark.parametrize("seed", range(12))
 def test_top_n_equals_full_sort_on_random_blocks(seed):
     from mfengine.base import _top_n
@@ -223,7 +207,7 @@ def test_top_n_equals_full_sort_on_random_blocks(seed):
     removed[remove.nonzero()] = -np.inf
     original = scores.copy()
     for n in (1, 3, 10, cols, cols + 5):
-        want = _full_sort_top_n(removed, n)
+        want = reference_top_n(removed, n)
         for got in (_top_n(scores, n, remove), _top_n(removed, n)):
             assert np.array_equal(got[0], want[0]), n
             assert np.array_equal(got[1], want[1]), n
@@ -250,6 +234,6 @@ def test_recommend_vectors_equals_full_sort(seed):
         allowed[exclude] = False
         dense[:, ~allowed] = -np.inf
         dense[train[users].nonzero()] = -np.inf
-        want_ids, want_scores = _full_sort_top_n(dense, n)
+        want_ids, want_scores = reference_top_n(dense, n)
         assert np.array_equal(ids, want_ids)
         assert np.array_equal(scores, want_scores)
