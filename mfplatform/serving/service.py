@@ -209,8 +209,7 @@ def user_vector(bundle: ModelBundle, user: EndUser | None,
     vector = None
     if user is not None:
         row = bundle.row(user.pk)
-        newer = any(ts >= bundle.cutoff for _i, _t, ts in history)
-        if row >= 0 and not newer:
+        if row >= 0 and not _newer_than_model(bundle, history):
             vector = model.user_factors_[row]
         elif history:  # events the model has not seen, or no vector: fold in from history
             vector = _fold_in(bundle, [(i, bundle.event_weights.get(t, 0.0))
@@ -221,6 +220,11 @@ def user_vector(bundle: ModelBundle, user: EndUser | None,
             weight = settings.SERVING_SESSION_WEIGHT
             vector = session if vector is None else (1 - weight) * vector + weight * session
     return vector
+
+
+def _newer_than_model(bundle: ModelBundle, history: list[tuple[int, str, float]]) -> bool:
+    """Whether the user has events the model has not seen (history is newest first)."""
+    return bool(history) and history[0][2] >= bundle.cutoff
 
 
 def _fold_in(bundle: ModelBundle, weighted: list[tuple[int, float]]) -> np.ndarray | None:
@@ -570,9 +574,8 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
     precomputed_used = False
     # A list computed before the user's latest events would ignore them: those users get the
     # live path, which folds them in.
-    fresh_events = bundle is not None and any(ts >= bundle.cutoff for _i, _t, ts in history)
     if (request.precomputed and personalised and user is not None and version is not None
-            and not fresh_events):
+            and not (bundle is not None and _newer_than_model(bundle, history))):
         precomputed_used = _offer_precomputed(selector, version, user)
     vector = None
     if bundle is not None and bundle.kind == ModelKind.MF and personalised:
