@@ -84,14 +84,14 @@ def gate(version: ModelVersion, active: ModelVersion | None) -> dict:
         previous = (_metric_at(report.get("baselines", {}).get("active"), metric, k)
                     if same_split else _metric_at((active.report or {}).get("metrics"), metric, k))
         values["active"] = previous
-        measured = "on the candidate's split" if same_split else "on its own earlier split"
-        active_measured = measured
+        active_measured = ("on the candidate's split" if same_split
+                           else "on its own earlier split")
         need = policy["min_improvement_over_active"]
         if previous is not None:
             thresholds["active"] = previous * (1 + need)
             if current is not None and current < previous * (1 + need):
                 reasons.append(f"{policy['metric']} {current:.4f} is not {need:+.0%} over the "
-                               f"active v{active.version} {previous:.4f} ({measured})")
+                               f"active v{active.version} {previous:.4f} ({active_measured})")
     concentration = (report.get("metrics", {}).get("overall", {}).get(str(k), {})
                      .get("top1pct_share"))
     values["top1pct_share"] = concentration
