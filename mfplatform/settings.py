@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import warnings
 from pathlib import Path
 
@@ -24,13 +25,28 @@ def env_list(name: str, default: str) -> list[str]:
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
 
 
+def local_secret_key(path: Path) -> str:
+    """A random key made once and kept in var/, so local commands need neither DEBUG nor a
+    SECRET_KEY; only the embedded (local) database gets one."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
 DEBUG = env_bool("DEBUG", False)
 _DEFAULT_SECRET_KEY = "insecure-development-key-change-me"
-SECRET_KEY = os.environ.get("SECRET_KEY", _DEFAULT_SECRET_KEY)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY and not os.environ.get("DATABASE_URL"):
+    SECRET_KEY = local_secret_key(VAR_DIR / "secret_key")
+elif not SECRET_KEY:
+    SECRET_KEY = _DEFAULT_SECRET_KEY
 if not DEBUG and SECRET_KEY == _DEFAULT_SECRET_KEY:
     raise ImproperlyConfigured(
         "SECRET_KEY is the default development key while DEBUG is off: set SECRET_KEY "
-        "(or DEBUG=1 for local development)."
+        "(a deployment with DATABASE_URL needs its own; DEBUG=1 for local development)."
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -44,6 +60,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "mfplatform.ops",
     "tenants",
@@ -170,6 +187,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Multi-tenant matrix-factorization recommendations.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the server's own static files: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "mfplatform.training.models.RunStatus",
         "ModelStatusEnum": "mfplatform.registry.models.ModelStatus",
@@ -203,5 +224,11 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"pgserver": {"level": "WARNING"}},
+    # kombu says this on every connection to the filesystem broker, which has no host.
+    "filters": {"broker_hostname": {
+        "()": "django.utils.log.CallbackFilter",
+        "callback": lambda record: not record.getMessage().startswith("No hostname was supplied"),
+    }},
+    "loggers": {"pgserver": {"level": "WARNING"},
+                "kombu.connection": {"filters": ["broker_hostname"]}},
 }

@@ -104,7 +104,9 @@ def _load_synthetic(tenant, users, items, events, echo) -> None:
             for u, i, t, ts in zip(data.user_ids.tolist(), data.item_ids.tolist(),
                                    data.event_types.tolist(), data.timestamps.tolist(),
                                    strict=True)]
-    for start in tqdm(range(0, len(rows), BATCH), desc="demo events", unit="batch"):
+    # disable=None: a bar on a terminal only, never hundreds of lines in a log.
+    batches = range(0, len(rows), BATCH)
+    for start in tqdm(batches, desc="demo events", unit="batch", disable=None):
         result = ingest_events(tenant, rows[start:start + BATCH])
         if result.rejected:
             raise RuntimeError(f"demo data rejected: {result.rejected[:3]}")
@@ -136,7 +138,7 @@ def _train(tenant, plan, echo) -> ModelVersion:
 
     thread = threading.Thread(target=work)
     thread.start()
-    with tqdm(desc="training", unit="it") as bar:
+    with tqdm(desc="training", unit="it", disable=None) as bar:
         while thread.is_alive():
             run.refresh_from_db()
             progress = run.progress or {}

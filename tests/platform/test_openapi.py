@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import yaml
 
@@ -20,10 +22,35 @@ def test_schema_documents_every_api_route_with_errors(client):
             assert error == {"$ref": "#/components/schemas/Error"}
 
 
-def test_interactive_docs_page(client):
+def test_interactive_docs_page_needs_nothing_from_outside(client):
     response = client.get("/api/docs/")
     assert response.status_code == 200
-    assert b"swagger" in response.content.lower()
+    page = response.content.decode()
+    assert "swagger" in page.lower()
+    # Every script and stylesheet comes from this server (offline and locked-down networks).
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and all(not a.startswith(("http:", "https:", "//")) for a in assets), assets
+    bundle = next(a for a in assets if a.endswith("swagger-ui-bundle.js"))
+    served = client.get(bundle)
+    assert served.status_code == 200
+    assert b"SwaggerUIBundle" in b"".join(served.streaming_content)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/recommendations/", "/api/v1/nothing-here",
+                                  "/api/v2/items"])
+def test_unknown_api_paths_are_json_404s(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["code"] == "not_found"
+    if path.endswith("/"):
+        assert "no trailing slash" in body["detail"]
+
+
+def test_root_leads_to_the_admin(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/admin/"
 
 
 def test_schema_generates_without_warnings(tmp_path):

@@ -18,3 +18,12 @@ def test_settings_refuse_the_default_secret_key_outside_debug():
     assert "SECRET_KEY is the default development key" in refused.stderr
     assert _import_settings(DEBUG="1").returncode == 0
     assert _import_settings(SECRET_KEY="a-real-secret").returncode == 0
+
+
+def test_local_secret_key_is_made_once_and_kept_private(tmp_path):
+    from mfplatform.settings import local_secret_key
+
+    path = tmp_path / "var" / "secret_key"
+    first = local_secret_key(path)
+    assert len(first) >= 50 and path.stat().st_mode & 0o777 == 0o600
+    assert local_secret_key(path) == first

@@ -5,6 +5,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django.utils import timezone
 from rest_framework.response import Response
@@ -204,3 +205,15 @@ def test_create_api_key_command_rejects_bad_scope():
 
     with pytest.raises(CommandError, match="scopes"):
         call_command("create_api_key", "badco", "--scopes", "ingest,root", stdout=StringIO())
+
+
+def test_create_tenant_gives_a_new_admin_a_one_time_password_that_logs_in():
+    out = StringIO()
+    call_command("create_tenant", "pwco", "--admin-email", "owner@pw.test", "--json", stdout=out)
+    password = json.loads(out.getvalue())["admin_password"]
+    assert authenticate(username="owner@pw.test", password=password) is not None
+    # A second tenant naming the same person does not reset their password.
+    out = StringIO()
+    call_command("create_tenant", "pwco2", "--admin-email", "owner@pw.test", "--json", stdout=out)
+    assert "admin_password" not in json.loads(out.getvalue())
+    assert authenticate(username="owner@pw.test", password=password) is not None

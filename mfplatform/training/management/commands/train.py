@@ -45,7 +45,7 @@ class Command(BaseCommand):
 
     def _follow(self, run: TrainingRun, timeout: float) -> TrainingRun:
         deadline = time.monotonic() + timeout
-        with tqdm(desc="queued", unit="it", total=None) as bar:
+        with tqdm(desc="queued", unit="it", total=None, disable=None) as bar:
             while True:
                 run.refresh_from_db()
                 bar.set_description(run.status)
