@@ -27,3 +27,12 @@ def test_local_secret_key_is_made_once_and_kept_private(tmp_path):
     first = local_secret_key(path)
     assert len(first) >= 50 and path.stat().st_mode & 0o777 == 0o600
     assert local_secret_key(path) == first
+
+
+def test_the_brokers_hostname_warning_is_not_repeated_in_logs(caplog):
+    import logging
+
+    logger = logging.getLogger("kombu.connection")
+    logger.warning("No hostname was supplied. Reverting to default 'localhost'")
+    logger.warning("something else")
+    assert [r.getMessage() for r in caplog.records] == ["something else"]
