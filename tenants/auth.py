@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from prometheus_client import Counter
 from rest_framework import exceptions, permissions, throttling
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
@@ -21,6 +22,14 @@ from tenants.models import ApiKey, Tenant, hash_key
 # drops it at once; other processes see a revocation within the cache time. Expiry is
 # checked on every call.
 _VERIFIED: dict[str, tuple[float, ApiKey]] = {}
+
+AUTH_FAILURES = Counter("mf_auth_failures_total", "API calls refused for their key, per reason",
+                        ["reason"])
+
+
+def _refuse(reason: str, message: str) -> exceptions.AuthenticationFailed:
+    AUTH_FAILURES.labels(reason).inc()
+    return exceptions.AuthenticationFailed(message)
 
 
 def _find_key(prefix: str) -> ApiKey | None:
@@ -61,21 +70,21 @@ class ApiKeyAuthentication(BaseAuthentication):
         if not header:
             return None
         if header[0].lower() != self.keyword or len(header) != 2:
-            raise exceptions.AuthenticationFailed(
-                "Malformed Authorization header: expected 'Bearer <api key>'.")
+            raise _refuse("malformed",
+                          "Malformed Authorization header: expected 'Bearer <api key>'.")
         raw = header[1].decode(errors="replace")
         prefix = ApiKey.split(raw)
         if prefix is None:
-            raise exceptions.AuthenticationFailed("Invalid API key.")
+            raise _refuse("invalid", "Invalid API key.")
         key = _find_key(prefix)
         if key is None or not hmac.compare_digest(key.hashed_key, hash_key(raw)):
-            raise exceptions.AuthenticationFailed("Invalid API key.")
+            raise _refuse("invalid", "Invalid API key.")
         if key.is_revoked:
-            raise exceptions.AuthenticationFailed("This API key has been revoked.")
+            raise _refuse("revoked", "This API key has been revoked.")
         if key.is_expired:
-            raise exceptions.AuthenticationFailed("This API key has expired.")
+            raise _refuse("expired", "This API key has expired.")
         if not key.tenant.is_active:
-            raise exceptions.AuthenticationFailed("This tenant is inactive.")
+            raise _refuse("inactive_tenant", "This tenant is inactive.")
         context.activate(key.tenant_id)
         request.tenant = key.tenant
         key.touch()
@@ -91,6 +100,7 @@ class HasTenantScope(permissions.BasePermission):
     def has_permission(self, request, view) -> bool:
         key = request.auth
         if not isinstance(key, ApiKey):
+            AUTH_FAILURES.labels("missing").inc()
             raise exceptions.NotAuthenticated(
                 "An API key is required: 'Authorization: Bearer <key>'.")
         scope = getattr(view, "required_scope", None)

@@ -2,9 +2,16 @@ import os
 
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 
 from mfplatform.ops.health import check_broker, check_database
+from mfplatform.ops.metrics import PlatformCollector
 
 
 @require_GET
@@ -19,9 +26,12 @@ def healthz(request):
 def prometheus_metrics(request):
     """Prometheus text format; no authentication: expose it on an internal network only.
     Under gunicorn (PROMETHEUS_MULTIPROC_DIR set) the sum of every worker's metrics."""
-    registry = None
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-    return HttpResponse(generate_latest(registry) if registry else generate_latest(),
+    else:
+        registry = REGISTRY
+    platform = CollectorRegistry()
+    platform.register(PlatformCollector())
+    return HttpResponse(generate_latest(registry) + generate_latest(platform),
                         content_type=CONTENT_TYPE_LATEST)
