@@ -60,8 +60,8 @@ def load(args):
 
     from benchmarks.pipeline import load_data
     from mfengine.synthetic import generate
+    from mfplatform.registry.runs import execute_run
     from mfplatform.serving.models import EligibilityRule
-    from mfplatform.training.pipeline import execute_run
     from mfplatform.training.services import create_plan, queue_run
     from tenants.context import tenant_context
     from tenants.models import ApiKey, Tenant
