@@ -22,6 +22,7 @@ from mfplatform.registry.models import (
     PromotionLog,
     RegistryAction,
 )
+from mfplatform.registry.signals import version_activated
 from mfplatform.registry.vectors import drop_vectors
 from mfplatform.training.models import TrainingPlan
 
@@ -189,10 +190,7 @@ def _switch(plan_id: int, target: ModelVersion, action: str, actor: str, reason:
     target.status = ModelStatus.ACTIVE
     target.activated_at = now
     target.save(update_fields=["status", "activated_at"])
-    if settings.SERVING_PRECOMPUTE and target.kind == ModelKind.MF:
-        from mfplatform.serving.tasks import precompute
-
-        transaction.on_commit(lambda: precompute.delay(target.tenant_id, target.pk))
+    transaction.on_commit(lambda: version_activated.send(sender=ModelVersion, version=target))
     return PromotionLog.objects.create(
         tenant=target.tenant, plan_id=plan_id, action=action, from_version=current,
         to_version=target, actor=actor, actor_user=actor_user, reason=reason)
