@@ -67,3 +67,17 @@ def test_scheduled_run_queues_once(tenant_a, queued):
     with tenant_a.scope():
         runs = TrainingRun.objects.filter(plan_id=queued.plan_id).order_by("queued_at")
         assert [r.trigger for r in runs] == ["api", "schedule"]
+
+
+def test_a_failing_stage_records_its_time(tenant_a, queued, monkeypatch):
+    def fail(*args, **kwargs):
+        raise ConnectionError("simulated loss of the database mid-publication")
+
+    monkeypatch.setattr("mfplatform.registry.publication.write_vectors", fail)
+    with tenant_a.scope():
+        with pytest.raises(ConnectionError):
+            execute_run(queued)
+        run = TrainingRun.objects.get(pk=queued.pk)
+    assert run.status == RunStatus.PUBLISHING
+    assert set(run.timings) == {"building_dataset", "training", "evaluating", "publishing"}
+    assert run.timings["publishing"] >= 0
