@@ -245,15 +245,18 @@ def history(version: ModelVersion):
 
 
 def _switch(plan_id: int, target: ModelVersion, action: str, actor: str, reason: str,
-            actor_user=None) -> PromotionLog:
+            actor_user=None, override: bool = False) -> PromotionLog:
     """Make `target` the plan's active version: retire the current one and activate the
     target in the caller's transaction, with the plan row locked. Readers see the old state
-    or the new one, never none or two active (and the partial unique index refuses two)."""
+    or the new one, never none or two active (and the partial unique index refuses two).
+    `override`: the target is a version the promotion gate rejected (see promote)."""
     _lock_plan(plan_id)
     target.refresh_from_db()
     if target.plan_id != plan_id:
         raise RegistryError("the version belongs to another plan")
-    if target.status not in (ModelStatus.CANDIDATE, ModelStatus.RETIRED):
+    if override:
+        reason = _override_gate(target, actor, reason)
+    elif target.status not in (ModelStatus.CANDIDATE, ModelStatus.RETIRED):
         raise RegistryError(f"v{target.version} is {target.status}; only a candidate or "
                             f"a retired version can be made active")
     if target.kind == ModelKind.MF and target.vectors_dropped_at is not None:
@@ -280,11 +283,32 @@ def _require_reason(reason: str | None) -> str:
 
 
 def promote(version: ModelVersion, actor: str, reason: str, actor_user=None,
-            action: str = RegistryAction.PROMOTE) -> PromotionLog:
-    """Make a candidate (or a retired version) the plan's active version."""
+            action: str = RegistryAction.PROMOTE, override: bool = False) -> PromotionLog:
+    """Make a candidate (or a retired version) the plan's active version. With `override`,
+    a person makes a version the promotion gate rejected active; the reason is logged as the
+    override's and the version's decision records who overrode it, when and why."""
     reason = _require_reason(reason)
     with transaction.atomic():
-        return _switch(version.plan_id, version, action, actor, reason, actor_user)
+        return _switch(version.plan_id, version, action, actor, reason, actor_user, override)
+
+
+def _override_gate(version: ModelVersion, actor: str, reason: str) -> str:
+    """Check that `version` (locked plan, fresh row) is one the gate rejected and record the
+    override in its decision; returns the audit log's reason."""
+    decision = version.decision or {}
+    if version.status != ModelStatus.REJECTED or decision.get("verdict") != "fail":
+        raise RegistryError(f"v{version.version} was not rejected by the promotion gate; "
+                            f"there is nothing to override")
+    failed = [c["name"] for c in version.checks or [] if not c["passed"]]
+    if failed:  # broken factors (NaN, collapsed vectors) would break serving, not only rank
+        raise RegistryError(f"v{version.version} failed quality checks ({', '.join(failed)}); "
+                            f"only a promotion gate rejection can be overridden")
+    version.decision = {**decision, "override": {
+        "actor": actor, "reason": reason, "at": timezone.now().isoformat()}}
+    version.status = ModelStatus.CANDIDATE
+    version.save(update_fields=["decision", "status"])
+    return f"override of the gate's rejection ({'; '.join(decision.get('reasons', []))}): " \
+           f"{reason}"
 
 
 def rollback(version: ModelVersion, actor: str, reason: str, actor_user=None) -> PromotionLog:
