@@ -91,6 +91,36 @@ def command_line() -> str:
     return " ".join([".venv/bin/python", str(script), *sys.argv[1:]])
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, *gunicorn_args: str):
+    """The platform under gunicorn on 127.0.0.1:`port` (extra options after the bind), once
+    /healthz answers; the caller stops it."""
+    import subprocess
+    import time
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "mfplatform.wsgi:application", *gunicorn_args,
+         "--bind", f"127.0.0.1:{port}"],
+        cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            return server
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    raise SystemExit("server did not start")
+
+
 BENCH_DB = "mfbench"
 
 

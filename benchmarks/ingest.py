@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,35 +24,15 @@ from benchmarks.common import (  # noqa: E402
     ROOT,
     bench_database,
     command_line,
+    free_port,
     machine_line,
     movielens_dir,
+    start_server,
     write_section,
 )
 
 CLIENT_THREADS = 2
 IMPORT_RUNS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "mfplatform.wsgi:application", "--bind",
-         f"127.0.0.1:{port}", "--workers", "2", "--timeout", "120"],
-        cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-            return server
-        except OSError:
-            time.sleep(0.3)
-    server.kill()
-    raise SystemExit("server did not start")
 
 
 def post(url: str, key: str, rows: list | bytes) -> dict:
@@ -123,7 +102,7 @@ def main() -> None:
         _t, out = run_command("create_tenant", "bench", "--json")
         key = json.loads(out)["api_key"]
         port = free_port()
-        server = start_server(port)
+        server = start_server(port, "--workers", "2", "--timeout", "120")
         base = f"http://127.0.0.1:{port}"
         try:
             for start in range(0, 5_000, 1_000):

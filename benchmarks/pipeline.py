@@ -165,7 +165,7 @@ def main() -> None:
             clock = time.perf_counter()
             run = queue_run(tenant, plan, trigger="command")
             if args.in_process:
-                from mfplatform.training.pipeline import execute_run
+                from mfplatform.registry.runs import execute_run
 
                 execute_run(run)
             while True:

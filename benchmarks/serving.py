@@ -30,10 +30,11 @@ from benchmarks.common import (  # noqa: E402
     ROOT,
     bench_database,
     command_line,
+    free_port,
     machine_line,
-    write_section,  # noqa: E402
+    start_server,
+    write_section,
 )
-from benchmarks.ingest import free_port  # noqa: E402
 
 CONCURRENCY = 16
 
@@ -60,8 +61,8 @@ def load(args):
 
     from benchmarks.pipeline import load_data
     from mfengine.synthetic import generate
+    from mfplatform.registry.runs import execute_run
     from mfplatform.serving.models import EligibilityRule
-    from mfplatform.training.pipeline import execute_run
     from mfplatform.training.services import create_plan, queue_run
     from tenants.context import tenant_context
     from tenants.models import ApiKey, Tenant
@@ -322,7 +323,8 @@ def main() -> None:
         similar = [f"/api/v1/items/item-{item}/similar?k=20" for item in
                    np.random.default_rng(3).choice(args.items, 2000)]
         port = free_port()
-        server = start_server(port)
+        # The shipped web server settings, as a deployment runs them.
+        server = start_server(port, "--config", "python:mfplatform.gunicorn_conf")
         closed_runs, paced_runs, similar_runs = [], [], []
         try:
             for _round in range(args.rounds):  # the machine is noisy: medians of rounds
@@ -408,24 +410,6 @@ every search (microseconds) and merges them with the index's rows in the same SQ
     print(markdown)
     if not args.no_write:
         write_section("serving", markdown)
-
-
-def start_server(port: int) -> subprocess.Popen:
-    import urllib.request
-
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "mfplatform.wsgi:application",
-         "--config", "python:mfplatform.gunicorn_conf", "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
-            return server
-        except OSError:
-            time.sleep(0.3)
-    server.kill()
-    raise SystemExit("server did not start")
 
 
 if __name__ == "__main__":

@@ -33,11 +33,6 @@ class Item(TenantOwned):
     def __str__(self) -> str:
         return self.title or self.external_id
 
-    @property
-    def is_servable(self) -> bool:
-        return (self.is_available and not self.is_placeholder and self.banned_at is None
-                and self.deleted_at is None)
-
 
 class EndUser(TenantOwned):
     """One of the tenant's own users (not a login of this platform)."""

@@ -15,9 +15,9 @@ from tqdm import tqdm
 from mfplatform.catalog.ingest import ingest_events, upsert_items
 from mfplatform.catalog.models import Event
 from mfplatform.registry.models import ModelStatus, ModelVersion
+from mfplatform.registry.runs import execute_run
 from mfplatform.registry.services import promote
 from mfplatform.training.models import TrainingPlan, TrainingRun
-from mfplatform.training.pipeline import execute_run
 from mfplatform.training.services import create_plan, queue_run
 from tenants.context import tenant_context
 from tenants.models import SCOPES, Membership, Role, Tenant

@@ -49,7 +49,7 @@ class ModelVersionAdmin(TenantScopedAdmin):
     list_select_related = ("plan", "tenant")
     readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name != "id"] + [
         "report_link", "audit_log"]
-    actions = ["promote_versions", "rollback_versions"]
+    actions = ["promote_versions", "override_rejections", "rollback_versions"]
 
     def has_add_permission(self, request):
         return False
@@ -135,6 +135,18 @@ class ModelVersionAdmin(TenantScopedAdmin):
             return f"becomes active; the active v{current.version} retires"
 
         return self._switch(request, queryset, promote, "promote", describe)
+
+    @admin.action(description="Promote the selected rejected versions over the gate's "
+                              "decision (asks for a reason)", permissions=["manage"])
+    def override_rejections(self, request, queryset):
+        def describe(version):
+            reasons = "; ".join((version.decision or {}).get("reasons", []))
+            return f"{version.status}: {reasons}" if reasons else version.status
+
+        def override(version, **kwargs):
+            return promote(version, override=True, **kwargs)
+
+        return self._switch(request, queryset, override, "override", describe)
 
     @admin.action(description="Roll back the selected active versions (asks for a reason)",
                   permissions=["manage"])

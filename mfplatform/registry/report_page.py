@@ -1,8 +1,9 @@
 """The evaluation report of a model version as a standalone HTML page with charts.
 
-Charts are drawn server-side by matplotlib (Agg backend, no display needed) and inlined as PNG
-data URIs, so the page is one self-contained response: the API, the admin and a saved file all
-look the same. The comparison with the previously active version is the report's own
+Charts are drawn server-side by matplotlib and inlined as PNG data URIs, so the page is one
+self-contained response: the API, the admin and a saved file all look the same. Each chart is
+a `matplotlib.figure.Figure` of its own, never pyplot's global state, which is not safe in a
+threaded web server. The comparison with the previously active version is the report's own
 "comparison" section (mfengine.report.compare_reports), so the page shows exactly what the
 run measured; the popularity (and content) baselines come from the same split.
 """
@@ -12,13 +13,10 @@ from __future__ import annotations
 import base64
 import io
 
-import matplotlib
+from django.template.loader import render_to_string
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from django.template.loader import render_to_string  # noqa: E402
-
-from mfplatform.registry.models import ModelVersion  # noqa: E402
+from mfplatform.registry.models import ModelVersion
 
 SEGMENTS = ("overall", "cold_users", "long_tail")
 CURVE_METRICS = ("ndcg", "recall", "hit_rate")
@@ -29,7 +27,6 @@ COLOURS = {"this model": "#1f77b4", "previous active": "#9467bd", "popularity": 
 def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -70,7 +67,8 @@ def _metric_by_k(report: dict) -> str | None:
     ks = _ks(report)
     if not ks:
         return None
-    fig, axes = plt.subplots(1, len(CURVE_METRICS), figsize=(11, 3.2))
+    fig = Figure(figsize=(11, 3.2))
+    axes = fig.subplots(1, len(CURVE_METRICS))
     for ax, name in zip(axes, CURVE_METRICS, strict=True):
         for label, source in _series(report):
             overall = source.get("overall", {})
@@ -97,7 +95,8 @@ def _segment_bars(report: dict) -> str | None:
     metrics = report.get("metrics") or {}
     segments = [s for s in SEGMENTS if k in metrics.get(s, {})]
     series = _series(report)
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
     width = 0.8 / len(series)
     for i, (label, source) in enumerate(series):
         heights = [source.get(s, {}).get(k, {}).get("ndcg") or 0.0 for s in segments]
@@ -116,7 +115,8 @@ def _norm_histograms(report: dict) -> str | None:
     hist = report.get("norm_histograms") or {}
     if not (hist.get("items") or {}).get("counts"):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+    fig = Figure(figsize=(9, 3))
+    axes = fig.subplots(1, 2)
     for ax, side in zip(axes, ("users", "items"), strict=True):
         edges, counts = hist[side]["bin_edges"], hist[side]["counts"]
         if counts:
@@ -133,7 +133,8 @@ def _lorenz(report: dict) -> str | None:
         return None
     k = str(lorenz.get("k"))
     gini = (report.get("metrics") or {}).get("overall", {}).get(k, {}).get("gini")
-    fig, ax = plt.subplots(figsize=(4.2, 4))
+    fig = Figure(figsize=(4.2, 4))
+    ax = fig.subplots()
     ax.plot(lorenz["item_share"], lorenz["recommendation_share"], label="recommendations")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="equal share")
     ax.set_xlabel("share of items (least recommended first)")
@@ -148,7 +149,8 @@ def _loss(report: dict) -> str | None:
     losses = [v for v in report.get("loss_history") or [] if v is not None]
     if not losses:
         return None
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig = Figure(figsize=(5, 3))
+    ax = fig.subplots()
     ax.plot(range(1, len(losses) + 1), losses, marker="o")
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")

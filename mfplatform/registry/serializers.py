@@ -21,6 +21,12 @@ class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(min_length=3, max_length=2000)
 
 
+class PromoteSerializer(ReasonSerializer):
+    override = serializers.BooleanField(
+        default=False, help_text="Promote a version the promotion gate rejected; the reason "
+                                 "is logged as the override's.")
+
+
 class PromotionLogSerializer(serializers.ModelSerializer):
     class Meta:
         model = PromotionLog

@@ -8,6 +8,7 @@ result. Serving reads the active version in one query, so it never sees none or 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -22,6 +23,7 @@ from mfplatform.registry.models import (
     PromotionLog,
     RegistryAction,
 )
+from mfplatform.registry.signals import version_activated
 from mfplatform.registry.vectors import drop_vectors
 from mfplatform.training.models import TrainingPlan
 
@@ -35,76 +37,152 @@ def _metric_at(metrics: dict, name: str, k: int) -> float | None:
     return None if value is None else float(value)
 
 
+@dataclass
+class Criterion:
+    """One promotion criterion applied: the value it measured (stored under `value_name` in
+    the decision's values), what that had to reach (under `name` in its thresholds), and why
+    it failed (None when it passed)."""
+
+    name: str | None = None
+    value_name: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    reason: str | None = None
+
+
+def _quality_checks(checks: list[dict]) -> Criterion:
+    failed = [c["name"] for c in checks if not c["passed"]]
+    return Criterion(reason=f"quality checks failed: {', '.join(failed)}" if failed else None)
+
+
+def _required_checks(policy: dict, checks: list[dict]) -> Criterion:
+    run = {c["name"] for c in checks}
+    missing = [name for name in policy["required_checks"] if name not in run]
+    return Criterion(reason=f"required checks not run: {', '.join(missing)}" if missing
+                     else None)
+
+
+def _candidate_metric(policy: dict, current: float | None) -> Criterion:
+    return Criterion("candidate", "candidate", current, None,
+                     f"the report has no {policy['metric']}" if current is None else None)
+
+
+def _over_popularity(policy: dict, current: float | None, popularity: float | None
+                     ) -> Criterion:
+    need = policy["min_improvement_over_popularity"]
+    threshold = None if popularity is None else popularity * (1 + need)
+    reason = None
+    if current is not None and threshold is not None and current < threshold:
+        reason = (f"{policy['metric']} {current:.4f} is not {need:+.0%} over "
+                  f"popularity {popularity:.4f}")
+    return Criterion("popularity", "popularity", popularity, threshold, reason)
+
+
+def _beats_popularity(policy: dict, current: float | None, popularity: float | None
+                      ) -> Criterion:
+    """The absolute floor, whatever the relative thresholds say: a model that does no better
+    than recommending the most popular items (or, with no baseline measured, finds nothing)
+    is never promoted."""
+    floor = 0.0 if popularity is None else popularity
+    reason = None
+    if current is not None and current <= floor:
+        reason = (f"{policy['metric']} {current:.4f} does not beat popularity {floor:.4f}: "
+                  f"a model must, whatever the relative thresholds")
+    return Criterion("popularity_floor", "candidate", current, floor, reason)
+
+
+def _over_active(policy: dict, report: dict, current: float | None,
+                 active: ModelVersion) -> Criterion:
+    """The active model measured on the candidate's own split when the pipeline could (the
+    same test, the same information); else the number from its own, earlier split."""
+    metric, k = _metric_and_k(policy)
+    previous = (_metric_at(report.get("baselines", {}).get("active"), metric, k)
+                if _same_split(report, active)
+                else _metric_at((active.report or {}).get("metrics"), metric, k))
+    need = policy["min_improvement_over_active"]
+    threshold = None if previous is None else previous * (1 + need)
+    reason = None
+    if threshold is not None and current is not None and current < threshold:
+        reason = (f"{policy['metric']} {current:.4f} is not {need:+.0%} over the "
+                  f"active v{active.version} {previous:.4f} "
+                  f"({_active_measured(report, active)})")
+    return Criterion("active", "active", previous, threshold, reason)
+
+
+def _concentration(policy: dict, report: dict) -> Criterion:
+    _metric, k = _metric_and_k(policy)
+    share = report.get("metrics", {}).get("overall", {}).get(str(k), {}).get("top1pct_share")
+    limit = policy["max_popularity_concentration"]
+    reason = None
+    if share is not None and share > limit:
+        reason = (f"popularity concentration {share:.3f} (share of slots taken "
+                  f"by the top 1% of items) exceeds {limit}")
+    return Criterion("top1pct_share", "top1pct_share", share, limit, reason)
+
+
+def _same_split(report: dict, active: ModelVersion) -> bool:
+    return (report.get("active_baseline") or {}).get("model_version") == active.pk
+
+
+def _active_measured(report: dict, active: ModelVersion) -> str:
+    return "on the candidate's split" if _same_split(report, active) else \
+        "on its own earlier split"
+
+
+def _metric_and_k(policy: dict) -> tuple[str, int]:
+    metric, _, k_text = policy["metric"].partition("@")
+    return metric, int(k_text)
+
+
+def _fallback_gate(policy: dict, active: ModelVersion | None) -> dict:
+    reasons = []
+    if active is not None and active.kind == ModelKind.MF:
+        reasons.append("a matrix-factorization model is active; a fallback model does not "
+                       "replace it automatically")
+    return {"verdict": "fail" if reasons else "pass", "metric": policy["metric"],
+            "values": {}, "thresholds": {}, "policy": dict(policy),
+            "reasons": reasons or ["fallback model for a small dataset"]}
+
+
 def gate(version: ModelVersion, active: ModelVersion | None) -> dict:
     """The promotion policy of the version's plan revision, applied with numbers side by
     side. Returns {"verdict": "pass"|"fail", "metric", "values": {candidate, popularity,
     active, top1pct_share}, "thresholds": {what each value had to reach}, "policy",
     "reasons": [...]}."""
     policy = version.plan_revision.config["promotion"]
-    metric, _, k_text = policy["metric"].partition("@")
-    k = int(k_text)
-    reasons: list[str] = []
-    values: dict[str, float | None] = {}
-    thresholds: dict[str, float | None] = {}
     if version.kind == ModelKind.FALLBACK:
-        if active is not None and active.kind == ModelKind.MF:
-            reasons.append("a matrix-factorization model is active; a fallback model does not "
-                           "replace it automatically")
-        return {"verdict": "fail" if reasons else "pass", "metric": policy["metric"],
-                "values": values, "thresholds": thresholds, "policy": dict(policy),
-                "reasons": reasons or ["fallback model for a small dataset"]}
-
+        return _fallback_gate(policy, active)
     report = version.report or {}
     checks = version.checks or []
-    failed_checks = [c["name"] for c in checks if not c["passed"]]
-    if failed_checks:
-        reasons.append(f"quality checks failed: {', '.join(failed_checks)}")
-    missing = [name for name in policy["required_checks"]
-               if name not in {c["name"] for c in checks}]
-    if missing:
-        reasons.append(f"required checks not run: {', '.join(missing)}")
-
+    metric, k = _metric_and_k(policy)
     current = _metric_at(report.get("metrics"), metric, k)
-    values["candidate"] = current
-    active_measured = None
     popularity = _metric_at(report.get("baselines", {}).get("popularity"), metric, k)
-    values["popularity"] = popularity
-    need = policy["min_improvement_over_popularity"]
-    if popularity is not None:
-        thresholds["popularity"] = popularity * (1 + need)
-    if current is None:
-        reasons.append(f"the report has no {policy['metric']}")
-    elif popularity is not None and current < popularity * (1 + need):
-        reasons.append(f"{policy['metric']} {current:.4f} is not {need:+.0%} over "
-                       f"popularity {popularity:.4f}")
-    if active is not None and active.kind == ModelKind.MF:
-        # The active model measured on the candidate's own split when the pipeline could (the
-        # same test, the same information); else the number from its own, earlier split.
-        same_split = (report.get("active_baseline") or {}).get("model_version") == active.pk
-        previous = (_metric_at(report.get("baselines", {}).get("active"), metric, k)
-                    if same_split else _metric_at((active.report or {}).get("metrics"), metric, k))
-        values["active"] = previous
-        active_measured = ("on the candidate's split" if same_split
-                           else "on its own earlier split")
-        need = policy["min_improvement_over_active"]
-        if previous is not None:
-            thresholds["active"] = previous * (1 + need)
-            if current is not None and current < previous * (1 + need):
-                reasons.append(f"{policy['metric']} {current:.4f} is not {need:+.0%} over the "
-                               f"active v{active.version} {previous:.4f} ({active_measured})")
-    concentration = (report.get("metrics", {}).get("overall", {}).get(str(k), {})
-                     .get("top1pct_share"))
-    values["top1pct_share"] = concentration
-    thresholds["top1pct_share"] = policy["max_popularity_concentration"]
-    if concentration is not None and concentration > policy["max_popularity_concentration"]:
-        reasons.append(f"popularity concentration {concentration:.3f} (share of slots taken "
-                       f"by the top 1% of items) exceeds {policy['max_popularity_concentration']}")
-    verdict = "fail" if reasons else "pass"
-    if not reasons:
-        reasons.append(f"{policy['metric']} {current:.4f} passes every gate")
-    return {"verdict": verdict, "metric": policy["metric"], "values": values,
-            "thresholds": thresholds, "policy": dict(policy), "reasons": reasons,
-            "active_measured": active_measured}
+    over_popularity = _over_popularity(policy, current, popularity)
+    criteria = [_quality_checks(checks), _required_checks(policy, checks),
+                _candidate_metric(policy, current), over_popularity]
+    if over_popularity.reason is None:  # else the relative threshold already says it
+        criteria.append(_beats_popularity(policy, current, popularity))
+    active_mf = active is not None and active.kind == ModelKind.MF
+    if active_mf:
+        criteria.append(_over_active(policy, report, current, active))
+    criteria.append(_concentration(policy, report))
+
+    decision = _compose(policy, criteria)
+    if decision["verdict"] == "pass":
+        decision["reasons"] = [f"{policy['metric']} {current:.4f} passes every gate"]
+    decision["active_measured"] = _active_measured(report, active) if active_mf else None
+    return decision
+
+
+def _compose(policy: dict, criteria: list[Criterion]) -> dict:
+    """The decision: every criterion's value and threshold side by side, and the reasons of
+    those that failed (any failure fails the candidate)."""
+    reasons = [c.reason for c in criteria if c.reason]
+    return {"verdict": "fail" if reasons else "pass", "metric": policy["metric"],
+            "values": {c.value_name: c.value for c in criteria if c.value_name},
+            "thresholds": {c.name: c.threshold for c in criteria
+                           if c.name and c.threshold is not None},
+            "policy": dict(policy), "reasons": reasons}
 
 
 def _lock_plan(plan_id: int) -> TrainingPlan:
@@ -167,15 +245,18 @@ def history(version: ModelVersion):
 
 
 def _switch(plan_id: int, target: ModelVersion, action: str, actor: str, reason: str,
-            actor_user=None) -> PromotionLog:
+            actor_user=None, override: bool = False) -> PromotionLog:
     """Make `target` the plan's active version: retire the current one and activate the
     target in the caller's transaction, with the plan row locked. Readers see the old state
-    or the new one, never none or two active (and the partial unique index refuses two)."""
+    or the new one, never none or two active (and the partial unique index refuses two).
+    `override`: the target is a version the promotion gate rejected (see promote)."""
     _lock_plan(plan_id)
     target.refresh_from_db()
     if target.plan_id != plan_id:
         raise RegistryError("the version belongs to another plan")
-    if target.status not in (ModelStatus.CANDIDATE, ModelStatus.RETIRED):
+    if override:
+        reason = _override_gate(target, actor, reason)
+    elif target.status not in (ModelStatus.CANDIDATE, ModelStatus.RETIRED):
         raise RegistryError(f"v{target.version} is {target.status}; only a candidate or "
                             f"a retired version can be made active")
     if target.kind == ModelKind.MF and target.vectors_dropped_at is not None:
@@ -189,10 +270,7 @@ def _switch(plan_id: int, target: ModelVersion, action: str, actor: str, reason:
     target.status = ModelStatus.ACTIVE
     target.activated_at = now
     target.save(update_fields=["status", "activated_at"])
-    if settings.SERVING_PRECOMPUTE and target.kind == ModelKind.MF:
-        from mfplatform.serving.tasks import precompute
-
-        transaction.on_commit(lambda: precompute.delay(target.tenant_id, target.pk))
+    transaction.on_commit(lambda: version_activated.send(sender=ModelVersion, version=target))
     return PromotionLog.objects.create(
         tenant=target.tenant, plan_id=plan_id, action=action, from_version=current,
         to_version=target, actor=actor, actor_user=actor_user, reason=reason)
@@ -205,11 +283,32 @@ def _require_reason(reason: str | None) -> str:
 
 
 def promote(version: ModelVersion, actor: str, reason: str, actor_user=None,
-            action: str = RegistryAction.PROMOTE) -> PromotionLog:
-    """Make a candidate (or a retired version) the plan's active version."""
+            action: str = RegistryAction.PROMOTE, override: bool = False) -> PromotionLog:
+    """Make a candidate (or a retired version) the plan's active version. With `override`,
+    a person makes a version the promotion gate rejected active; the reason is logged as the
+    override's and the version's decision records who overrode it, when and why."""
     reason = _require_reason(reason)
     with transaction.atomic():
-        return _switch(version.plan_id, version, action, actor, reason, actor_user)
+        return _switch(version.plan_id, version, action, actor, reason, actor_user, override)
+
+
+def _override_gate(version: ModelVersion, actor: str, reason: str) -> str:
+    """Check that `version` (locked plan, fresh row) is one the gate rejected and record the
+    override in its decision; returns the audit log's reason."""
+    decision = version.decision or {}
+    if version.status != ModelStatus.REJECTED or decision.get("verdict") != "fail":
+        raise RegistryError(f"v{version.version} was not rejected by the promotion gate; "
+                            f"there is nothing to override")
+    failed = [c["name"] for c in version.checks or [] if not c["passed"]]
+    if failed:  # broken factors (NaN, collapsed vectors) would break serving, not only rank
+        raise RegistryError(f"v{version.version} failed quality checks ({', '.join(failed)}); "
+                            f"only a promotion gate rejection can be overridden")
+    version.decision = {**decision, "override": {
+        "actor": actor, "reason": reason, "at": timezone.now().isoformat()}}
+    version.status = ModelStatus.CANDIDATE
+    version.save(update_fields=["decision", "status"])
+    return f"override of the gate's rejection ({'; '.join(decision.get('reasons', []))}): " \
+           f"{reason}"
 
 
 def rollback(version: ModelVersion, actor: str, reason: str, actor_user=None) -> PromotionLog:

@@ -100,24 +100,3 @@ def nearest_items(model_version: ModelVersion, query: np.ndarray, limit: int,
             [np.asarray(query, np.float32), model_version.pk,
              np.asarray(query, np.float32), int(limit)])
         return cursor.fetchall()
-
-
-def read_vectors(model_version: ModelVersion, kind: str,
-                 ids: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, vectors) of the version, all or only the given ids."""
-    table, id_column = _TABLES[kind]
-    raw = raw_connection()
-    with raw.cursor() as cursor:
-        if ids is None:
-            cursor.execute(f"SELECT {id_column}, embedding FROM {table} "
-                           f"WHERE model_version_id = %s ORDER BY {id_column}",
-                           [model_version.pk])
-        else:
-            cursor.execute(f"SELECT {id_column}, embedding FROM {table} "
-                           f"WHERE model_version_id = %s AND {id_column} = ANY(%s)",
-                           [model_version.pk, list(ids)])
-        rows = cursor.fetchall()
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, model_version.dimensions), np.float32)
-    return (np.array([r[0] for r in rows], dtype=np.int64),
-            np.vstack([np.asarray(r[1], dtype=np.float32) for r in rows]))

@@ -9,6 +9,7 @@ from mfplatform.registry.report_page import render_report_html
 from mfplatform.registry.serializers import (
     ModelVersionDetailSerializer,
     ModelVersionSerializer,
+    PromoteSerializer,
     PromotionLogSerializer,
     ReasonSerializer,
 )
@@ -37,23 +38,22 @@ class ModelVersionViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
     def _actor(self, request) -> str:
         return f"api key {request.auth.prefix} ({request.auth.name})"
 
-    def _switch(self, request, operation):
+    def _switch(self, request, operation, body_serializer=ReasonSerializer):
         version = self.get_object()
-        body = ReasonSerializer(data=request.data)
+        body = body_serializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            entry = operation(version, actor=self._actor(request),
-                              reason=body.validated_data["reason"])
+            entry = operation(version, actor=self._actor(request), **body.validated_data)
         except RegistryError as exc:
             return Response({"detail": str(exc), "code": "conflict"},
                             status=status.HTTP_409_CONFLICT)
         return Response(PromotionLogSerializer(entry).data)
 
-    @extend_schema(request=ReasonSerializer, responses={200: PromotionLogSerializer,
-                                                         409: OpenApiResponse()})
+    @extend_schema(request=PromoteSerializer, responses={200: PromotionLogSerializer,
+                                                          409: OpenApiResponse()})
     @action(detail=True, methods=["post"])
     def promote(self, request, pk=None):
-        return self._switch(request, promote)
+        return self._switch(request, promote, PromoteSerializer)
 
     @extend_schema(request=ReasonSerializer, responses={200: PromotionLogSerializer,
                                                          409: OpenApiResponse()})

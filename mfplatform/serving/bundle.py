@@ -10,8 +10,8 @@ import numpy as np
 
 import mfengine
 from mfengine.baselines import ContentRecommender, PopularityRecommender
+from mfplatform.registry.artifacts import artifact_path
 from mfplatform.registry.models import ModelKind, ModelVersion
-from mfplatform.training.pipeline import artifact_path
 
 _CACHE: dict[int, ModelBundle] = {}
 _LOCK = threading.Lock()

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-import scipy.sparse as sp
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
@@ -126,15 +125,6 @@ def save_prepared(prepared: PreparedData, name: str) -> str:
         suppression_user_ids=prepared.suppression_user_ids.astype(np.int64),
         suppression_item_ids=prepared.suppression_item_ids.astype(np.int64))
     return default_storage.save(name, ContentFile(buffer.getvalue()))
-
-
-def load_prepared_arrays(path: str) -> dict[str, np.ndarray]:
-    with default_storage.open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
-    arrays["matrix"] = sp.csr_matrix(
-        (arrays.pop("data"), arrays.pop("indices"), arrays.pop("indptr")),
-        shape=tuple(arrays.pop("shape")))
-    return arrays
 
 
 def build_dataset_version(tenant: Tenant, revision: PlanRevision, cutoff: datetime,

@@ -1,4 +1,4 @@
-"""One training run, stage by stage: dataset -> fit -> evaluation -> publication.
+"""A training run's own stages: dataset -> fit -> evaluation.
 
     queued -> building_dataset -> training -> evaluating -> publishing -> succeeded | failed
 
@@ -6,105 +6,141 @@ The served model is fitted on the whole dataset version; the training stage also
 same configuration on the split's training part, which the evaluation stage measures on the
 held-out part (the test events are never seen by the model being measured). Everything runs
 inside the tenant's context, so row-level security guarantees the run reads only its tenant's
-rows.
+rows. Publication (model version rows, vectors, the promotion gate) belongs to the registry,
+the layer above: `mfplatform.registry.runs` drives a whole run, these stages and then the
+publication.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from django.conf import settings
-from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import DatabaseError
+from django.dispatch import Signal
 from django.utils import timezone
 
 import mfengine
 from mfengine.baselines import ContentRecommender, PopularityRecommender, item_tokens
-from mfengine.checks import all_passed, check_model
+from mfengine.checks import check_model
+from mfengine.data import PreparedData
 from mfengine.evaluation import temporal_split_mask
-from mfengine.remap import RemappedModel
 from mfengine.report import build_report
 from mfplatform.catalog.models import Item
-from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
-from mfplatform.registry.services import apply_retention, decide_promotion
-from mfplatform.registry.vectors import create_item_index, drop_vectors, write_vectors
 from mfplatform.training.dataset import EventArrays, build_dataset_version, prepare
 from mfplatform.training.models import RunStatus, TrainingRun
 from tenants.context import tenant_context
 
 log = logging.getLogger(__name__)
 
+# Sent by fail_run, inside the run's tenant context, once the run is marked failed (argument:
+# run_id), so that a higher layer can discard what the run left behind (the registry drops a
+# half-published version's vectors).
+run_failed = Signal()
+
 
 class StageTimer:
+    """Each stage sets the run's status on entry and records its duration on exit, whether
+    the stage finished or raised."""
+
     def __init__(self, run: TrainingRun):
         self.run = run
 
-    def enter(self, status: str) -> Callable[[], None]:
+    @contextmanager
+    def stage(self, status: str) -> Iterator[None]:
         self.run.status = status
         self.run.save(update_fields=["status"])
         started = time.perf_counter()
+        try:
+            yield
+        except BaseException:
+            self._record(status, started, failing=True)
+            raise
+        self._record(status, started)
 
-        def done() -> None:
-            self.run.timings[status] = round(time.perf_counter() - started, 3)
+    def _record(self, status: str, started: float, failing: bool = False) -> None:
+        self.run.timings[status] = round(time.perf_counter() - started, 3)
+        try:
             self.run.save(update_fields=["timings"])
+        except DatabaseError:
+            if not failing:
+                raise
+            # The stage's own error is the one to report (the database may be what failed).
+            log.warning("run %s: timing of the failed stage %s not saved", self.run.pk, status)
 
-        return done
+
+@dataclass
+class ActiveModel:
+    """The plan's active model version, as this run's evaluation compares with it."""
+
+    model_version: int  # primary key
+    version: int
+    report: dict | None
+    model: Any | None  # answers this run's test in its item ids; None when it cannot
 
 
-def execute_run(run: TrainingRun) -> ModelVersion:
-    """Run every stage of `run` (already fetched inside its tenant's context)."""
-    existing = ModelVersion.objects.filter(training_run=run).first()
-    if existing is not None:  # a retry after publication committed: nothing left to do
-        _finish(run, RunStatus.SUCCEEDED)
-        return existing
+@dataclass
+class TrainedRun:
+    """What a run hands to publication: the data, the fitted model and its evaluation.
+    `model` is None when the dataset is below the plan's minimums (a fallback model then)."""
+
+    prepared: PreparedData
+    catalogue: dict
+    model: mfengine.MatrixFactorization | None = None
+    strategy: str = ""
+    hyperparameters: dict | None = None
+    report: dict | None = None
+    checks: list | None = None
+
+
+def start_run(run: TrainingRun) -> None:
     run.started_at = run.started_at or timezone.now()
     run.attempts += 1
     run.error = ""
     run.save(update_fields=["started_at", "attempts", "error"])
-    config = run.plan_revision.config
-    timer = StageTimer(run)
 
-    done = timer.enter(RunStatus.BUILDING_DATASET)
-    dataset, events, prepared = build_dataset_version(run.tenant, run.plan_revision, run.cutoff)
-    run.dataset_version = dataset
-    run.save(update_fields=["dataset_version"])
-    catalogue = _catalogue(run, prepared.item_ids)
-    done()
+
+def train_and_evaluate(run: TrainingRun, timer: StageTimer,
+                       active_model: Callable[[PreparedData], ActiveModel | None]
+                       ) -> TrainedRun:
+    """The dataset, training and evaluation stages of `run` (already fetched inside its
+    tenant's context). `active_model` gives the plan's active model on this run's items."""
+    config = run.plan_revision.config
+
+    with timer.stage(RunStatus.BUILDING_DATASET):
+        dataset, events, prepared = build_dataset_version(run.tenant, run.plan_revision,
+                                                          run.cutoff)
+        run.dataset_version = dataset
+        run.save(update_fields=["dataset_version"])
+        catalogue = _catalogue(run, prepared.item_ids)
 
     minimums = config["minimums"]
     big_enough = (dataset.n_users >= minimums["users"] and dataset.n_items >= minimums["items"]
                   and dataset.n_interactions >= minimums["interactions"])
     if not big_enough:
-        return _publish_fallback(run, timer, prepared, catalogue, events)
+        return TrainedRun(prepared, catalogue)
 
     training = dict(config["training"])
     strategy = training.pop("strategy")
 
-    done = timer.enter(RunStatus.TRAINING)
-    model = mfengine.create(strategy, **training)
-    model.fit(prepared.matrix, callback=_progress(run, training.get("iterations")))
-    train, test = _split(run, events, prepared)
-    eval_model = mfengine.create(strategy, **training).fit(train)
-    done()
+    with timer.stage(RunStatus.TRAINING):
+        model = mfengine.create(strategy, **training)
+        model.fit(prepared.matrix, callback=_progress(run, training.get("iterations")))
+        train, test = _split(run, events, prepared)
+        eval_model = mfengine.create(strategy, **training).fit(train)
 
-    done = timer.enter(RunStatus.EVALUATING)
-    report = _evaluate(run, eval_model, train, test, prepared, catalogue)
-    checks = check_model(model, prepared.matrix)
-    done()
+    with timer.stage(RunStatus.EVALUATING):
+        report = _evaluate(run, eval_model, train, test, prepared, catalogue,
+                           active_model(prepared))
+        checks = check_model(model, prepared.matrix)
 
-    done = timer.enter(RunStatus.PUBLISHING)
-    version = _publish_mf(run, model, strategy, training, prepared, catalogue, report, checks)
-    done()
-    _finish(run, RunStatus.SUCCEEDED)
-    decide_promotion(version)
-    apply_retention(run.plan, settings.MODEL_RETENTION_KEEP)
-    return version
+    return TrainedRun(prepared, catalogue, model, strategy, training, report, checks)
 
 
 def _progress(run: TrainingRun, iterations: int | None):
@@ -184,14 +220,14 @@ def _split(run: TrainingRun, events: EventArrays, prepared) -> tuple[sp.csr_matr
     return train.tocsr(), test.tocsr()
 
 
-def _evaluate(run, eval_model, train, test, prepared, catalogue) -> dict:
+def _evaluate(run, eval_model, train, test, prepared, catalogue,
+              previous: ActiveModel | None) -> dict:
     config = run.plan_revision.config
     tokens = item_tokens(prepared.shape[1], **catalogue)
     baselines = {"popularity": PopularityRecommender().fit(train)}
     if any(tokens):
         baselines["content"] = ContentRecommender().fit(train, tokens)
-    previous = ModelVersion.objects.filter(plan=run.plan, status=ModelStatus.ACTIVE).first()
-    active = _on_this_split(previous, prepared) if previous is not None else None
+    active = previous.model if previous is not None else None
     if active is not None:
         baselines["active"] = active
     report = build_report(
@@ -203,109 +239,11 @@ def _evaluate(run, eval_model, train, test, prepared, catalogue) -> dict:
     # Which version the "active" baseline is: the gate uses it only if that one is still
     # active when the candidate is judged.
     report["active_baseline"] = None if active is None else {
-        "model_version": previous.pk, "version": previous.version}
+        "model_version": previous.model_version, "version": previous.version}
     return report
 
 
-def _on_this_split(version: ModelVersion, prepared) -> RemappedModel | None:
-    """The active version's model answering this run's test: the candidate is compared with
-    it on the same split, not with the numbers of its own, older split."""
-    if version.kind != ModelKind.MF:
-        return None
-    try:
-        model = mfengine.load(artifact_path(version, "model.npz"))
-        with np.load(artifact_path(version, "ids.npz"), allow_pickle=False) as ids:
-            item_ids = ids["item_ids"]
-        model.fold_in(np.zeros(1, np.int64), np.ones(1, np.float32))
-    except (OSError, ValueError, KeyError, IndexError, NotImplementedError) as exc:
-        # Files gone, or a plugin strategy without fold-in: only its own report remains.
-        log.warning("active v%s not re-evaluated: %s", version.version, exc)
-        return None
-    return RemappedModel.from_ids(model, item_ids, prepared.item_ids)
-
-
-def _next_version(run: TrainingRun) -> int:
-    last = ModelVersion.objects.filter(plan=run.plan).order_by("-version").first()
-    return 1 if last is None else last.version + 1
-
-
-def new_artifact_dir(run: TrainingRun) -> str:
-    """A folder of its own for a model version's files (model, fallbacks, id maps), in the
-    default storage. Unique, so that databases sharing a media folder (a test run beside the
-    development server, a benchmark) never overwrite each other's files."""
-    name = f"models/{run.tenant_id}/{run.plan_id}/{uuid.uuid4().hex}"
-    Path(default_storage.path(name)).mkdir(parents=True, exist_ok=True)
-    return name
-
-
-def artifact_path(version: ModelVersion, filename: str) -> Path:
-    return Path(default_storage.path(version.artifact)) / filename
-
-
-def _publish_mf(run, model, strategy, training, prepared, catalogue, report, checks
-                ) -> ModelVersion:
-    folder = new_artifact_dir(run)
-    model.save(Path(default_storage.path(folder)) / "model.npz")
-    item_vectors = model.item_vectors()
-    user_vectors = model.user_vectors()
-    passed = all_passed(checks)
-    with transaction.atomic():
-        version = ModelVersion.objects.create(
-            tenant=run.tenant, plan=run.plan, plan_revision=run.plan_revision,
-            dataset_version=run.dataset_version, training_run=run,
-            version=_next_version(run), kind=ModelKind.MF, strategy=strategy,
-            hyperparameters=training, dimensions=int(item_vectors.shape[1]),
-            status=ModelStatus.CANDIDATE if passed else ModelStatus.REJECTED,
-            artifact=folder, report=report, checks=checks,
-            decision={} if passed else {"verdict": "rejected", "reasons": [
-                f"quality check {c['name']} failed: {c['reason']}" for c in checks
-                if not c["passed"]]})
-        version.n_item_vectors = write_vectors(version, "item", prepared.item_ids, item_vectors)
-        version.n_user_vectors = write_vectors(version, "user", prepared.user_ids, user_vectors)
-        create_item_index(version)
-        version.save(update_fields=["n_item_vectors", "n_user_vectors"])
-    _save_fallbacks(version, prepared, catalogue)
-    return version
-
-
-def _save_fallbacks(version: ModelVersion, prepared, catalogue) -> None:
-    """Popularity and content models next to every version, for serving's fallback chain."""
-    popularity = PopularityRecommender().fit(prepared.matrix,
-                                             item_categories=catalogue["categories"])
-    popularity.save(artifact_path(version, "popularity.npz"))
-    tokens = item_tokens(prepared.shape[1], **catalogue)
-    if any(tokens):
-        ContentRecommender().fit(prepared.matrix, tokens).save(
-            artifact_path(version, "content.npz"))
-    np.savez(artifact_path(version, "ids.npz"), item_ids=prepared.item_ids.astype(np.int64),
-             user_ids=prepared.user_ids.astype(np.int64))
-
-
-def _publish_fallback(run, timer, prepared, catalogue, events) -> ModelVersion:
-    """Too little data for MF: popularity + content-based from day one, marked as such."""
-    done = timer.enter(RunStatus.PUBLISHING)
-    config = run.plan_revision.config
-    minimums = config["minimums"]
-    with transaction.atomic():
-        version = ModelVersion.objects.create(
-            tenant=run.tenant, plan=run.plan, plan_revision=run.plan_revision,
-            dataset_version=run.dataset_version, training_run=run,
-            version=_next_version(run), kind=ModelKind.FALLBACK,
-            strategy="content_based+popularity", hyperparameters={}, dimensions=0,
-            artifact=new_artifact_dir(run),
-            status=ModelStatus.CANDIDATE,
-            report={"fallback": True, "dataset": prepared.counts, "minimums": minimums,
-                    "reason": (f"dataset below the plan's minimums for MF: "
-                               f"{prepared.shape[0]} users, {prepared.shape[1]} items, "
-                               f"{prepared.matrix.nnz} interactions; minimums {minimums}")})
-    _save_fallbacks(version, prepared, catalogue)
-    done()
-    _finish(run, RunStatus.SUCCEEDED)
-    decide_promotion(version)
-    return version
-
-
-def _finish(run: TrainingRun, status: str, error: str = "") -> None:
+def finish_run(run: TrainingRun, status: str, error: str = "") -> None:
     run.status = status
     run.error = error
     run.finished_at = timezone.now()
@@ -316,13 +254,6 @@ def fail_run(run_id: int, tenant_id: int, error: str) -> None:
     with tenant_context(tenant_id):
         run = TrainingRun.objects.filter(pk=run_id).first()
         if run is not None and run.is_active:
-            _finish(run, RunStatus.FAILED, error[:5000])
-        # Vectors of a version that never committed are rolled back with its transaction;
-        # a version that failed after committing is marked failed and its vectors dropped.
-        version = ModelVersion.objects.filter(training_run_id=run_id).first()
-        if version is not None and version.status == ModelStatus.CANDIDATE and run is not None \
-                and run.status == RunStatus.FAILED:
-            drop_vectors(version)
-            version.status = ModelStatus.FAILED
-            version.vectors_dropped_at = timezone.now()
-            version.save(update_fields=["status", "vectors_dropped_at"])
+            finish_run(run, RunStatus.FAILED, error[:5000])
+        if run is not None and run.status == RunStatus.FAILED:
+            run_failed.send(sender=TrainingRun, run_id=run_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from celery import current_app
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
@@ -17,6 +18,9 @@ from mfplatform.training.models import (
 )
 from mfplatform.training.plans import validate_plan_config
 from tenants.models import Tenant
+
+# The Celery task that executes a queued run (mfplatform.registry.tasks.train_plan).
+RUN_TASK = "training.run"
 
 
 class RunInProgress(Exception):
@@ -77,9 +81,9 @@ def queue_run(tenant: Tenant, plan: TrainingPlan, trigger: str = "api",
         if running is None:
             raise
         raise RunInProgress(running) from None
-    from mfplatform.training.tasks import train_plan
-
-    transaction.on_commit(lambda: train_plan.delay(tenant.pk, run.pk))
+    # By name: the task is the registry's (a run ends in a publication, one layer up).
+    task = current_app.signature(RUN_TASK, args=(tenant.pk, run.pk))
+    transaction.on_commit(task.delay)
     return run
 
 

@@ -1,45 +1,19 @@
-"""Celery tasks: thin wrappers that take the tenant id explicitly and run in its context."""
+"""Celery tasks: thin wrappers that take the tenant id explicitly and run in its context.
+The task that executes a run (`training.run`) is the registry's, `registry.tasks`: a run
+ends in a publication, which the training layer cannot import."""
 
 from __future__ import annotations
 
 import logging
-import traceback
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError, close_old_connections
 
-from mfplatform.training.models import RunStatus, TrainingPlan, TrainingRun
-from mfplatform.training.pipeline import execute_run, fail_run
+from mfplatform.training.models import TrainingPlan
 from mfplatform.training.services import RunInProgress, queue_run
 from tenants.context import tenant_context
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
-
-TRANSIENT = (OperationalError, InterfaceError)
-
-
-@shared_task(bind=True, name="training.run", acks_late=True, reject_on_worker_lost=True,
-             max_retries=3, soft_time_limit=3300, time_limit=3600)
-def train_plan(self, tenant_id: int, run_id: int) -> None:
-    with tenant_context(tenant_id):
-        run = (TrainingRun.objects.select_related("tenant", "plan", "plan_revision")
-               .filter(pk=run_id).first())
-        if run is None or run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-            return  # gone, or already finished by an earlier delivery
-        try:
-            execute_run(run)
-        except TRANSIENT as exc:
-            close_old_connections()
-            if self.request.retries < self.max_retries:
-                log.warning("run %s: transient database error, retrying: %s", run_id, exc)
-                raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
-            fail_run(run_id, tenant_id, f"gave up after {self.max_retries} retries: {exc}")
-        except Exception as exc:
-            log.exception("run %s failed", run_id)
-            fail_run(run_id, tenant_id, f"{type(exc).__name__}: {exc}\n"
-                                        f"{traceback.format_exc(limit=8)}")
-
 
 @shared_task(name="training.scheduled_run", ignore_result=True)
 def scheduled_run(tenant_id: int, plan_id: int) -> None:

@@ -243,3 +243,29 @@ def test_the_database_refuses_a_second_active_version(tenant_a):
         make_model_version(plan, status=ModelStatus.ACTIVE)
         with pytest.raises(IntegrityError, match="one_active_model_per_plan"):
             make_model_version(plan, status=ModelStatus.ACTIVE)
+
+
+def test_a_model_that_does_not_beat_popularity_is_never_promoted(tenant_a):
+    """The absolute floor: whatever the relative thresholds, a candidate must score above the
+    popularity baseline on the plan's metric."""
+    with tenant_a.scope():
+        plan = make_plan(tenant_a.tenant, "defaults")  # min improvement over popularity 0%
+        # Every event on one item: no test positive left, model and popularity both score 0.
+        nothing = decide_promotion(make_model_version(plan, report=report(0.0, popularity=0.0)))
+        assert nothing.status == ModelStatus.REJECTED
+        assert nothing.decision["reasons"] == [
+            "ndcg@10 0.0000 does not beat popularity 0.0000: a model must, whatever the "
+            "relative thresholds"]
+        assert nothing.decision["thresholds"]["popularity_floor"] == 0.0
+        lenient = make_plan(tenant_a.tenant, "lenient", promotion={
+            "min_improvement_over_popularity": -0.5, "min_improvement_over_active": -0.5})
+        equal = decide_promotion(make_model_version(lenient, report=report(0.10)))
+        assert equal.status == ModelStatus.REJECTED
+        assert "does not beat popularity 0.1000" in equal.decision["reasons"][0]
+        better = decide_promotion(make_model_version(lenient, report=report(0.1001)))
+        assert better.status == ModelStatus.ACTIVE, better.decision
+        # Within the lenient relative threshold of the active version, but not above
+        # popularity: still rejected.
+        worse = decide_promotion(make_model_version(lenient, report=report(0.09)))
+        assert worse.status == ModelStatus.REJECTED
+        assert "does not beat popularity" in worse.decision["reasons"][0]

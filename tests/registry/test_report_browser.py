@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mfplatform.registry.models import ModelStatus
+from mfplatform.registry.runs import execute_run
 from mfplatform.registry.services import decide_promotion
-from mfplatform.training.pipeline import execute_run
 from mfplatform.training.services import queue_run
 from tenants.models import Role
 from tenants.services import add_member

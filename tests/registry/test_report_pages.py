@@ -180,3 +180,26 @@ def test_admin_promotes_and_rolls_back_with_a_reason(client, tenant_a, two_versi
     assert b"only a candidate or a retired version" in refused.content
     with tenant_a.scope():
         assert ModelVersion.objects.filter(plan=plan, status="active").count() == 1
+
+
+def test_charts_never_touch_pyplots_global_state():
+    """pyplot keeps a global list of figures that threads of one web process would share:
+    the charts are Figures of their own, and rendering them never imports pyplot."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import django\n"
+        "django.setup()\n"
+        "from mfplatform.registry import report_page\n"
+        "from tests.registry.reports import full_report\n"
+        "report = full_report(0.2)\n"
+        "charts = [report_page._metric_by_k(report), report_page._segment_bars(report)]\n"
+        "assert all(c and c.startswith('data:image/png;base64,') for c in charts), charts\n"
+        "print('matplotlib.pyplot' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, env={**os.environ,
+                                          "DJANGO_SETTINGS_MODULE": "mfplatform.test_settings"})
+    assert out.stdout.strip() == "False"

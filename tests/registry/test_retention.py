@@ -7,10 +7,11 @@ import pytest
 from django.db import connection, transaction
 
 from mfplatform.catalog.models import EndUser, Item
+from mfplatform.registry.artifacts import artifact_path
 from mfplatform.registry.models import ItemVector, ModelStatus, ModelVersion, UserVector
+from mfplatform.registry.runs import execute_run
 from mfplatform.registry.services import RegistryError, apply_retention, promote, rollback
 from mfplatform.registry.vectors import create_item_index, write_vectors
-from mfplatform.training.pipeline import artifact_path, execute_run
 from mfplatform.training.services import queue_run
 from tests.factories import TEST_PLAN, load_synthetic, make_model_version, make_plan, synthetic
 from tests.registry.reports import full_report

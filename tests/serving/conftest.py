@@ -1,7 +1,7 @@
 import pytest
 
 from mfplatform.registry.models import ModelStatus
-from mfplatform.training.pipeline import execute_run
+from mfplatform.registry.runs import execute_run
 from mfplatform.training.services import queue_run
 from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
 

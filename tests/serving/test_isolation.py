@@ -5,8 +5,8 @@ import pytest
 
 from mfplatform.catalog.models import Item
 from mfplatform.registry.models import ModelStatus
+from mfplatform.registry.runs import execute_run
 from mfplatform.serving.models import EditorialPick, EligibilityRule
-from mfplatform.training.pipeline import execute_run
 from mfplatform.training.services import queue_run
 from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
 

@@ -219,8 +219,8 @@ def test_precomputed_lists_are_served_with_rules_reapplied(served):
 def test_unreadable_model_files_still_serve_popular_items(served, caplog):
     import shutil
 
+    from mfplatform.registry.artifacts import artifact_path
     from mfplatform.serving import bundle as bundle_module
-    from mfplatform.training.pipeline import artifact_path
 
     shutil.rmtree(artifact_path(served.version, "model.npz").parent)
     bundle_module._CACHE.clear()  # as a worker that had not loaded it yet

@@ -5,9 +5,9 @@ import pytest
 from django.db import connection
 
 from mfplatform.registry.models import ItemVector, ModelKind, ModelStatus, UserVector
+from mfplatform.registry.runs import execute_run
 from mfplatform.registry.vectors import nearest_items
 from mfplatform.training.models import RunStatus
-from mfplatform.training.pipeline import execute_run
 from mfplatform.training.services import queue_run
 from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
 
@@ -87,7 +87,7 @@ def test_the_active_model_is_measured_again_on_the_candidates_split(tenant_a):
 
 
 def test_without_its_files_the_active_model_is_judged_by_its_own_report(tenant_a):
-    from mfplatform.training.pipeline import artifact_path
+    from mfplatform.registry.artifacts import artifact_path
 
     plan, _run, first = train(tenant_a)
     artifact_path(first, "model.npz").unlink()

@@ -5,8 +5,9 @@ import pytest
 
 from mfplatform.registry import vectors
 from mfplatform.registry.models import ItemVector, ModelVersion, UserVector
+from mfplatform.registry.runs import execute_run
 from mfplatform.training.models import RunStatus, TrainingRun
-from mfplatform.training.pipeline import execute_run, fail_run
+from mfplatform.training.pipeline import fail_run
 from mfplatform.training.services import queue_run
 from mfplatform.training.tasks import scheduled_run
 from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
@@ -40,7 +41,7 @@ def test_failure_while_publishing_leaves_nothing_half_written(tenant_a, queued, 
             raise ConnectionError("simulated loss of the database mid-publication")
         return real_write(version, kind, ids, vecs)
 
-    monkeypatch.setattr("mfplatform.training.pipeline.write_vectors", fail_on_users)
+    monkeypatch.setattr("mfplatform.registry.publication.write_vectors", fail_on_users)
     with tenant_a.scope():
         with pytest.raises(ConnectionError):
             execute_run(queued)
@@ -49,7 +50,7 @@ def test_failure_while_publishing_leaves_nothing_half_written(tenant_a, queued, 
         assert ItemVector.objects.count() == 0 and UserVector.objects.count() == 0
         run = TrainingRun.objects.get(pk=queued.pk)
         assert run.status == RunStatus.FAILED and "simulated" in run.error
-    monkeypatch.setattr("mfplatform.training.pipeline.write_vectors", real_write)
+    monkeypatch.setattr("mfplatform.registry.publication.write_vectors", real_write)
     with tenant_a.scope():
         # A new run of the same plan is allowed again and publishes completely.
         retry = queue_run(tenant_a.tenant, run.plan)
@@ -66,3 +67,17 @@ def test_scheduled_run_queues_once(tenant_a, queued):
     with tenant_a.scope():
         runs = TrainingRun.objects.filter(plan_id=queued.plan_id).order_by("queued_at")
         assert [r.trigger for r in runs] == ["api", "schedule"]
+
+
+def test_a_failing_stage_records_its_time(tenant_a, queued, monkeypatch):
+    def fail(*args, **kwargs):
+        raise ConnectionError("simulated loss of the database mid-publication")
+
+    monkeypatch.setattr("mfplatform.registry.publication.write_vectors", fail)
+    with tenant_a.scope():
+        with pytest.raises(ConnectionError):
+            execute_run(queued)
+        run = TrainingRun.objects.get(pk=queued.pk)
+    assert run.status == RunStatus.PUBLISHING
+    assert set(run.timings) == {"building_dataset", "training", "evaluating", "publishing"}
+    assert run.timings["publishing"] >= 0

@@ -1,0 +1,41 @@
+"""A model version's files in the default storage: the fitted model, its id maps and the
+popularity and content fallbacks serving falls back to. Serving reads them through
+`artifact_path`; publication writes them."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import numpy as np
+from django.core.files.storage import default_storage
+
+from mfengine.baselines import ContentRecommender, PopularityRecommender, item_tokens
+from mfplatform.registry.models import ModelVersion
+from mfplatform.training.models import TrainingRun
+
+
+def new_artifact_dir(run: TrainingRun) -> str:
+    """A folder of its own for a model version's files (model, fallbacks, id maps), in the
+    default storage. Unique, so that databases sharing a media folder (a test run beside the
+    development server, a benchmark) never overwrite each other's files."""
+    name = f"models/{run.tenant_id}/{run.plan_id}/{uuid.uuid4().hex}"
+    Path(default_storage.path(name)).mkdir(parents=True, exist_ok=True)
+    return name
+
+
+def artifact_path(version: ModelVersion, filename: str) -> Path:
+    return Path(default_storage.path(version.artifact)) / filename
+
+
+def save_fallbacks(version: ModelVersion, prepared, catalogue) -> None:
+    """Popularity and content models next to every version, for serving's fallback chain."""
+    popularity = PopularityRecommender().fit(prepared.matrix,
+                                             item_categories=catalogue["categories"])
+    popularity.save(artifact_path(version, "popularity.npz"))
+    tokens = item_tokens(prepared.shape[1], **catalogue)
+    if any(tokens):
+        ContentRecommender().fit(prepared.matrix, tokens).save(
+            artifact_path(version, "content.npz"))
+    np.savez(artifact_path(version, "ids.npz"), item_ids=prepared.item_ids.astype(np.int64),
+             user_ids=prepared.user_ids.astype(np.int64))

@@ -1,0 +1,74 @@
+"""Publication of a trained run: the model version row, its files, its vectors in pgvector
+with their HNSW index, in one transaction (a failure leaves nothing half-written)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from mfengine.checks import all_passed
+from mfplatform.registry.artifacts import new_artifact_dir, save_fallbacks
+from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
+from mfplatform.registry.vectors import create_item_index, write_vectors
+from mfplatform.training.models import TrainingRun
+from mfplatform.training.pipeline import TrainedRun
+
+
+def _next_version(run: TrainingRun) -> int:
+    last = ModelVersion.objects.filter(plan=run.plan).order_by("-version").first()
+    return 1 if last is None else last.version + 1
+
+
+def publish(run: TrainingRun, trained: TrainedRun) -> ModelVersion:
+    if trained.model is None:
+        return publish_fallback(run, trained.prepared, trained.catalogue)
+    return publish_mf(run, trained.model, trained.strategy, trained.hyperparameters,
+                      trained.prepared, trained.catalogue, trained.report, trained.checks)
+
+
+def publish_mf(run, model, strategy, training, prepared, catalogue, report, checks
+               ) -> ModelVersion:
+    folder = new_artifact_dir(run)
+    model.save(Path(default_storage.path(folder)) / "model.npz")
+    item_vectors = model.item_vectors()
+    user_vectors = model.user_vectors()
+    passed = all_passed(checks)
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            tenant=run.tenant, plan=run.plan, plan_revision=run.plan_revision,
+            dataset_version=run.dataset_version, training_run=run,
+            version=_next_version(run), kind=ModelKind.MF, strategy=strategy,
+            hyperparameters=training, dimensions=int(item_vectors.shape[1]),
+            status=ModelStatus.CANDIDATE if passed else ModelStatus.REJECTED,
+            artifact=folder, report=report, checks=checks,
+            decision={} if passed else {"verdict": "rejected", "reasons": [
+                f"quality check {c['name']} failed: {c['reason']}" for c in checks
+                if not c["passed"]]})
+        version.n_item_vectors = write_vectors(version, "item", prepared.item_ids, item_vectors)
+        version.n_user_vectors = write_vectors(version, "user", prepared.user_ids, user_vectors)
+        create_item_index(version)
+        version.save(update_fields=["n_item_vectors", "n_user_vectors"])
+    save_fallbacks(version, prepared, catalogue)
+    return version
+
+
+def publish_fallback(run, prepared, catalogue) -> ModelVersion:
+    """Too little data for MF: popularity + content-based from day one, marked as such."""
+    config = run.plan_revision.config
+    minimums = config["minimums"]
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            tenant=run.tenant, plan=run.plan, plan_revision=run.plan_revision,
+            dataset_version=run.dataset_version, training_run=run,
+            version=_next_version(run), kind=ModelKind.FALLBACK,
+            strategy="content_based+popularity", hyperparameters={}, dimensions=0,
+            artifact=new_artifact_dir(run),
+            status=ModelStatus.CANDIDATE,
+            report={"fallback": True, "dataset": prepared.counts, "minimums": minimums,
+                    "reason": (f"dataset below the plan's minimums for MF: "
+                               f"{prepared.shape[0]} users, {prepared.shape[1]} items, "
+                               f"{prepared.matrix.nnz} interactions; minimums {minimums}")})
+    save_fallbacks(version, prepared, catalogue)
+    return version

@@ -1,0 +1,86 @@
+"""A training run end to end: the training layer's stages (dataset, fit, evaluation), then
+the registry's publication and promotion decision. It lives in the registry because the
+registry may import training, never the other way round."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from django.conf import settings
+from django.utils import timezone
+
+import mfengine
+from mfengine.data import PreparedData
+from mfengine.remap import RemappedModel
+from mfplatform.registry.artifacts import artifact_path
+from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
+from mfplatform.registry.publication import publish
+from mfplatform.registry.services import active_version, apply_retention, decide_promotion
+from mfplatform.registry.vectors import drop_vectors
+from mfplatform.training.models import RunStatus, TrainingPlan, TrainingRun
+from mfplatform.training.pipeline import (
+    ActiveModel,
+    StageTimer,
+    finish_run,
+    start_run,
+    train_and_evaluate,
+)
+
+log = logging.getLogger(__name__)
+
+
+def execute_run(run: TrainingRun) -> ModelVersion:
+    """Run every stage of `run` (already fetched inside its tenant's context)."""
+    existing = ModelVersion.objects.filter(training_run=run).first()
+    if existing is not None:  # a retry after publication committed: nothing left to do
+        finish_run(run, RunStatus.SUCCEEDED)
+        return existing
+    start_run(run)
+    timer = StageTimer(run)
+    trained = train_and_evaluate(
+        run, timer, active_model=lambda prepared: active_on_this_split(run.plan, prepared))
+    with timer.stage(RunStatus.PUBLISHING):
+        version = publish(run, trained)
+    finish_run(run, RunStatus.SUCCEEDED)
+    decide_promotion(version)
+    if version.kind == ModelKind.MF:
+        apply_retention(run.plan, settings.MODEL_RETENTION_KEEP)
+    return version
+
+
+def active_on_this_split(plan: TrainingPlan, prepared: PreparedData) -> ActiveModel | None:
+    """The plan's active version with its model answering this run's test: the candidate is
+    compared with it on the same split, not with the numbers of its own, older split."""
+    version = active_version(plan)
+    if version is None:
+        return None
+    return ActiveModel(model_version=version.pk, version=version.version, report=version.report,
+                       model=_remapped_model(version, prepared))
+
+
+def _remapped_model(version: ModelVersion, prepared: PreparedData) -> RemappedModel | None:
+    if version.kind != ModelKind.MF:
+        return None
+    try:
+        model = mfengine.load(artifact_path(version, "model.npz"))
+        with np.load(artifact_path(version, "ids.npz"), allow_pickle=False) as ids:
+            item_ids = ids["item_ids"]
+        model.fold_in(np.zeros(1, np.int64), np.ones(1, np.float32))
+    except (OSError, ValueError, KeyError, IndexError, NotImplementedError) as exc:
+        # Files gone, or a plugin strategy without fold-in: only its own report remains.
+        log.warning("active v%s not re-evaluated: %s", version.version, exc)
+        return None
+    return RemappedModel.from_ids(model, item_ids, prepared.item_ids)
+
+
+def discard_failed_version(sender, run_id: int, **kwargs) -> None:
+    """Receiver of training's run_failed. Vectors of a version that never committed are
+    rolled back with its transaction; a version that failed after committing is marked failed
+    and its vectors dropped."""
+    version = ModelVersion.objects.filter(training_run_id=run_id).first()
+    if version is not None and version.status == ModelStatus.CANDIDATE:
+        drop_vectors(version)
+        version.status = ModelStatus.FAILED
+        version.vectors_dropped_at = timezone.now()
+        version.save(update_fields=["status", "vectors_dropped_at"])
