@@ -69,7 +69,7 @@ def ranking_split(data: str) -> tuple[sp.csr_matrix, sp.csr_matrix]:
 
 def evaluate(user_factors, item_factors, item_bias, train, test, max_users=None) -> dict:
     """Ranking metrics at K with one shared scorer for every library (train items excluded)."""
-    from mfengine.base import _top_n
+    from mfengine.topn import top_n_float32 as _top_n
     from mfengine.evaluation import ranking_metrics
 
     has_train = np.diff(train.indptr) > 0
