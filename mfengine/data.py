@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mfengine.ids import positions
+from mfengine.report import to_plain
 
 SECONDS_PER_DAY = 86400.0
 
@@ -101,21 +102,17 @@ class PreparedData:
 
     @property
     def user_to_row(self) -> dict[Any, int]:
-        return {_py(u): i for i, u in enumerate(self.user_ids)}
+        return {to_plain(u): i for i, u in enumerate(self.user_ids)}
 
     @property
     def item_to_column(self) -> dict[Any, int]:
-        return {_py(u): i for i, u in enumerate(self.item_ids)}
+        return {to_plain(u): i for i, u in enumerate(self.item_ids)}
 
     def suppression_pairs(self) -> list[tuple[Any, Any]]:
         return [
-            (_py(u), _py(i))
+            (to_plain(u), to_plain(i))
             for u, i in zip(self.suppression_user_ids, self.suppression_item_ids, strict=True)
         ]
-
-
-def _py(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _as_ids(values: Any) -> np.ndarray:
