@@ -34,6 +34,7 @@ from mfengine.recommender import (
     read_artifact,
 )
 from mfengine.topn import top_n_block, top_n_float32
+from mfengine.version import __version__
 
 Callback = Callable[[int, float], Any]
 RandomState = None | int | np.random.Generator
@@ -370,8 +371,6 @@ class MatrixFactorization(Recommender):
     # -- artifacts ---------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
         """The JSON metadata written into artifacts."""
-        from mfengine import __version__
-
         self._check_fitted()
         params = {
             k: (None if isinstance(v, np.random.Generator) else v)
