@@ -291,6 +291,7 @@ def main() -> None:
 
     import mfengine
 
+    args.load_before = os.getloadavg()
     ours_als = {"factors": 64, "iterations": 15, "calculate_training_loss": False}
     peer_als = {"factors": 64, "regularization": 0.05, "iterations": 15,
                 "calculate_training_loss": False}
@@ -334,6 +335,7 @@ def main() -> None:
     results["sgd"] = run_worker({"lib": "mfengine", "algo": "sgd", "params": {}})
     results["surprise"] = run_worker({"lib": "surprise", "algo": "sgd", "params": {}})
 
+    args.load_after = os.getloadavg()
     markdown = report(results, defaults, args)
     print(markdown)
     (ROOT / "benchmarks" / "engine_results.json").write_text(json.dumps(results, indent=1))
@@ -350,7 +352,12 @@ def report(results: dict, defaults: dict, args: argparse.Namespace) -> str:
         f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; BLAS 1 thread, numba and "
         f"implicit {THREADS} threads; each fit in its own process; fit time = best of "
         f"{args.repeats} (synthetic: 1) after a JIT warm-up; peak memory = growth of the "
-        "process's peak RSS during the first fit over its RSS just before (getrusage).",
+        "process's peak RSS during the first fit over its RSS just before (getrusage).  ",
+        "Load average (1, 5, 15 min) before {} and after {}: other processes share the "
+        "machine when these are high.".format(
+            ", ".join(f"{x:.2f}" for x in args.load_before),
+            ", ".join(f"{x:.2f}" for x in args.load_after),
+        ),
         "",
         "Ranking protocol: per-user temporal split, last 20% test, test positives "
         "rating >= 4, train binary, train items excluded, K = 10. ALS: factors 64, 15 "
