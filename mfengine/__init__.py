@@ -5,18 +5,16 @@
     >>> ids, scores = model.recommend([0, 1], user_items, n=10)
 """
 
-__version__ = "0.1.0"
-
-from mfengine.base import (  # noqa: E402
+from mfengine.base import (
     MatrixFactorization,
     NonFiniteFactorsError,
     NotFittedError,
     load,
     read_metadata,
 )
-from mfengine.plugins import available, create, get_strategy  # noqa: E402
-
-Recommender = MatrixFactorization
+from mfengine.plugins import available, create, get_strategy
+from mfengine.recommender import Recommender
+from mfengine.version import __version__
 
 __all__ = [
     "MatrixFactorization",

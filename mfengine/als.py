@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 
@@ -21,7 +20,8 @@ class ALS(MatrixFactorization):
 
     ``solver="cg"`` (default) runs ``cg_steps`` conjugate-gradient steps per row warm-started
     from the previous factors; ``solver="cholesky"`` solves each row exactly.
-    ``num_threads=0`` keeps numba's thread count (all cores by default).
+    ``num_threads``: numba threads for fit, fold-in and top-n (0: all of the machine's cores);
+    set for the call and restored afterwards, with BLAS at one thread (:mod:`mfengine.threads`).
     The loss reported per iteration is the objective divided by the number of observed entries.
 
     Defaults (regularization 50, alpha 2) come from a small grid on three data sets with the
@@ -111,17 +111,11 @@ class ALS(MatrixFactorization):
     def _iterate(
         self, user_items: sp.csr_matrix, iteration: int, rng: np.random.Generator
     ) -> float:
-        previous = numba.get_num_threads()
-        if self.num_threads:
-            numba.set_num_threads(min(self.num_threads, numba.config.NUMBA_NUM_THREADS))
-        try:
-            self._solve_half(user_items, self.user_factors_, self.item_factors_)
-            self._solve_half(self._item_users, self.item_factors_, self.user_factors_)
-            if not self.calculate_training_loss:
-                return float("nan")
-            return self._loss(user_items)
-        finally:
-            numba.set_num_threads(previous)
+        self._solve_half(user_items, self.user_factors_, self.item_factors_)
+        self._solve_half(self._item_users, self.item_factors_, self.user_factors_)
+        if not self.calculate_training_loss:
+            return float("nan")
+        return self._loss(user_items)
 
     def _loss(self, user_items: sp.csr_matrix) -> float:
         X, Y = self.user_factors_, self.item_factors_

@@ -18,7 +18,6 @@ mfengine version, loss history). It loads with ``allow_pickle=False``.
 from __future__ import annotations
 
 import abc
-import inspect
 import json
 import os
 from collections.abc import Callable
@@ -26,21 +25,25 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+
+from mfengine.recommender import (
+    METADATA_KEY,
+    NotFittedError,  # noqa: F401 (re-exported: mfengine.base.NotFittedError is public)
+    Recommender,
+    as_id_array,
+    read_artifact,
+)
+from mfengine.topn import top_n_block, top_n_float32
+from mfengine.version import __version__
 
 Callback = Callable[[int, float], Any]
 RandomState = None | int | np.random.Generator
 
 ARTIFACT_FORMAT = "mfengine-model"
 ARTIFACT_FORMAT_VERSION = 1
-_METADATA_KEY = "__metadata__"
 # Users scored per matrix product in recommend: bounds the dense score block to
 # _BATCH x n_items float32 (1024 x 100k items = 400 MB would be too much, so 256).
 _BATCH = 256
-
-
-class NotFittedError(ValueError, AttributeError):
-    """A model was used before ``fit`` (or ``load``)."""
 
 
 class NonFiniteFactorsError(FloatingPointError):
@@ -73,16 +76,7 @@ def check_user_items(user_items: Any, *, allow_negative: bool = True) -> sp.csr_
     return matrix
 
 
-def _as_id_array(ids: Any, name: str) -> np.ndarray:
-    array = np.asarray(ids)
-    if array.ndim > 1:
-        raise ValueError(f"{name} must be an int or a 1-d array of ints")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
-    return array.astype(np.int64, copy=False).reshape(-1)
-
-
-class MatrixFactorization(abc.ABC):
+class MatrixFactorization(Recommender):
     """Abstract base of every strategy, built-in or plugin.
 
     Subclasses set ``name``, list their learned arrays in ``_state_arrays`` and implement
@@ -95,40 +89,11 @@ class MatrixFactorization(abc.ABC):
     name: ClassVar[str] = ""
     #: Learned arrays saved in artifacts; the first two are always the factors.
     _state_arrays: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
+    _fitted_attributes: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
 
     user_factors_: np.ndarray
     item_factors_: np.ndarray
     loss_history_: np.ndarray
-
-    # -- hyperparameters -------------------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [
-            p.name
-            for p in signature.parameters.values()
-            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
-        ]
-
-    def get_params(self) -> dict[str, Any]:
-        """The hyperparameters given to ``__init__`` (scikit-learn style)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> MatrixFactorization:
-        """Change hyperparameters; unknown names raise TypeError naming them."""
-        valid = set(self._param_names())
-        for key, value in params.items():
-            if key not in valid:
-                raise TypeError(
-                    f"unknown hyperparameter {key!r} for strategy {self.name!r}; "
-                    f"accepted: {sorted(valid)}"
-                )
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # -- training --------------------------------------------------------------------------
     def fit(self, user_items: sp.spmatrix, callback: Callback | None = None) -> MatrixFactorization:
@@ -188,12 +153,6 @@ class MatrixFactorization(abc.ABC):
                 )
 
     # -- state ---------------------------------------------------------------------------
-    def _check_fitted(self) -> None:
-        if "user_factors_" not in self.__dict__ or "item_factors_" not in self.__dict__:
-            raise NotFittedError(
-                f"this {type(self).__name__} is not fitted yet; call fit() or load() first"
-            )
-
     @property
     def n_users_(self) -> int:
         self._check_fitted()
@@ -250,8 +209,12 @@ class MatrixFactorization(abc.ABC):
             scores += bias
         return scores
 
+    def _check_user_ids(self, users: np.ndarray) -> None:
+        if users.size and (users.min() < 0 or users.max() >= self.n_users_):
+            raise IndexError(f"user ids must be in [0, {self.n_users_})")
+
     def _check_item_ids(self, item_ids: Any) -> np.ndarray:
-        ids = _as_id_array(item_ids, "item_ids")
+        ids = as_id_array(item_ids, "item_ids")
         if ids.size and (ids.min() < 0 or ids.max() >= self.n_items_):
             raise IndexError(f"item ids must be in [0, {self.n_items_})")
         return ids
@@ -276,23 +239,10 @@ class MatrixFactorization(abc.ABC):
         for a scalar user id). Equal scores go to the lower item id. When fewer than ``n``
         candidates remain for a user, the row is padded with id -1 and score -inf.
         """
-        self._check_fitted()
-        scalar = np.ndim(user_ids) == 0
-        users = _as_id_array(user_ids, "user_ids")
-        if users.size and (users.min() < 0 or users.max() >= self.n_users_):
-            raise IndexError(f"user ids must be in [0, {self.n_users_})")
-        seen = None
-        if filter_seen:
-            if user_items is None:
-                raise ValueError("filter_seen=True needs user_items (or pass filter_seen=False)")
-            seen = sp.csr_matrix(user_items)
-            if seen.shape[1] != self.n_items_:
-                raise ValueError(
-                    f"user_items has {seen.shape[1]} item columns, the model {self.n_items_}"
-                )
-            if users.size and users.max() >= seen.shape[0]:
-                raise ValueError("user_items has no row for some user ids (rows = user ids)")
-            seen = seen[users]
+        # Without filter_seen the matrix is not needed, so it is not checked either.
+        scalar, users, seen = self._history_rows(
+            user_ids, user_items if filter_seen else None, filter_seen
+        )
         ids, scores = self.recommend_vectors(
             self.user_factors_[users], n=n, seen=seen, items=items, exclude=exclude
         )
@@ -353,9 +303,9 @@ class MatrixFactorization(abc.ABC):
             if seen is not None:
                 # seen items -> -inf inside the kernel (positions -1: not a candidate)
                 rows = seen[start:stop]
-                top, top_scores = _top_n_block(block, n, rows.indptr, position[rows.indices])
+                top, top_scores = top_n_block(block, n, rows.indptr, position[rows.indices])
             else:
-                top, top_scores = _top_n_block(block, n)
+                top, top_scores = top_n_block(block, n)
             valid = top >= 0
             top[valid] = candidates[top[valid]]
             ids[start:stop] = top
@@ -408,7 +358,7 @@ class MatrixFactorization(abc.ABC):
                 shape=(chunk.size, self.n_items_),
             )
             results.append(
-                _top_n(normalized[chunk] @ normalized.T, n, self_hit)
+                top_n_float32(normalized[chunk] @ normalized.T, n, self_hit)
             )
         out_ids = np.concatenate([r[0] for r in results]) if results else np.empty((0, n), int)
         out_scores = (
@@ -421,8 +371,6 @@ class MatrixFactorization(abc.ABC):
     # -- artifacts ---------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
         """The JSON metadata written into artifacts."""
-        from mfengine import __version__
-
         self._check_fitted()
         params = {
             k: (None if isinstance(v, np.random.Generator) else v)
@@ -442,13 +390,8 @@ class MatrixFactorization(abc.ABC):
             "arrays": list(self._state_arrays),
         }
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model to one ``.npz`` file (arrays + ``__metadata__`` JSON string)."""
-        metadata = json.dumps(self.metadata())
-        arrays = {name: getattr(self, name) for name in self._state_arrays}
-        arrays[_METADATA_KEY] = np.array([metadata])
-        with open(path, "wb") as handle:  # open() so numpy does not append ".npz"
-            np.savez(handle, **arrays)
+    def _artifact_arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self._state_arrays}
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MatrixFactorization:
@@ -462,207 +405,33 @@ class MatrixFactorization(abc.ABC):
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON metadata of an artifact, without loading the arrays."""
     with np.load(path, allow_pickle=False) as archive:
-        return json.loads(str(archive[_METADATA_KEY][0]))
+        return json.loads(str(archive[METADATA_KEY][0]))
+
+
+# How a strategy name in an artifact becomes a class. mfengine.plugins installs its registry
+# lookup when the package is imported, so this module does not import the strategies that
+# import it (no cycle base -> plugins -> als -> base).
+_strategy_resolver: Callable[[str], type[MatrixFactorization]] | None = None
+
+
+def set_strategy_resolver(resolver: Callable[[str], type[MatrixFactorization]]) -> None:
+    """Install the name -> strategy class lookup used by :func:`load`."""
+    global _strategy_resolver
+    _strategy_resolver = resolver
 
 
 def load(path: str | os.PathLike[str]) -> MatrixFactorization:
     """Load a model saved with :meth:`MatrixFactorization.save` (``allow_pickle=False``)."""
-    from mfengine.plugins import get_strategy
-
-    with np.load(path, allow_pickle=False) as archive:
-        if _METADATA_KEY not in archive.files:
-            raise ValueError(f"{path} is not an mfengine model artifact (no metadata)")
-        metadata = json.loads(str(archive[_METADATA_KEY][0]))
-        if metadata.get("format") != ARTIFACT_FORMAT:
-            raise ValueError(f"{path} is not an mfengine model artifact")
-        if metadata.get("format_version", 0) > ARTIFACT_FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer mfengine (format too new)")
-        strategy = get_strategy(metadata["strategy"])
-        model = strategy(**metadata["hyperparameters"])
-        for name in metadata["arrays"]:
-            setattr(model, name, archive[name])
+    if _strategy_resolver is None:  # only if mfengine.base was loaded outside the package
+        raise RuntimeError("no strategy registry installed; import mfengine first")
+    metadata, arrays = read_artifact(path)
+    if metadata.get("format") != ARTIFACT_FORMAT:
+        raise ValueError(f"{path} is not an mfengine model artifact")
+    if metadata.get("format_version", 0) > ARTIFACT_FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer mfengine (format too new)")
+    strategy = _strategy_resolver(metadata["strategy"])
+    model = strategy(**metadata["hyperparameters"])
+    for name in metadata["arrays"]:
+        setattr(model, name, arrays[name])
     model.loss_history_ = np.asarray(metadata.get("loss_history", []), dtype=np.float64)
     return model
-
-
-# ---------------------------------------------------------------------------------------------
-# top-n selection: one compiled path for every dense score block (strategies and baselines)
-#
-# Order: higher score first, ties by the lower item id (deterministic). Entries that are -inf
-# (removed, seen, excluded) or NaN are never candidates; a row with fewer than n candidates is
-# padded with -1 / -inf; a +inf score keeps its slot but is reported as -1 / -inf.
-
-
-@njit(cache=True, inline="always")
-def _worse(value_a, id_a, value_b, id_b):
-    """Is (value_a, id_a) ranked after (value_b, id_b)?"""
-    return value_a < value_b or (value_a == value_b and id_a > id_b)
-
-
-@njit(cache=True, inline="always")
-def _sift_down(values, ids, size, pos):
-    value = values[pos]
-    item = ids[pos]
-    while True:
-        child = 2 * pos + 1
-        if child >= size:
-            break
-        right = child + 1
-        if right < size and _worse(values[right], ids[right], values[child], ids[child]):
-            child = right
-        if _worse(values[child], ids[child], value, item):
-            values[pos] = values[child]
-            ids[pos] = ids[child]
-            pos = child
-        else:
-            break
-    values[pos] = value
-    ids[pos] = item
-
-
-@njit(cache=True, inline="always")
-def _offer(values, ids, size, k, value, item):
-    """Keep the k best of what was offered in a heap whose root is the worst kept; returns
-    the new size."""
-    if size < k:
-        pos = size
-        while pos > 0:
-            parent = (pos - 1) // 2
-            if _worse(value, item, values[parent], ids[parent]):
-                values[pos] = values[parent]
-                ids[pos] = ids[parent]
-                pos = parent
-            else:
-                break
-        values[pos] = value
-        ids[pos] = item
-        return size + 1
-    if _worse(values[0], ids[0], value, item):
-        values[0] = value
-        ids[0] = item
-        _sift_down(values, ids, size, 0)
-    return size
-
-
-@njit(cache=True, inline="always")
-def _drain(values, ids, size, out_ids, out_scores, row):
-    """Write the heap best first into out_*[row, :size] (non-finite -> -1 / -inf)."""
-    for last in range(size - 1, -1, -1):
-        value = values[0]
-        item = ids[0]
-        values[0] = values[last]
-        ids[0] = ids[last]
-        _sift_down(values, ids, last, 0)
-        if np.isfinite(value):
-            out_ids[row, last] = item
-            out_scores[row, last] = value
-        else:
-            out_ids[row, last] = -1
-            out_scores[row, last] = -np.inf
-
-
-# Width of the column chunks whose maxima bound the scan in _row_top_n.
-_CHUNK = 32
-
-
-@njit(cache=True, inline="always")
-def _row_top_n(row, k, values, ids, chunk_max, out_ids, out_scores, r):
-    """Top-k of one score row into out_*[r] (see the order above).
-
-    Cheap bound first: the k-th largest chunk maximum is <= the k-th largest score, so only
-    chunks reaching it are scanned, and only their entries reaching it go through the heap.
-    ``values``/``ids`` hold >= k entries, ``chunk_max`` >= ceil(len(row) / _CHUNK).
-    """
-    cols = row.shape[0]
-    n_chunks = (cols + _CHUNK - 1) // _CHUNK
-    lowest = row.dtype.type(-np.inf)
-    for c in range(n_chunks):
-        top = lowest
-        for j in range(c * _CHUNK, min(cols, (c + 1) * _CHUNK)):
-            value = row[j]
-            top = value if value > top else top  # skips NaN
-        chunk_max[c] = top
-    lower = lowest
-    if n_chunks >= k:
-        size = 0
-        for c in range(n_chunks):
-            if chunk_max[c] > lower:
-                size = _offer(values, ids, size, k, chunk_max[c], c)
-                if size == k:
-                    lower = values[0]
-    # Ascending ids: once the heap is full, an entry gets in iff it beats the worst kept
-    # score (an equal score has a higher id, so it ranks after). The bound starts at -inf,
-    # which also skips -inf and NaN.
-    bound = lowest
-    size = 0
-    for c in range(n_chunks):
-        if chunk_max[c] >= lower and chunk_max[c] > bound:
-            for j in range(c * _CHUNK, min(cols, (c + 1) * _CHUNK)):
-                value = row[j]
-                if value >= lower and value > bound:
-                    size = _offer(values, ids, size, k, value, j)
-                    if size == k:
-                        bound = values[0]
-    _drain(values, ids, size, out_ids, out_scores, r)
-
-
-@njit(cache=True)
-def _select_top_n(scores, remove_indptr, remove_indices, n, out_ids, out_scores):
-    """Row-wise top-n of a dense block into out_ids / out_scores (prefilled -1 / -inf).
-
-    Row r's entries at ``remove_indices[remove_indptr[r]:remove_indptr[r + 1]]`` are set to
-    -inf first (negative or out-of-range positions are ignored); ``scores`` is modified.
-
-    Sequential on purpose: it alternates with the BLAS product that fills the next block, and
-    numba's worker threads and BLAS's each busy-wait while the other pool runs, which on a
-    small machine made a parallel version slower (and burned twice the CPU).
-    """
-    rows, cols = scores.shape
-    k = min(n, cols)
-    if k <= 0:
-        return
-    values = np.empty(k, dtype=scores.dtype)
-    ids = np.empty(k, dtype=np.int64)
-    chunk_max = np.empty((cols + _CHUNK - 1) // _CHUNK, dtype=scores.dtype)
-    for r in range(rows):
-        row = scores[r]
-        for jj in range(remove_indptr[r], remove_indptr[r + 1]):
-            c = remove_indices[jj]
-            if 0 <= c < cols:
-                row[c] = -np.inf
-        _row_top_n(row, k, values, ids, chunk_max, out_ids, out_scores, r)
-
-
-def _top_n_block(
-    scores: np.ndarray, n: int, indptr: np.ndarray | None = None, indices: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-n of a C-contiguous 2-d block, removing the CSR-style (indptr, indices) entries in
-    place first. Returns int64 ids and float32 scores of shape (rows, n)."""
-    rows = scores.shape[0]
-    ids = np.full((rows, n), -1, dtype=np.int64)
-    out = np.full((rows, n), -np.inf, dtype=np.float32)
-    if rows == 0 or n == 0 or scores.shape[1] == 0:
-        return ids, out
-    if indptr is None or indices is None:
-        indptr = np.zeros(rows + 1, dtype=np.int64)
-        indices = np.zeros(0, dtype=np.int64)
-    _select_top_n(
-        scores,
-        np.asarray(indptr, dtype=np.int64),
-        np.asarray(indices, dtype=np.int64),
-        int(n),
-        ids,
-        out,
-    )
-    return ids, out
-
-
-def _top_n(
-    scores: np.ndarray, n: int, remove: sp.csr_matrix | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-n of a dense score block, -1/-inf padding for removed or missing."""
-    if remove is None:
-        return _top_n_block(np.ascontiguousarray(np.atleast_2d(scores), dtype=np.float32), n)
-    scores = np.array(np.atleast_2d(scores), dtype=np.float32, order="C")  # a copy: edited
-    remove = sp.csr_matrix(remove)
-    return _top_n_block(scores, n, remove.indptr, remove.indices)

@@ -17,7 +17,6 @@ exclude)``.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -25,141 +24,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit, prange
 
-from mfengine.base import _CHUNK, _row_top_n, _top_n_block
+from mfengine._baseline_kernels import _content_top_n, _ranked_top_n
+from mfengine.recommender import Recommender, read_artifact
+from mfengine.topn import top_n  # noqa: F401 (re-exported: serving imports it from here)
 
 
 def _ids(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.int64).reshape(-1)
 
 
-def top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-n of a dense block, best first; -inf entries become -1 / -inf padding.
-
-    Ties are broken by the lower item id, so results are deterministic.
-    """
-    scores = np.ascontiguousarray(np.atleast_2d(scores), dtype=np.float64)
-    return _top_n_block(scores, n)
-
-
-# Rows handed to one parallel task of the kernels below.
-_TASK_ROWS = 32
-
-
-@njit(parallel=True, cache=True)
-def _ranked_top_n(order, order_scores, seen_indptr, seen_indices, n_items, n, out_ids, out_scores):
-    """Top-n per row when every row shares one ranking (``order``: candidate ids best first,
-    ``order_scores`` their scores): the first n items of the ranking not in the row's seen
-    entries (CSR ``seen_indptr``/``seen_indices``). Non-finite scores keep their slot as
-    -1 / -inf; out_* are prefilled with -1 / -inf."""
-    rows = seen_indptr.shape[0] - 1
-    n_tasks = (rows + _TASK_ROWS - 1) // _TASK_ROWS
-    for task in prange(n_tasks):
-        seen = np.zeros(n_items, dtype=np.bool_)
-        for r in range(task * _TASK_ROWS, min((task + 1) * _TASK_ROWS, rows)):
-            start, stop = seen_indptr[r], seen_indptr[r + 1]
-            for jj in range(start, stop):
-                seen[seen_indices[jj]] = True
-            got = 0
-            for p in range(order.shape[0]):
-                if got == n:
-                    break
-                item = order[p]
-                if seen[item]:
-                    continue
-                value = order_scores[p]
-                if np.isfinite(value):
-                    out_ids[r, got] = item
-                    out_scores[r, got] = value
-                got += 1
-            for jj in range(start, stop):
-                seen[seen_indices[jj]] = False
-
-
-@njit(parallel=True, cache=True)
-def _content_top_n(
-    h_indptr, h_indices, h_weights, seen_indptr, seen_indices, v_indptr, v_indices, v_data,
-    vt_indptr, vt_indices, vt_data, tiebreak, allowed, n, out_ids, out_scores,
-):
-    """Fused content scoring and top-n for history rows (CSR h_*, weights already scaled
-    to the strength-weighted mean).
-
-    profile = h_weights @ V (V: items x terms CSR v_*), score = profile @ V^T (vt_*: V^T as
-    CSR) + tiebreak, with the products summed in the order scipy's sparse matmul uses
-    (profile terms in its output order: reverse first touch, exact zeros dropped), so scores
-    are bit-identical to ``(user_profiles(h) @ V.T).todense() + tiebreak``. Rows with an
-    all-zero profile stay -1 / -inf; items not ``allowed`` and the row's seen entries (CSR
-    seen_*) are not candidates. Top-n as for a dense block (:func:`mfengine.base._row_top_n`)."""
-    rows = h_indptr.shape[0] - 1
-    n_items = v_indptr.shape[0] - 1
-    n_terms = vt_indptr.shape[0] - 1
-    k = min(n, n_items)
-    if k <= 0:
-        return
-    n_tasks = (rows + _TASK_ROWS - 1) // _TASK_ROWS
-    for task in prange(n_tasks):
-        profile = np.zeros(n_terms, dtype=np.float64)
-        link = np.full(n_terms, -1, dtype=np.int64)
-        terms = np.empty(n_terms, dtype=np.int64)
-        weights = np.empty(n_terms, dtype=np.float64)
-        scores = np.empty(n_items, dtype=np.float64)
-        values = np.empty(k, dtype=np.float64)
-        ids = np.empty(k, dtype=np.int64)
-        chunk_max = np.empty((n_items + _CHUNK - 1) // _CHUNK, dtype=np.float64)
-        for r in range(task * _TASK_ROWS, min((task + 1) * _TASK_ROWS, rows)):
-            # profile, accumulated like scipy's csr_matmat (a linked list of touched terms)
-            head = -2
-            length = 0
-            for jj in range(h_indptr[r], h_indptr[r + 1]):
-                item = h_indices[jj]
-                weight = h_weights[jj]
-                for kk in range(v_indptr[item], v_indptr[item + 1]):
-                    term = v_indices[kk]
-                    profile[term] += weight * v_data[kk]
-                    if link[term] == -1:
-                        link[term] = head
-                        head = term
-                        length += 1
-            m = 0
-            for _ in range(length):
-                if profile[head] != 0:
-                    terms[m] = head
-                    weights[m] = profile[head]
-                    m += 1
-                nxt = link[head]
-                link[head] = -1
-                profile[head] = 0.0
-                head = nxt
-            if m == 0:
-                continue  # no usable history: empty list, the caller falls back
-            scores[:] = 0.0
-            for q in range(m):
-                term = terms[q]
-                weight = weights[q]
-                for kk in range(vt_indptr[term], vt_indptr[term + 1]):
-                    scores[vt_indices[kk]] += weight * vt_data[kk]
-            for j in range(n_items):
-                scores[j] = scores[j] + tiebreak[j] if allowed[j] else -np.inf
-            for jj in range(seen_indptr[r], seen_indptr[r + 1]):
-                scores[seen_indices[jj]] = -np.inf
-            _row_top_n(scores, k, values, ids, chunk_max, out_ids, out_scores, r)
-
-
-class _Baseline:
+class _Baseline(Recommender):
     """Shared recommend machinery: subclasses fill the top-n of a block of history rows."""
 
-    name: ClassVar[str] = ""
-    n_items_: int
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "n_items_"):
-            raise ValueError(f"this {type(self).__name__} is not fitted yet; call fit() first")
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self._params}
-
-    _params: ClassVar[tuple[str, ...]] = ()
+    _fitted_attributes: ClassVar[tuple[str, ...]] = ("n_items_",)
 
     def _candidate_mask(self, items: Any, exclude: Any) -> np.ndarray:
         allowed = np.ones(self.n_items_, dtype=bool)
@@ -183,20 +61,9 @@ class _Baseline:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``n`` items per user. ``user_items`` rows are indexed by user id (as for the
         strategies) and give each user's history: the profile for content, the seen filter."""
-        self._check_fitted()
-        scalar = np.ndim(user_ids) == 0
-        users = _ids(user_ids)
-        if user_items is None:
-            if filter_seen:
-                raise ValueError("filter_seen=True needs user_items (or pass filter_seen=False)")
+        scalar, users, history = self._history_rows(user_ids, user_items, filter_seen)
+        if history is None:
             history = sp.csr_matrix((len(users), self.n_items_), dtype=np.float32)
-        else:
-            matrix = sp.csr_matrix(user_items)
-            if matrix.shape[1] != self.n_items_:
-                raise ValueError(
-                    f"user_items has {matrix.shape[1]} item columns, the model {self.n_items_}"
-                )
-            history = matrix[users]
         ids, scores = self._recommend_history(history, n, filter_seen, items, exclude)
         if scalar:
             return ids[0], scores[0]
@@ -260,29 +127,21 @@ class _Baseline:
         return out_ids[0], out_scores[0]
 
     # -- artifacts ---------------------------------------------------------------------------
-    def _arrays(self) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """One ``.npz``: learned arrays plus a JSON ``__metadata__`` string (no pickles)."""
+    def metadata(self) -> dict[str, Any]:
         self._check_fitted()
-        arrays = self._arrays()
-        meta = {"baseline": self.name, "params": self.get_params(), "n_items": self.n_items_}
-        arrays["__metadata__"] = np.array([json.dumps(meta)])
-        with open(path, "wb") as handle:  # open() so numpy does not append ".npz"
-            np.savez(handle, **arrays)
+        return {"baseline": self.name, "params": self.get_params(), "n_items": self.n_items_}
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> _Baseline:
-        with np.load(path, allow_pickle=False) as archive:
-            meta = json.loads(str(archive["__metadata__"][0]))
-            if meta.get("baseline") != cls.name:
-                raise ValueError(f"{path} does not hold a {cls.__name__}")
-            model = cls(**meta["params"])
-            model._restore({k: archive[k] for k in archive.files if k != "__metadata__"})
+        """Read a baseline written by :meth:`save` (``allow_pickle=False``)."""
+        meta, arrays = read_artifact(path)
+        if meta.get("baseline") != cls.name:
+            raise ValueError(f"{path} does not hold a {cls.__name__}")
+        model = cls(**meta["params"])
+        model._restore(arrays)
         model.n_items_ = int(meta["n_items"])
         return model
 
@@ -298,7 +157,6 @@ class PopularityRecommender(_Baseline):
     """
 
     name = "popularity"
-    _params = ("use_strength", "half_life_days", "reference_time")
 
     def __init__(
         self,
@@ -386,7 +244,7 @@ class PopularityRecommender(_Baseline):
             out[str(cat)] = [int(i) for i in ids if i >= 0]
         return out
 
-    def _arrays(self) -> dict[str, np.ndarray]:
+    def _artifact_arrays(self) -> dict[str, np.ndarray]:
         arrays = {"item_scores_": self.item_scores_, "n_users_": np.array([self.n_users_])}
         if hasattr(self, "item_categories_"):
             arrays["item_categories_"] = self.item_categories_
@@ -432,7 +290,6 @@ class ContentRecommender(_Baseline):
     """
 
     name = "content"
-    _params = ("sublinear_tf", "min_df", "popularity_tiebreak")
 
     def __init__(
         self, sublinear_tf: bool = False, min_df: int = 1, popularity_tiebreak: bool = True
@@ -567,7 +424,7 @@ class ContentRecommender(_Baseline):
             out,
         )
 
-    def _arrays(self) -> dict[str, np.ndarray]:
+    def _artifact_arrays(self) -> dict[str, np.ndarray]:
         v = self.item_vectors_
         return {
             "vocabulary_": self.vocabulary_,

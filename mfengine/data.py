@@ -32,6 +32,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from mfengine.ids import positions
+from mfengine.report import to_plain
+
 SECONDS_PER_DAY = 86400.0
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
@@ -99,21 +102,17 @@ class PreparedData:
 
     @property
     def user_to_row(self) -> dict[Any, int]:
-        return {_py(u): i for i, u in enumerate(self.user_ids)}
+        return {to_plain(u): i for i, u in enumerate(self.user_ids)}
 
     @property
     def item_to_column(self) -> dict[Any, int]:
-        return {_py(u): i for i, u in enumerate(self.item_ids)}
+        return {to_plain(u): i for i, u in enumerate(self.item_ids)}
 
     def suppression_pairs(self) -> list[tuple[Any, Any]]:
         return [
-            (_py(u), _py(i))
+            (to_plain(u), to_plain(i))
             for u, i in zip(self.suppression_user_ids, self.suppression_item_ids, strict=True)
         ]
-
-
-def _py(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _as_ids(values: Any) -> np.ndarray:
@@ -126,11 +125,13 @@ def _as_ids(values: Any) -> np.ndarray:
 
 
 def _lookup(sorted_ids: np.ndarray, external_ids: Any) -> np.ndarray:
+    """Row/column of each external id, -1 where absent (ids may be ints or strings)."""
     query = _as_ids(external_ids)
-    if len(sorted_ids) == 0:
+    if sorted_ids.dtype.kind in "iu" and query.dtype.kind in "iu":
+        return positions(sorted_ids, query)
+    if len(sorted_ids) == 0 or (sorted_ids.dtype.kind in "US") != (query.dtype.kind in "US"):
         return np.full(query.shape, -1, dtype=np.int64)
-    if (sorted_ids.dtype.kind in "US") != (query.dtype.kind in "US"):
-        return np.full(query.shape, -1, dtype=np.int64)
+    # string ids: the same lookup as mfengine.ids.positions, on numpy strings
     pos = np.searchsorted(sorted_ids, query)
     pos_c = np.minimum(pos, len(sorted_ids) - 1)
     found = sorted_ids[pos_c] == query
@@ -186,6 +187,184 @@ def _keep_most_recent(groups: np.ndarray, timestamps: np.ndarray, cap: int) -> n
     return keep
 
 
+@dataclass
+class _Events:
+    """The event arrays while they go through the steps: ``keep`` marks what survives and
+    ``counts`` records what each step dropped. User and item codes index the sorted unique
+    external ids, so codes follow id order."""
+
+    users: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray
+    values: np.ndarray
+    keep: np.ndarray
+    counts: dict[str, int]
+    weight: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    negative: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    unique_users: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    unique_items: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    user_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    item_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def drop(self, key: str, mask: np.ndarray) -> None:
+        """Drop the kept events in ``mask``, counted under ``key``."""
+        self.counts[key] = int((self.keep & mask).sum())
+        self.keep &= ~mask
+
+    def pair_keys(self) -> np.ndarray:
+        return self.user_codes * max(len(self.unique_items), 1) + self.item_codes
+
+
+def _read_events(
+    user_ids: Any, item_ids: Any, timestamps: Any, values: Any, cutoff: int
+) -> _Events:
+    users, items = _as_ids(user_ids), _as_ids(item_ids)
+    ts = np.asarray(timestamps, dtype=np.int64)
+    n = len(users)
+    if len(items) != n or len(ts) != n:
+        raise ValueError("user_ids, item_ids and timestamps must have the same length")
+    vals = np.ones(n, dtype=np.float64) if values is None else np.asarray(values, np.float64)
+    if len(vals) != n:
+        raise ValueError("values must have one entry per event")
+    events = _Events(users, items, ts, vals, np.ones(n, dtype=bool), {"events_in": n})
+    # Integer codes once (np.unique sorts, so codes follow the sorted external ids).
+    events.unique_users, user_codes = np.unique(users, return_inverse=True)
+    events.unique_items, item_codes = np.unique(items, return_inverse=True)
+    events.user_codes = user_codes.ravel().astype(np.int64)
+    events.item_codes = item_codes.ravel().astype(np.int64)
+    return events
+
+
+def _drop_after_cutoff(events: _Events, cutoff: int) -> None:
+    """Step 1: the cutoff is the point in time the data set represents."""
+    events.drop("dropped_after_cutoff", events.timestamps >= cutoff)
+
+
+def _weigh_event_types(events: _Events, event_types: Any, cfg: PrepareConfig) -> None:
+    """Weight (NaN: type without weight) and negative flag per event, via the unique types."""
+    n = len(events.users)
+    if event_types is None:
+        events.weight, events.negative = np.ones(n), np.zeros(n, dtype=bool)
+        return
+    types = np.asarray(event_types).astype(str)
+    if len(types) != n:
+        raise ValueError("event_types must have one entry per event")
+    unique_types, inverse = np.unique(types, return_inverse=True)
+    weights = {str(k): float(v) for k, v in dict(cfg.event_weights).items()}
+    negative_types = {str(t) for t in cfg.negative_event_types}
+    type_weight = np.array([weights.get(t, np.nan) for t in unique_types], dtype=np.float64)
+    type_negative = np.array([t in negative_types for t in unique_types], dtype=bool)
+    events.weight = type_weight[inverse] if n else np.zeros(0)
+    events.negative = type_negative[inverse] if n else np.zeros(0, dtype=bool)
+
+
+def _set_aside_negatives(events: _Events) -> np.ndarray:
+    """Step 3: negative events become suppression pairs (keys), never positives. The cutoff
+    applies to them, the window does not (a hide stays meaningful)."""
+    negatives = events.keep & events.negative
+    events.counts["negative_events"] = int(negatives.sum())
+    events.keep &= ~events.negative
+    return np.unique(events.pair_keys()[negatives])
+
+
+def _drop_outside_window(events: _Events, cutoff: int, window_days: float | None) -> None:
+    """Step 2: events older than ``window_days`` before the cutoff."""
+    if window_days is None:
+        events.counts["dropped_outside_window"] = 0
+        return
+    oldest = cutoff - float(window_days) * SECONDS_PER_DAY
+    events.drop("dropped_outside_window", events.timestamps < oldest)
+
+
+def _drop_unusable(events: _Events, use_values: bool) -> None:
+    """Step 4: types without a weight; non-finite values when values are used."""
+    events.drop("dropped_unknown_type", np.isnan(events.weight))
+    invalid = ~np.isfinite(events.values) if use_values else np.zeros(len(events.keep), bool)
+    events.drop("dropped_invalid_value", invalid)
+
+
+def _drop_unknown_items(events: _Events, catalogue_item_ids: Any) -> np.ndarray | None:
+    """Step 4: events on items outside the catalogue; returns the sorted catalogue."""
+    if catalogue_item_ids is None:
+        events.counts["dropped_unknown_item"] = 0
+        return None
+    catalogue = np.unique(_as_ids(catalogue_item_ids))
+    known_code = _lookup(catalogue, events.unique_items) >= 0
+    known = known_code[events.item_codes] if len(events.keep) else np.zeros(0, dtype=bool)
+    events.drop("dropped_unknown_item", ~known)
+    return catalogue
+
+
+def _drop_suppressed_pairs(events: _Events, negative_keys: np.ndarray, enabled: bool) -> None:
+    """Step 3: a user who hid an item has not endorsed it."""
+    if not (enabled and len(negative_keys)):
+        events.counts["dropped_suppressed_pair"] = 0
+        return
+    events.drop("dropped_suppressed_pair", np.isin(events.pair_keys(), negative_keys))
+
+
+def _apply_caps(events: _Events, cfg: PrepareConfig) -> None:
+    """Step 5: caps count events, newest first, so a bot cannot dominate a user row or an
+    item column. The item cap runs on what the user cap kept."""
+    for key, codes, cap in (
+        ("dropped_user_cap", events.user_codes, cfg.max_events_per_user),
+        ("dropped_item_cap", events.item_codes, cfg.max_events_per_item),
+    ):
+        events.counts[key] = 0
+        if cap is not None:
+            kept = np.flatnonzero(events.keep)
+            selected = _keep_most_recent(codes[kept], events.timestamps[kept], int(cap))
+            events.counts[key] = int((~selected).sum())
+            events.keep[kept[~selected]] = False
+
+
+def _strengths(
+    events: _Events, cutoff: int, cfg: PrepareConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 6: (user codes, item codes, strengths) of the kept events with a positive
+    strength: type weight (x value) x recency decay measured from the cutoff."""
+    kept = np.flatnonzero(events.keep)
+    strength = events.weight[kept] * (events.values[kept] if cfg.use_values else 1.0)
+    if cfg.half_life_days is not None:
+        age_days = (cutoff - events.timestamps[kept]).astype(np.float64) / SECONDS_PER_DAY
+        strength = strength * np.exp(-np.log(2.0) * age_days / float(cfg.half_life_days))
+    positive = strength > 0
+    events.counts["dropped_nonpositive_strength"] = int((~positive).sum())
+    events.counts["events_kept"] = int(positive.sum())
+    kept = kept[positive]
+    return events.user_codes[kept], events.item_codes[kept], strength[positive]
+
+
+def _build_matrix(
+    events: _Events,
+    user_codes: np.ndarray,
+    item_codes: np.ndarray,
+    strength: np.ndarray,
+    catalogue: np.ndarray | None,
+    cfg: PrepareConfig,
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Step 7: (matrix, row ids, column ids); duplicates summed, clipped, optionally log1p."""
+    used_users, rows = np.unique(user_codes, return_inverse=True)
+    row_ids = events.unique_users[used_users]
+    if catalogue is not None:
+        col_ids = catalogue
+        cols = _lookup(catalogue, events.unique_items[item_codes])
+    else:
+        used_items, cols = np.unique(item_codes, return_inverse=True)
+        col_ids = events.unique_items[used_items]
+    shape = (len(row_ids), len(col_ids))
+    # COO -> CSR sums duplicate (user, item) strengths.
+    matrix = sp.csr_matrix((strength, (rows.ravel(), np.asarray(cols).ravel())), shape=shape)
+    matrix.sum_duplicates()
+    if cfg.max_strength is not None:
+        np.minimum(matrix.data, float(cfg.max_strength), out=matrix.data)
+    if cfg.log1p:
+        np.log1p(matrix.data, out=matrix.data)
+    matrix = matrix.astype(np.float32)
+    matrix.sort_indices()
+    return matrix, row_ids, col_ids
+
+
 def prepare_interactions(
     user_ids: Any,
     item_ids: Any,
@@ -197,7 +376,7 @@ def prepare_interactions(
     config: PrepareConfig | None = None,
     catalogue_item_ids: Any = None,
 ) -> PreparedData:
-    """Build a `PreparedData` from per-event arrays.
+    """Build a `PreparedData` from per-event arrays (the steps of the module docstring).
 
     user_ids / item_ids: external ids (ints or strings), one per event. timestamps: unix
     seconds. cutoff: unix seconds; only events strictly before it are used and decay ages are
@@ -207,139 +386,37 @@ def prepare_interactions(
     new items can be served by content) and events on other items are dropped.
     """
     cfg = config or PrepareConfig()
-    users = _as_ids(user_ids)
-    items = _as_ids(item_ids)
-    ts = np.asarray(timestamps, dtype=np.int64)
-    n = len(users)
-    if len(items) != n or len(ts) != n:
-        raise ValueError("user_ids, item_ids and timestamps must have the same length")
-    vals = np.ones(n, dtype=np.float64) if values is None else np.asarray(values, np.float64)
-    if len(vals) != n:
-        raise ValueError("values must have one entry per event")
     cutoff = int(cutoff)
-
-    counts: dict[str, int] = {"events_in": n}
-    keep = ts < cutoff
-    counts["dropped_after_cutoff"] = int(n - keep.sum())
-
-    # Weight and negative flag per event, via the unique type names (vectorised).
-    if event_types is None:
-        weight = np.ones(n)
-        negative = np.zeros(n, dtype=bool)
-    else:
-        types = np.asarray(event_types).astype(str)
-        if len(types) != n:
-            raise ValueError("event_types must have one entry per event")
-        uniq, inv = np.unique(types, return_inverse=True)
-        wmap = {str(k): float(v) for k, v in dict(cfg.event_weights).items()}
-        negset = {str(t) for t in cfg.negative_event_types}
-        w_u = np.array([wmap.get(t, np.nan) for t in uniq], dtype=np.float64)
-        neg_u = np.array([t in negset for t in uniq], dtype=bool)
-        weight = w_u[inv] if n else np.zeros(0)
-        negative = neg_u[inv] if n else np.zeros(0, dtype=bool)
-
-    # Integer codes once (np.unique sorts, so codes follow the sorted external ids).
-    uniq_users, ucode = np.unique(users, return_inverse=True)
-    uniq_items, icode = np.unique(items, return_inverse=True)
-    ucode, icode = ucode.ravel().astype(np.int64), icode.ravel().astype(np.int64)
-    n_item_codes = max(len(uniq_items), 1)
-
-    # Negatives: cutoff applies, the window does not (a hide stays meaningful).
-    neg_mask = keep & negative
-    counts["negative_events"] = int(neg_mask.sum())
-    neg_keys = np.unique(ucode[neg_mask] * n_item_codes + icode[neg_mask])
-    sup_u = uniq_users[neg_keys // n_item_codes]
-    sup_i = uniq_items[neg_keys % n_item_codes]
-    keep &= ~negative
-
-    if cfg.window_days is not None:
-        in_window = ts >= cutoff - float(cfg.window_days) * SECONDS_PER_DAY
-        counts["dropped_outside_window"] = int((keep & ~in_window).sum())
-        keep &= in_window
-    else:
-        counts["dropped_outside_window"] = 0
-
-    unknown_type = np.isnan(weight)
-    counts["dropped_unknown_type"] = int((keep & unknown_type).sum())
-    keep &= ~unknown_type
-
-    invalid = ~np.isfinite(vals) if cfg.use_values else np.zeros(n, dtype=bool)
-    counts["dropped_invalid_value"] = int((keep & invalid).sum())
-    keep &= ~invalid
-
-    if catalogue_item_ids is not None:
-        catalogue = np.unique(_as_ids(catalogue_item_ids))
-        known_code = _lookup(catalogue, uniq_items) >= 0
-        known = known_code[icode] if n else np.zeros(0, dtype=bool)
-        counts["dropped_unknown_item"] = int((keep & ~known).sum())
-        keep &= known
-    else:
-        catalogue = None
-        counts["dropped_unknown_item"] = 0
-
-    if cfg.negatives_remove_positives and len(neg_keys):
-        hidden = keep & np.isin(ucode * n_item_codes + icode, neg_keys)
-        counts["dropped_suppressed_pair"] = int(hidden.sum())
-        keep &= ~hidden
-    else:
-        counts["dropped_suppressed_pair"] = 0
-
-    # Caps count events, newest first, so a bot cannot dominate a user row or an item column.
-    # The item cap runs on what the user cap kept.
-    for key, codes, cap in (
-        ("dropped_user_cap", ucode, cfg.max_events_per_user),
-        ("dropped_item_cap", icode, cfg.max_events_per_item),
-    ):
-        if cap is not None:
-            idx = np.flatnonzero(keep)
-            sel = _keep_most_recent(codes[idx], ts[idx], int(cap))
-            counts[key] = int((~sel).sum())
-            keep[idx[~sel]] = False
-        else:
-            counts[key] = 0
-
-    idx = np.flatnonzero(keep)
-    u_k, i_k, t_k = ucode[idx], icode[idx], ts[idx]
-    strength = weight[idx] * (vals[idx] if cfg.use_values else 1.0)
-    if cfg.half_life_days is not None:
-        age_days = (cutoff - t_k).astype(np.float64) / SECONDS_PER_DAY
-        strength = strength * np.exp(-np.log(2.0) * age_days / float(cfg.half_life_days))
-
-    nonpos = ~(strength > 0)
-    counts["dropped_nonpositive_strength"] = int(nonpos.sum())
-    u_k, i_k, strength = u_k[~nonpos], i_k[~nonpos], strength[~nonpos]
-    counts["events_kept"] = int(len(u_k))
-
-    used_users, rows = np.unique(u_k, return_inverse=True)
-    row_ids = uniq_users[used_users]
-    if catalogue is not None:
-        col_ids = catalogue
-        cols = _lookup(catalogue, uniq_items[i_k])
-    else:
-        used_items, cols = np.unique(i_k, return_inverse=True)
-        col_ids = uniq_items[used_items]
-    shape = (len(row_ids), len(col_ids))
-    # COO -> CSR sums duplicate (user, item) strengths.
-    matrix = sp.csr_matrix((strength, (rows.ravel(), np.asarray(cols).ravel())), shape=shape)
-    matrix.sum_duplicates()
-    if cfg.max_strength is not None:
-        np.minimum(matrix.data, float(cfg.max_strength), out=matrix.data)
-    if cfg.log1p:
-        np.log1p(matrix.data, out=matrix.data)
-    matrix = matrix.astype(np.float32)
-    matrix.sort_indices()
-    counts["n_users"], counts["n_items"] = shape
+    events = _read_events(user_ids, item_ids, timestamps, values, cutoff)
+    _drop_after_cutoff(events, cutoff)
+    _weigh_event_types(events, event_types, cfg)
+    negative_keys = _set_aside_negatives(events)
+    _drop_outside_window(events, cutoff, cfg.window_days)
+    _drop_unusable(events, cfg.use_values)
+    catalogue = _drop_unknown_items(events, catalogue_item_ids)
+    _drop_suppressed_pairs(events, negative_keys, cfg.negatives_remove_positives)
+    _apply_caps(events, cfg)
+    user_codes, item_codes, strength = _strengths(events, cutoff, cfg)
+    matrix, row_ids, col_ids = _build_matrix(
+        events, user_codes, item_codes, strength, catalogue, cfg
+    )
+    n_item_codes = max(len(events.unique_items), 1)
+    suppressed_users = events.unique_users[negative_keys // n_item_codes]
+    suppressed_items = events.unique_items[negative_keys % n_item_codes]
+    counts = events.counts
+    counts["n_users"], counts["n_items"] = matrix.shape
     counts["nnz"] = int(matrix.nnz)
-    counts["suppression_pairs"] = int(len(sup_u))
-
+    counts["suppression_pairs"] = int(len(suppressed_users))
     return PreparedData(
         matrix=matrix,
         user_ids=row_ids,
         item_ids=col_ids,
         counts=counts,
-        suppression_user_ids=sup_u,
-        suppression_item_ids=sup_i,
-        content_hash=content_hash(matrix, row_ids, col_ids, (sup_u, sup_i)),
+        suppression_user_ids=suppressed_users,
+        suppression_item_ids=suppressed_items,
+        content_hash=content_hash(
+            matrix, row_ids, col_ids, (suppressed_users, suppressed_items)
+        ),
         cutoff=cutoff,
         config=cfg.to_dict(),
     )

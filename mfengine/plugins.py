@@ -20,7 +20,7 @@ import warnings
 from typing import Any
 
 from mfengine.als import ALS
-from mfengine.base import MatrixFactorization
+from mfengine.base import MatrixFactorization, set_strategy_resolver
 from mfengine.bpr import BPR
 from mfengine.sgd import SGD
 
@@ -115,3 +115,6 @@ def create(name: str, **hyperparameters: Any) -> MatrixFactorization:
             f"accepted: {sorted(accepted)}"
         )
     return strategy(**hyperparameters)
+
+
+set_strategy_resolver(get_strategy)

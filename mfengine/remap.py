@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from mfengine.ids import positions
+
 
 class RemappedModel:
     """``recommend`` like a fitted model of the new space (the interface evaluation uses).
@@ -35,12 +37,7 @@ class RemappedModel:
     def from_ids(cls, model: Any, model_item_ids: Any, item_ids: Any) -> RemappedModel:
         """Match items by id: ``model_item_ids`` are the model's column ids (sorted),
         ``item_ids`` the new space's."""
-        model_item_ids = np.asarray(model_item_ids)
-        item_ids = np.asarray(item_ids)
-        if model_item_ids.size == 0:
-            return cls(model, np.full(item_ids.shape, -1, dtype=np.int64))
-        position = np.clip(np.searchsorted(model_item_ids, item_ids), 0, model_item_ids.size - 1)
-        return cls(model, np.where(model_item_ids[position] == item_ids, position, -1))
+        return cls(model, positions(np.asarray(model_item_ids, dtype=np.int64), item_ids))
 
     def recommend(self, user_ids: Any, user_items: sp.spmatrix, n: int = 10,
                   filter_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:

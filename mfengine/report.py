@@ -39,14 +39,15 @@ REPORT_FORMAT = "mfengine-evaluation-report"
 REPORT_FORMAT_VERSION = 1
 
 
-def to_jsonable(value: Any) -> Any:
-    """Recursively turn numpy scalars/arrays into Python types; NaN/Inf become None."""
+def to_plain(value: Any) -> Any:
+    """Plain Python for JSON: numpy scalars/arrays become Python types recursively, NaN/Inf
+    become None, anything else its str. The one such helper of mfengine."""
     if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
+        return [to_plain(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [to_jsonable(v) for v in value.tolist()]
+        return [to_plain(v) for v in value.tolist()]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -166,9 +167,9 @@ def build_report(
         "lorenz": {"k": lorenz_k, **lorenz_curve(counts)},
         "comparison": None,
     }
-    report = to_jsonable(report)
+    report = to_plain(report)
     if previous_report is not None:
-        report["comparison"] = to_jsonable(compare_reports(report, previous_report))
+        report["comparison"] = to_plain(compare_reports(report, previous_report))
     return report
 
 

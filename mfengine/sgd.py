@@ -8,7 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from mfengine import _kernels
-from mfengine.base import MatrixFactorization, RandomState, _as_id_array
+from mfengine.base import MatrixFactorization, RandomState
+from mfengine.recommender import as_id_array
 
 
 class SGD(MatrixFactorization):
@@ -86,7 +87,7 @@ class SGD(MatrixFactorization):
     def predict(self, user_ids: Any, item_ids: Any, clip: bool = True) -> np.ndarray:
         """Predicted ratings for pairs (user_ids[k], item_ids[k]); clipped to the seen range."""
         self._check_fitted()
-        users = _as_id_array(user_ids, "user_ids")
+        users = as_id_array(user_ids, "user_ids")
         items = self._check_item_ids(item_ids)
         if users.shape != items.shape:
             raise ValueError("user_ids and item_ids must have the same length")

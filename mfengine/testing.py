@@ -336,3 +336,78 @@ def reference_top_n(scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]
                 ids[r, slot] = item
                 out[r, slot] = scores[r, item]
     return ids, out
+
+
+def _raises(*args: Any, **kwargs: Any) -> Any:
+    import pytest
+
+    return pytest.raises(*args, **kwargs)
+
+
+class BaselineConformance:
+    """What applies of :class:`StrategyConformance` to the baselines (and any other
+    :class:`~mfengine.recommender.Recommender` without factors): fit returns self,
+    validation errors, NotFittedError, save/load without pickle, determinism.
+
+    Subclasses implement :meth:`make_model` and :meth:`fit_model` (a baseline's fit takes its
+    own side data, e.g. item tokens)."""
+
+    def make_model(self) -> Any:
+        raise NotImplementedError
+
+    def fit_model(self, model: Any, train: sp.csr_matrix) -> Any:
+        return model.fit(train)
+
+    def fitted(self) -> Any:
+        train, _ = planted_split()
+        return self.fit_model(self.make_model(), train)
+
+    def test_fit_returns_self(self) -> None:
+        train, _ = planted_split()
+        model = self.make_model()
+        assert self.fit_model(model, train) is model
+
+    def test_not_fitted_raises(self) -> None:
+        train, _ = planted_split()
+        model = self.make_model()
+        with _raises(NotFittedError):
+            model.recommend([0], train)
+        with _raises(ValueError):  # NotFittedError is a ValueError, as in scikit-learn
+            model.save("unused.npz")
+
+    def test_recommend_validates_its_input(self) -> None:
+        train, _ = planted_split()
+        model = self.fitted()
+        with _raises(ValueError, match="filter_seen"):
+            model.recommend([0], None, filter_seen=True)
+        with _raises(ValueError, match="item columns"):
+            model.recommend([0], train[:, :-1])
+        with _raises(TypeError, match="user_ids"):
+            model.recommend([0.5], train)
+
+    def test_recommend_never_returns_seen(self) -> None:
+        train, _ = planted_split()
+        ids, _ = self.fitted().recommend(np.arange(20), train, n=10)
+        for user, row in enumerate(ids):
+            assert not set(row[row >= 0]) & set(train[user].indices)
+
+    def test_same_data_same_recommendations(self) -> None:
+        train, _ = planted_split()
+        a = self.fitted().recommend(np.arange(20), train, n=10)
+        b = self.fitted().recommend(np.arange(20), train, n=10)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+    def test_save_load_round_trip(self, tmp_path: Any) -> None:
+        train, _ = planted_split()
+        model = self.fitted()
+        path = tmp_path / "baseline.npz"
+        model.save(path)
+        with np.load(path, allow_pickle=False) as archive:  # plain arrays: no pickle needed
+            assert "__metadata__" in archive.files
+        restored = type(model).load(path)
+        assert restored.get_params() == model.get_params()
+        a = model.recommend(np.arange(20), train, n=10)
+        b = restored.recommend(np.arange(20), train, n=10)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])

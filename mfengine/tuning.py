@@ -19,11 +19,13 @@ from typing import Any
 import numpy as np
 
 from mfengine.evaluation import (
+    RANKING_KEYS,
     global_time_split,
     ranking_metrics,
     recommend_all,
     temporal_split,
 )
+from mfengine.report import to_plain
 
 DEFAULT_SPACES: dict[str, dict[str, list[Any]]] = {
     "als": {
@@ -87,10 +89,6 @@ def _draws(
     return [{k: space[k][i] for k, i in zip(names, c, strict=True)} for c in combos]
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def tune(
     strategy: str,
     user_ids: Any,
@@ -128,7 +126,7 @@ def tune(
         import mfengine
 
         factory = mfengine.create
-    if metric not in ("recall", "ndcg", "hit_rate", "map"):
+    if metric not in RANKING_KEYS:
         raise ValueError(f"unknown metric {metric!r}")
     space = dict(DEFAULT_SPACES.get(strategy, {}) if space is None else space)
     ts = np.asarray(timestamps, dtype=np.int64)
@@ -165,14 +163,14 @@ def tune(
             break
         full = {**base, **params}
         t0 = time.perf_counter()
-        row: dict[str, Any] = {"trial": number, "params": {k: _plain(v) for k, v in params.items()}}
+        row: dict[str, Any] = {"trial": number, "params": to_plain(dict(params))}
         try:
             model = factory(strategy, **full).fit(fit_m)
             row["fit_seconds"] = time.perf_counter() - t0
             rec = recommend_all(model, fit_m, val_users, k)
             scores = ranking_metrics(rec, val_m, k, users=val_users)
             row["score"] = float(scores[metric])
-            row["metrics"] = {m: float(scores[m]) for m in ("recall", "ndcg", "hit_rate", "map")}
+            row["metrics"] = {m: float(scores[m]) for m in RANKING_KEYS}
         except (FloatingPointError, ValueError, ArithmeticError) as exc:
             # A diverging configuration is a bad trial, not a failed search.
             row["fit_seconds"] = time.perf_counter() - t0
@@ -199,7 +197,7 @@ def tune(
         row["score"] = float(np.mean(scores))
     best = max(trials, key=lambda r: (r["score"], -r["trial"]))
     return TuningResult(
-        best_params={**{k: _plain(v) for k, v in base.items()}, **best["params"]},
+        best_params={**{k: to_plain(v) for k, v in base.items()}, **best["params"]},
         best_score=best["score"],
         metric=metric,
         k=k,

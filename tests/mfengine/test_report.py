@@ -10,7 +10,7 @@ import pytest
 import mfengine
 from mfengine.baselines import ContentRecommender, item_tokens
 from mfengine.evaluation import temporal_split
-from mfengine.report import build_report, compare_reports, primary_metric, to_jsonable
+from mfengine.report import build_report, compare_reports, primary_metric, to_plain
 from mfengine.synthetic import generate
 
 
@@ -68,6 +68,6 @@ def test_compare_reports_handles_zero_and_to_jsonable():
     assert out["metrics"]["overall"]["10"] == {
         "ndcg": {"previous": 0.0, "current": 0.2, "delta": 0.2, "relative": None}
     }
-    assert to_jsonable({"a": np.float32(1.5), 2: np.arange(2), "n": np.nan}) == {
+    assert to_plain({"a": np.float32(1.5), 2: np.arange(2), "n": np.nan}) == {
         "a": 1.5, "2": [0, 1], "n": None
     }

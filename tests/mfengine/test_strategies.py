@@ -187,7 +187,7 @@ def test_bpr_popularity_negatives_demote_popular_items() -> None:
 
 @pytest.mark.parametrize("seed", range(12))
 def test_top_n_equals_full_sort_on_random_blocks(seed):
-    from mfengine.base import _top_n
+    from mfengine.topn import top_n_float32 as _top_n
 
     rng = np.random.default_rng(seed)
     rows, cols = int(rng.integers(1, 40)), int(rng.choice([1, 7, 50, 333, 2000]))
