@@ -35,7 +35,7 @@ def pgvector_version() -> tuple[int, ...]:
     return _PGVECTOR_VERSION[name]
 
 
-def _search_settings(ef_search: int) -> None:
+def search_settings(ef_search: int) -> None:
     """hnsw.ef_search (and, on pgvector >= 0.8, iterative index scans) for the next search.
     Requests run in autocommit, where SET LOCAL does nothing: outside a transaction the
     setting is made for the session and remembered on the connection, so it costs a round
@@ -63,7 +63,7 @@ def index_search(version: ModelVersion, query: np.ndarray, limit: int,
                  ef_search: int | None = None) -> list[tuple[int, float]]:
     """(item pk, inner product) best first through the version's HNSW index alone (what
     the benchmark compares serving's candidate search with)."""
-    _search_settings(search_ef(ef_search or limit))
+    search_settings(search_ef(ef_search or limit))
     hits = nearest_items(version, query, limit)
     if pgvector_version() >= (0, 8):  # relaxed order: re-sort what came back
         hits.sort(key=lambda hit: -hit[1])
@@ -97,7 +97,7 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
     scored norm head, catalogue rows joined in, best first; one round trip. Returns the hits
     and how many rows the index gave (fewer than `limit`: it has no more at this ef_search).
     `ef_search` overrides the search width serving derives from `limit` (for measurements)."""
-    _search_settings(search_ef(ef_search or limit))
+    search_settings(search_ef(ef_search or limit))
     head_pks, head_vectors = norm_head(bundle)
     head_scores = head_vectors @ query
     best = (np.argpartition(-head_scores, limit)[:limit] if limit < head_scores.size
