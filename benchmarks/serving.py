@@ -176,8 +176,8 @@ def hnsw_recall(tenant, version, ef_search: int, sample: int = 200, k: int = 100
     """Mean recall@k against exact inner-product search in numpy of (1) the HNSW index alone
     and (2) serving's candidate search (the index merged with the exactly scored norm head),
     and the mean time of one serving candidate search (rows joined), for a sample of users."""
-    from mfplatform.serving import service
     from mfplatform.serving.bundle import load_bundle
+    from mfplatform.serving.candidates import candidate_search, index_search
     from tenants.context import tenant_context
 
     with tenant_context(tenant):
@@ -190,14 +190,12 @@ def hnsw_recall(tenant, version, ef_search: int, sample: int = 200, k: int = 100
         for row in rows:
             query = model.user_vectors(model.user_factors_[row])[0]
             exact = set(bundle.item_pks(np.argsort(-(items @ query))[:k]).tolist())
-            found = {pk for pk, _s in service.index_search(version, query, k, ef_search)}
+            found = {pk for pk, _s in index_search(version, query, k, ef_search)}
             index_recalls.append(len(found & exact) / k)
-            service.EF_FACTOR = ef_search / k
             started = time.perf_counter()
-            hits, _n = service.candidate_search(version, bundle, query, k)
+            hits, _n = candidate_search(version, bundle, query, k, ef_search)
             elapsed += time.perf_counter() - started
             serving_recalls.append(len({item.id for item, _s in hits} & exact) / k)
-        service.EF_FACTOR = 1.0
     return (float(np.mean(index_recalls)), float(np.mean(serving_recalls)),
             elapsed / sample * 1000)
 
@@ -314,7 +312,7 @@ def main() -> None:
             tenant, version, key, _data = load(args)
         else:
             tenant, version, key = found
-        from mfplatform.serving.service import NORM_HEAD, search_ef
+        from mfplatform.serving.candidates import NORM_HEAD, search_ef
 
         users = [f"user-{u}" for u in np.random.default_rng(1).choice(args.users, 2000)]
         add_fresh_events(tenant, users[::5], args.items)

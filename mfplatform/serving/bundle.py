@@ -10,6 +10,7 @@ import numpy as np
 
 import mfengine
 from mfengine.baselines import ContentRecommender, PopularityRecommender
+from mfengine.ids import positions
 from mfplatform.registry.artifacts import artifact_path
 from mfplatform.registry.models import ModelKind, ModelVersion
 
@@ -34,11 +35,11 @@ class ModelBundle:
 
     def columns(self, item_pks) -> np.ndarray:
         """Column per Item pk, -1 where the model has no such item."""
-        return _lookup(self.item_ids, item_pks)
+        return positions(self.item_ids, item_pks)
 
     def row(self, user_pk: int) -> int:
-        found = _lookup(self.user_ids, [user_pk])
-        return int(found[0])
+        """Row of the EndUser pk in the user factors, -1 where the model has no such user."""
+        return int(positions(self.user_ids, [user_pk])[0])
 
     def item_pks(self, columns) -> np.ndarray:
         return self.item_ids[np.asarray(columns, dtype=np.int64)]
@@ -54,14 +55,6 @@ class ModelBundle:
             ranked = (self.item_pks(ids[valid]), scores[valid])
             self._popular[category] = ranked
         return ranked
-
-
-def _lookup(sorted_ids: np.ndarray, values) -> np.ndarray:
-    values = np.asarray(values, dtype=np.int64)
-    if sorted_ids.size == 0 or values.size == 0:
-        return np.full(values.shape, -1, dtype=np.int64)
-    pos = np.clip(np.searchsorted(sorted_ids, values), 0, sorted_ids.size - 1)
-    return np.where(sorted_ids[pos] == values, pos, -1)
 
 
 def load_bundle(version: ModelVersion) -> ModelBundle:

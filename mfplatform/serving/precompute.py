@@ -6,38 +6,45 @@ import numpy as np
 from django.db import transaction
 
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
-from mfplatform.serving.bundle import load_bundle
+from mfplatform.serving.bundle import ModelBundle, load_bundle
 from mfplatform.serving.models import PrecomputedRecommendation
 
+# Users whose lists are built and inserted together; the engine scores them against the
+# catalogue a bounded block at a time, so memory does not grow with the catalogue times this.
 BATCH = 2048
 
 
 def precompute_top_n(version: ModelVersion, n: int = 100) -> int:
     """Store each user's best `n` items (rules are applied when serving, so the lists keep a
-    margin); earlier versions' lists are dropped. Returns the number of users."""
+    margin), replacing the lists of the plan's versions; other plans' lists stay. Returns
+    the number of users."""
     if version.kind != ModelKind.MF or version.status != ModelStatus.ACTIVE:
         return 0
     bundle = load_bundle(version)
     model = bundle.model
     n = min(n, len(bundle.item_ids))
     users = model.user_factors_.shape[0]
-    rows: list[PrecomputedRecommendation] = []
     with transaction.atomic():
-        PrecomputedRecommendation.objects.filter(tenant=version.tenant).delete()
+        PrecomputedRecommendation.objects.filter(
+            tenant=version.tenant, model_version__plan_id=version.plan_id).delete()
         for start in range(0, users, BATCH):
-            scores = model.score(model.user_factors_[start:start + BATCH])
-            top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-            top_scores = np.take_along_axis(scores, top, axis=1)
-            order = np.argsort(-top_scores, axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
-            top_scores = np.take_along_axis(top_scores, order, axis=1)
-            item_pks = bundle.item_ids[top]
-            for offset in range(top.shape[0]):
-                rows.append(PrecomputedRecommendation(
-                    tenant=version.tenant, model_version=version,
-                    user_id=int(bundle.user_ids[start + offset]),
-                    items=[[int(p), round(float(s), 6)] for p, s in
-                           zip(item_pks[offset], top_scores[offset], strict=True)]))
-            PrecomputedRecommendation.objects.bulk_create(rows, batch_size=1000)
-            rows.clear()
+            columns, scores = model.recommend_vectors(model.user_factors_[start:start + BATCH],
+                                                      n=n)
+            PrecomputedRecommendation.objects.bulk_create(
+                _lists(version, bundle, start, columns, scores), batch_size=1000)
     return users
+
+
+def _lists(version: ModelVersion, bundle: ModelBundle, first_row: int, columns: np.ndarray,
+           scores: np.ndarray) -> list[PrecomputedRecommendation]:
+    """One row per user of the batch starting at `first_row`: [[item pk, score], ...]."""
+    rows = []
+    for offset, (user_columns, user_scores) in enumerate(zip(columns, scores, strict=True)):
+        found = user_columns >= 0  # the engine pads with -1 when fewer items remain
+        rows.append(PrecomputedRecommendation(
+            tenant=version.tenant, model_version=version,
+            user_id=int(bundle.user_ids[first_row + offset]),
+            items=[[int(pk), round(float(score), 6)] for pk, score in zip(
+                bundle.item_pks(user_columns[found]).tolist(), user_scores[found].tolist(),
+                strict=True)]))
+    return rows

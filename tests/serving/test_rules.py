@@ -168,20 +168,20 @@ def test_broken_rule_plugin_warns_and_builtins_survive(monkeypatch):
 def test_a_catalogue_the_rules_mostly_turn_away_costs_few_queries(tenant_a, monkeypatch):
     """Offering a whole catalogue (the last fallback) loads item rows in growing chunks: a
     category cap that rejects nearly everything must not mean one query per 100 items."""
-    from mfplatform.serving import service
+    from mfplatform.serving import selector as selector_module
     from mfplatform.serving.rules import RuleContext, make_rule
 
     loads = []
-    load_items = service.load_items
-    monkeypatch.setattr(service, "load_items",
+    load_items = selector_module.load_items
+    monkeypatch.setattr(selector_module, "load_items",
                         lambda tenant, pks: (loads.append(len(pks)), load_items(tenant, pks))[1])
     with tenant_a.scope():
         Item.objects.bulk_create([Item(tenant=tenant_a.tenant, external_id=f"i{n}",
                                        category="one") for n in range(1500)])
         pks = list(Item.objects.filter(tenant=tenant_a.tenant).values_list("pk", flat=True))
-        selector = service.Selector(tenant_a.tenant, [make_rule("max_per_category", {"max": 2})],
-                                    RuleContext(tenant=tenant_a.tenant, user=None,
-                                                now=timezone.now()), 5, set())
+        selector = selector_module.Selector(
+            tenant_a.tenant, [make_rule("max_per_category", {"max": 2})],
+            RuleContext(tenant=tenant_a.tenant, user=None, now=timezone.now()), 5, set())
         selector.offer(pks, np.zeros(len(pks)), "popularity")
     assert len(selector.picks) == 2 and selector.filtered == {"max_per_category": 1498}
     assert loads == [100, 200, 400, 800]  # 1,500 rows in 4 statements; was 15

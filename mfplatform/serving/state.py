@@ -1,0 +1,176 @@
+"""What a request starts from: the active version, the user, their history, suppressions and
+the tenant's rules (one round trip), the session's items, the version's model files, and the
+user's vector (stored, or folded in from events the model has not seen, blended with the
+session)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+
+from mfplatform.catalog.models import EndUser
+from mfplatform.registry.models import ModelVersion
+from mfplatform.serving.bundle import ModelBundle, load_bundle
+from mfplatform.serving.items import items_by_external_id, prepared_cursor
+from tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 500
+
+History = list[tuple[int, str, float]]  # (item pk, event type name, unix time), newest first
+
+
+@dataclass
+class RequestState:
+    version: ModelVersion | None
+    user: EndUser | None
+    history: History
+    suppressed: set[int]
+    rules: list[tuple[str, str, dict, bool]]  # the tenant's (name, kind, params, enabled)
+
+    @property
+    def personalised(self) -> bool:
+        """Whether the user's own data may shape the answer (anonymous requests may use
+        their session; a known user without consent gets nothing personal)."""
+        return self.user is None or self.user.consent
+
+
+_VERSIONS: dict[int, ModelVersion] = {}
+
+_STATE_SQL = f"""
+WITH u AS (SELECT id, consent FROM catalog_enduser
+           WHERE tenant_id = %(tenant)s AND external_id = %(user)s)
+SELECT
+  (SELECT mv.id FROM registry_modelversion mv
+     JOIN training_trainingplan p ON p.id = mv.plan_id
+    WHERE mv.tenant_id = %(tenant)s AND p.is_serving AND mv.status = 'active'
+    ORDER BY mv.id LIMIT 1),
+  (SELECT id FROM u), (SELECT consent FROM u),
+  (SELECT coalesce(json_agg(json_build_array(h.item_id, h.name, h.ts) ORDER BY h.ts DESC),
+                   '[]')
+     FROM (SELECT e.item_id, t.name, extract(epoch FROM e.timestamp)::float8 AS ts
+             FROM catalog_event e JOIN catalog_eventtype t ON t.id = e.event_type_id
+            WHERE e.user_id = (SELECT id FROM u) AND (SELECT consent FROM u)
+              AND t.kind <> 'policy'
+            ORDER BY e.timestamp DESC LIMIT {HISTORY_LIMIT}) h),
+  (SELECT coalesce(array_agg(item_id), '{{}}') FROM catalog_suppression
+    WHERE user_id = (SELECT id FROM u)),
+  (SELECT coalesce(json_agg(json_build_array(r.name, r.kind, r.params, r.enabled)
+                            ORDER BY r."order", r.id), '[]')
+     FROM serving_eligibilityrule r WHERE r.tenant_id = %(tenant)s)
+"""
+
+
+def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
+    """The active version, the user, their history and suppressions and the tenant's rules in
+    one round trip (every table is also behind row-level security)."""
+    with prepared_cursor() as cursor:
+        cursor.execute(_STATE_SQL, {"tenant": tenant.pk, "user": user_external_id or ""},
+                       prepare=True)
+        version_id, user_id, consent, history, suppressed, rules = cursor.fetchone()
+    user = None
+    if user_id is not None and user_external_id:
+        user = EndUser(pk=user_id, tenant=tenant, external_id=user_external_id,
+                       consent=consent)
+    return RequestState(
+        version=_active_version(tenant, version_id), user=user,
+        history=[(int(i), name, float(ts)) for i, name, ts in _json(history)],
+        suppressed=set(suppressed or ()),
+        rules=[(name, kind, params, enabled) for name, kind, params, enabled in _json(rules)])
+
+
+def _active_version(tenant: Tenant, version_id: int | None) -> ModelVersion | None:
+    if version_id is None:
+        return None
+    version = _VERSIONS.get(version_id)
+    if version is None:  # what serving reads of a version never changes: cache it
+        version = (ModelVersion.objects.filter(tenant=tenant, pk=version_id)
+                   .select_related("plan_revision", "dataset_version").get())
+        _VERSIONS[version_id] = version
+    return version
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+@dataclass
+class Session:
+    items: list[int]  # pks of what the user is looking at now (`recent_items`)
+    excluded: set[int]  # never recommended: the request's `exclude` and the session's items
+
+
+def session_items(tenant: Tenant, recent_items: list[str], exclude: list[str]) -> Session:
+    """The request's external ids as item pks (unknown ones are ignored)."""
+    external = items_by_external_id(tenant, recent_items + exclude)
+    session = [external[e] for e in recent_items if e in external]
+    # What the user is looking at right now is not worth recommending back.
+    return Session(items=session,
+                   excluded={external[e] for e in exclude if e in external} | set(session))
+
+
+def load_model(version: ModelVersion | None) -> ModelBundle | None:
+    """The active version's model files, or None when they cannot be read: serving goes on
+    with the fallbacks that need no model (editorial picks, recent popularity) rather than
+    failing every request of the tenant."""
+    if version is None:
+        return None
+    try:
+        return load_bundle(version)
+    except (OSError, ValueError, KeyError) as exc:
+        log.error("model v%s of tenant %s unreadable, serving without it: %s",
+                  version.version, version.tenant_id, exc)
+        return None
+
+
+def newer_than_model(bundle: ModelBundle, history: History) -> bool:
+    """Whether the user has events the model has not seen (history is newest first)."""
+    return bool(history) and history[0][2] >= bundle.cutoff
+
+
+def user_vector(bundle: ModelBundle | None, user: EndUser | None, history: History,
+                session: list[int]) -> np.ndarray | None:
+    """The user's vector, blended with the session's; None without a factor model or
+    anything to build a vector from."""
+    if bundle is None or bundle.model is None:
+        return None
+    vector = _history_vector(bundle, user, history) if user is not None else None
+    session_vector = fold_in(bundle, [(pk, 1.0) for pk in session]) if session else None
+    if session_vector is None:
+        return vector
+    if vector is None:
+        return session_vector
+    weight = settings.SERVING_SESSION_WEIGHT
+    return (1 - weight) * vector + weight * session_vector
+
+
+def _history_vector(bundle: ModelBundle, user: EndUser, history: History
+                    ) -> np.ndarray | None:
+    """The model's vector for the user, or one folded in from their history when they have
+    events the model has not seen (or no vector)."""
+    row = bundle.row(user.pk)
+    if row >= 0 and not newer_than_model(bundle, history):
+        return bundle.model.user_factors_[row]
+    if not history:
+        return None
+    return fold_in(bundle, [(pk, bundle.event_weights.get(event_type, 0.0))
+                            for pk, event_type, _ts in history])
+
+
+def fold_in(bundle: ModelBundle, weighted: list[tuple[int, float]]) -> np.ndarray | None:
+    """A vector from (item pk, strength) pairs, with the model's item factors fixed; None
+    when no positive pair names an item the model knows."""
+    pairs = [(pk, w) for pk, w in weighted if w > 0]
+    if not pairs:
+        return None
+    columns = bundle.columns([pk for pk, _ in pairs])
+    known = columns >= 0
+    if not known.any():
+        return None
+    strengths = np.array([w for _, w in pairs], dtype=np.float32)[known]
+    return bundle.model.fold_in(columns[known], strengths)
