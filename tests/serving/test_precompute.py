@@ -7,10 +7,10 @@ import pytest
 
 from mfengine.testing import reference_top_n
 from mfplatform.registry.models import ModelStatus
+from mfplatform.registry.runs import execute_run
 from mfplatform.serving.bundle import load_bundle
 from mfplatform.serving.models import PrecomputedRecommendation
 from mfplatform.serving.precompute import precompute_top_n
-from mfplatform.training.pipeline import execute_run
 from mfplatform.training.services import queue_run
 from tests.factories import TEST_PLAN, make_plan
 
