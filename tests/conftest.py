@@ -79,8 +79,9 @@ class Worker:
         from mfplatform.training.queues import WORKER_QUEUES
 
         extra = {"CELERY_BROKER_URL": broker_url} if broker_url else {}
-        # Every queue unless told otherwise: one worker then does what `serve`'s workers do.
-        queues = queues or sorted({q for names in WORKER_QUEUES.values() for q in names})
+        # The small-tenant worker's queues unless told otherwise (every test tenant is small):
+        # a large-tenant run a test sends is only ever taken by a worker that test starts.
+        queues = queues or WORKER_QUEUES["small"]
         self.log = REPO / "var" / f"test-worker-{uuid.uuid4().hex[:8]}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log.open("w")
