@@ -21,7 +21,8 @@ install: $(STAMP)
 migrate: install
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 
-# Web server, Celery worker and beat in the foreground; Ctrl-C stops them all.
+# Web server, a Celery worker per training queue (small, large tenants) and beat in the
+# foreground; a worker that exits is restarted; Ctrl-C stops them all.
 run: migrate
 	DEBUG=$${DEBUG:-1} PORT=$(PORT) $(BIN)/python manage.py seed_demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py serve --port $(PORT)

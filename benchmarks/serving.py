@@ -100,7 +100,7 @@ def load(args):
     return tenant, version, raw, data
 
 
-def load_test(port: int, key: str, paths: list[str], total: int,
+def load_test(port: int, key: str | list[str], paths: list[str], total: int,
               rate: float | None = None) -> tuple[list[float], float]:
     """`total` GET requests (cycling through `paths`) over CONCURRENCY keep-alive connections
     from one asyncio loop (light on the shared CPUs: a thread per connection with http.client
@@ -108,12 +108,13 @@ def load_test(port: int, key: str, paths: list[str], total: int,
     `rate` each connection sends its next request when the previous answer arrives (closed
     loop); with `rate`, requests are due at that many per second and latency counts from when
     each was due, so time spent waiting for one of the CONCURRENCY connections is part of it
-    (no coordinated omission)."""
+    (no coordinated omission). `key` may be a list, one key per path (several tenants)."""
     return asyncio.run(_load(port, key, paths, total, rate))
 
 
-async def _load(port: int, key: str, paths: list[str], total: int, rate: float | None
-                ) -> tuple[list[float], float]:
+async def _load(port: int, key: str | list[str], paths: list[str], total: int,
+                rate: float | None) -> tuple[list[float], float]:
+    keys = [key] * len(paths) if isinstance(key, str) else key
     latencies: list[float] = []
     errors: list[str] = []
     started = time.perf_counter()
@@ -125,7 +126,8 @@ async def _load(port: int, key: str, paths: list[str], total: int, rate: float |
             if when is not None and when > time.perf_counter():
                 await asyncio.sleep(when - time.perf_counter())
             request = (f"GET {paths[n % len(paths)]} HTTP/1.1\r\n"
-                       f"Host: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n\r\n").encode()
+                       f"Host: 127.0.0.1\r\nAuthorization: Bearer {keys[n % len(paths)]}\r\n\r\n"
+                       ).encode()
             sent = time.perf_counter() if when is None else when
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -261,9 +263,10 @@ def database(name: str, reuse: bool):
 PACED_RATE = 300  # requests/s: the goal's throughput, offered at a steady pace
 
 
-def measure(port: int, key: str, paths: list[str], total: int, rate: float | None = None
-            ) -> dict:
-    load_test(port, key, paths[:200], 300)  # warm-up: the model loads in each worker
+def measure(port: int, key: str | list[str], paths: list[str], total: int,
+            rate: float | None = None) -> dict:
+    # Warm-up: the model loads in each worker.
+    load_test(port, key if isinstance(key, str) else key[:200], paths[:200], 300)
     before = cpu_seconds()
     latencies, wall = load_test(port, key, paths, total, rate)
     after = cpu_seconds()

@@ -6,6 +6,9 @@ superuser once: it creates the application's own role (not a superuser, no BYPAS
 row-level security applies to it) and installs pgvector into template1, because pgvector 0.6 is
 not a trusted extension and only a superuser may create it; every database made later
 (including pytest's test database) then has it.
+The role owns its database (and, through pg_database_owner, its `public` schema), so the
+tables it migrates are its own: it creates, attaches and drops the vector partition of each
+model version at run time (mfplatform.registry.vectors) without any other privilege.
 """
 
 from __future__ import annotations

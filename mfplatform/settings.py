@@ -169,6 +169,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Training runs (and precomputation) go to a queue per tenant size class, each with a worker
+# of its own, so a small tenant never waits behind a large one (mfplatform/training/queues.py).
+CELERY_TASK_ROUTES = ("mfplatform.training.queues.route_by_tenant_size",)
+# A tenant with at least this many events trains on the large-tenant queue.
+TRAINING_LARGE_TENANT_EVENTS = int(os.environ.get("TRAINING_LARGE_TENANT_EVENTS", "200000"))
 CELERY_TIMEZONE = TIME_ZONE
 
 REST_FRAMEWORK = {

@@ -75,15 +75,21 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 class Worker:
     """A real `celery worker` process on the test database."""
 
-    def __init__(self, broker_url: str | None = None):
+    def __init__(self, broker_url: str | None = None, queues: list[str] | None = None):
+        from mfplatform.training.queues import WORKER_QUEUES
+
         extra = {"CELERY_BROKER_URL": broker_url} if broker_url else {}
+        # The small-tenant worker's queues unless told otherwise (every test tenant is small):
+        # a large-tenant run a test sends is only ever taken by a worker that test starts.
+        queues = queues or WORKER_QUEUES["small"]
         self.log = REPO / "var" / f"test-worker-{uuid.uuid4().hex[:8]}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "mfplatform", "worker", "--loglevel",
              "INFO", "--concurrency", "1", "--pool", "solo", "--without-heartbeat",
-             "--without-gossip", "--without-mingle"],
+             "--without-gossip", "--without-mingle", "--queues", ",".join(queues),
+             "--hostname", f"test-{uuid.uuid4().hex[:8]}@%h"],
             cwd=REPO, env=subprocess_env(**extra), stdout=self._log_file,
             stderr=subprocess.STDOUT)
 

@@ -65,13 +65,18 @@ class ModelVersion(TenantOwned):
 
     @property
     def index_name(self) -> str:
-        return f"registry_itemvector_hnsw_{self.pk}"
+        """The HNSW index of this version's item-vector partition."""
+        from mfplatform.registry.vectors import index_name  # vectors imports this module
+
+        return index_name(self.pk)
 
 
 class ItemVector(TenantOwned):
-    """One item's vector of one model version. Dimensions differ between model versions, so
-    the column is an untyped vector, indexed per version by a partial HNSW index on
-    `embedding::vector(<dimensions>)` (see registry.vectors)."""
+    """One item's vector of one model version. The table is LIST-partitioned by model version
+    (migration 0004; partitions made by registry.vectors). Dimensions differ between model
+    versions, so the column is an untyped vector, indexed per partition by an HNSW index on
+    `embedding::vector(<dimensions>)`. The database has no primary key on `id` (a partitioned
+    table's keys must contain the partition column): the unique (item, version) pair is the key."""
 
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE,
                                       related_name="item_vectors")
@@ -84,6 +89,8 @@ class ItemVector(TenantOwned):
 
 
 class UserVector(TenantOwned):
+    """One user's vector of one model version; partitioned by model version like ItemVector."""
+
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE,
                                       related_name="user_vectors")
     user = models.ForeignKey("catalog.EndUser", on_delete=models.CASCADE, related_name="+")

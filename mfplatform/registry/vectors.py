@@ -1,10 +1,18 @@
-"""Model vectors in pgvector: bulk publication, the per-version HNSW index, search, drop.
+"""Model vectors in pgvector: a partition per model version, its HNSW index, search, drop.
 
-Vectors of different model versions may have different dimensions, so they share one untyped
-`vector` column and each version gets a partial HNSW index on `embedding::vector(<dims>)`
-restricted to its rows; queries repeat the same cast and WHERE so the planner uses it.
-COPY cannot write into a table with row-level security, so rows go through a temporary
-staging table and `INSERT ... SELECT` (the policy still checks every row).
+`registry_itemvector` and `registry_uservector` are LIST-partitioned by model version, so what
+one version costs (planning a query, building its index, ANALYZE, retention) does not grow
+with the number of tenants and versions: a statement naming the version id as a constant
+prunes to one partition, and dropping a version drops its tables.
+
+Vectors of different versions may have different dimensions, so the column stays an untyped
+`vector`; each item partition gets one plain HNSW index on `embedding::vector(<dims>)`, which
+queries repeat. A partition is built as a table of its own (loaded, indexed, analyzed) and
+attached to the parent last: ATTACH takes only a SHARE UPDATE EXCLUSIVE lock on the parent,
+so serving other versions never waits for a publication. COPY cannot write into a table with
+row-level security, so rows go through a temporary staging table and `INSERT ... SELECT` (the
+policy still checks every row). Every partition carries the parent's tenant policy (ENABLE +
+FORCE): a partition queried by its own name is walled like the parent.
 """
 
 from __future__ import annotations
@@ -16,7 +24,16 @@ from pgvector.psycopg import register_vector
 from mfplatform.registry.models import ModelVersion
 from tenants.context import apply_scope
 
-_TABLES = {"item": ("registry_itemvector", "item_id"), "user": ("registry_uservector", "user_id")}
+PARENTS = {"item": "registry_itemvector", "user": "registry_uservector"}
+_ID_COLUMNS = {"item": "item_id", "user": "user_id"}
+
+
+def partition_name(kind: str, model_version_id: int) -> str:
+    return f"{PARENTS[kind]}_v{int(model_version_id)}"
+
+
+def index_name(model_version_id: int) -> str:
+    return f"{partition_name('item', model_version_id)}_hnsw"
 
 
 def raw_connection():
@@ -30,19 +47,68 @@ def raw_connection():
     return raw
 
 
+def create_partition_table(cursor, kind: str, model_version_id: int) -> str:
+    """A detached table shaped like the parent, with the parent's tenant policy, and the
+    CHECK that lets ATTACH skip scanning it for the partition bound. Returns its name."""
+    parent, table = PARENTS[kind], partition_name(kind, model_version_id)
+    cursor.execute(f"CREATE TABLE {table} (LIKE {parent} INCLUDING DEFAULTS, "
+                   f"CONSTRAINT {table}_bound CHECK (model_version_id = "
+                   f"{int(model_version_id)}))")
+    copy_tenant_policy(cursor, parent, table)
+    return table
+
+
+def copy_tenant_policy(cursor, parent: str, table: str) -> None:
+    """Row-level security on `table` exactly as on `parent` (ENABLE, FORCE and every policy,
+    copied from the catalogue so a change to the parent's policy reaches new partitions)."""
+    cursor.execute("SELECT policyname, permissive, cmd, qual, with_check FROM pg_policies "
+                   "WHERE schemaname = current_schema() AND tablename = %s", [parent])
+    policies = cursor.fetchall()
+    if not policies:
+        raise RuntimeError(f"{parent} has no row-level security policy to copy")
+    cursor.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
+    cursor.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
+    for name, permissive, command, using, check in policies:
+        statement = f'CREATE POLICY "{name}" ON {table} AS {permissive} FOR {command}'
+        if using is not None:
+            statement += f" USING ({using})"
+        if check is not None:
+            statement += f" WITH CHECK ({check})"
+        cursor.execute(statement)
+
+
+def attach_partition(cursor, kind: str, model_version_id: int) -> None:
+    """Attach, then drop the CHECK: the partition bound says the same from now on."""
+    parent, table = PARENTS[kind], partition_name(kind, model_version_id)
+    cursor.execute(f"ALTER TABLE {parent} ATTACH PARTITION {table} "
+                   f"FOR VALUES IN ({int(model_version_id)})")
+    cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {table}_bound")
+
+
+def create_item_hnsw_index(cursor, model_version_id: int, dims: int) -> None:
+    # Building HNSW is memory-hungry; a larger budget keeps the graph in memory.
+    cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
+    cursor.execute("SET LOCAL max_parallel_maintenance_workers = 1")
+    cursor.execute(f"CREATE INDEX {index_name(model_version_id)} "
+                   f"ON {partition_name('item', model_version_id)} "
+                   f"USING hnsw ((embedding::vector({int(dims)})) vector_ip_ops)")
+
+
 def write_vectors(model_version: ModelVersion, kind: str, ids: np.ndarray,
                   vectors: np.ndarray) -> int:
-    """Insert one vector per id (item or user primary keys) for the model version. Runs in
-    the caller's transaction: a failure leaves nothing half-written."""
+    """Load one vector per id (item or user primary keys) into the version's own partition,
+    created here. User vectors are attached at once; item vectors when their index is built
+    (`create_item_index`). Runs in the caller's transaction: a failure leaves nothing."""
     if not connection.in_atomic_block:
         raise RuntimeError("write_vectors must run inside transaction.atomic()")
-    table, id_column = _TABLES[kind]
+    id_column = _ID_COLUMNS[kind]
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     ids = np.asarray(ids, dtype=np.int64)
     if len(ids) != len(vectors):
         raise ValueError("one vector per id")
     raw = raw_connection()
     with raw.cursor() as cursor:
+        table = create_partition_table(cursor, kind, model_version.pk)
         cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS staging_{kind}_vectors "
                        f"(ref bigint, embedding vector) ON COMMIT DROP")
         cursor.execute(f"TRUNCATE staging_{kind}_vectors")
@@ -55,48 +121,43 @@ def write_vectors(model_version: ModelVersion, kind: str, ids: np.ndarray,
             f"INSERT INTO {table} (tenant_id, model_version_id, {id_column}, embedding) "
             f"SELECT %s, %s, ref, embedding FROM staging_{kind}_vectors",
             [model_version.tenant_id, model_version.pk])
-        return cursor.rowcount
+        written = cursor.rowcount
+        if kind == "user":
+            cursor.execute(f"ANALYZE {table}")
+            attach_partition(cursor, kind, model_version.pk)
+        return written
 
 
 def create_item_index(model_version: ModelVersion) -> None:
-    """HNSW inner-product index over this version's item vectors only."""
-    dims = int(model_version.dimensions)
-    with connection.cursor() as cursor:
-        # Django's foreign keys are deferred; CREATE INDEX refuses to run while their checks
-        # for the rows just written are pending, so run them now.
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-        # Building HNSW is memory-hungry; a larger budget keeps the graph in memory.
-        cursor.execute("SET LOCAL maintenance_work_mem = '512MB'")
-        cursor.execute("SET LOCAL max_parallel_maintenance_workers = 1")
-        cursor.execute(
-            f"CREATE INDEX IF NOT EXISTS {model_version.index_name} ON registry_itemvector "
-            f"USING hnsw ((embedding::vector({dims})) vector_ip_ops) "
-            f"WHERE model_version_id = {int(model_version.pk)}")
-        # Fresh statistics, or the planner still believes the table is empty and scans it.
-        cursor.execute("ANALYZE registry_itemvector")
+    """HNSW inner-product index on the version's item partition, fresh statistics for that
+    partition only, then the partition joins the parent where serving finds it."""
+    raw = raw_connection()
+    with raw.cursor() as cursor:
+        create_item_hnsw_index(cursor, model_version.pk, model_version.dimensions)
+        # Without statistics the planner believes the partition is empty and scans it.
+        cursor.execute(f"ANALYZE {partition_name('item', model_version.pk)}")
+        attach_partition(cursor, "item", model_version.pk)
 
 
 def drop_vectors(model_version: ModelVersion) -> None:
+    """Drop the version's partitions (rows and index go with them); nothing else is touched."""
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP INDEX IF EXISTS {model_version.index_name}")
-        cursor.execute("DELETE FROM registry_itemvector WHERE model_version_id = %s",
-                       [model_version.pk])
-        cursor.execute("DELETE FROM registry_uservector WHERE model_version_id = %s",
-                       [model_version.pk])
+        for kind in PARENTS:
+            cursor.execute(f"DROP TABLE IF EXISTS {partition_name(kind, model_version.pk)}")
 
 
 def nearest_items(model_version: ModelVersion, query: np.ndarray, limit: int,
                   ef_search: int | None = None) -> list[tuple[int, float]]:
-    """(item primary key, inner product) best first, through the version's HNSW index."""
-    dims = int(model_version.dimensions)
+    """(item primary key, inner product) best first, through the version's HNSW index. The
+    version id is part of the text so that the plan prunes to its partition."""
+    dims, version_id = int(model_version.dimensions), int(model_version.pk)
     raw = raw_connection()
     with raw.cursor() as cursor:
         if ef_search:
             cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
         cursor.execute(
             f"SELECT item_id, -(embedding::vector({dims}) <#> %s::vector({dims})) "
-            f"FROM registry_itemvector WHERE model_version_id = %s "
+            f"FROM registry_itemvector WHERE model_version_id = {version_id} "
             f"ORDER BY embedding::vector({dims}) <#> %s::vector({dims}) LIMIT %s",
-            [np.asarray(query, np.float32), model_version.pk,
-             np.asarray(query, np.float32), int(limit)])
+            [np.asarray(query, np.float32), np.asarray(query, np.float32), int(limit)])
         return cursor.fetchall()

@@ -103,7 +103,7 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
     best = (np.argpartition(-head_scores, limit)[:limit] if limit < head_scores.size
             else np.arange(head_scores.size))  # in any order: the statement sorts
     with prepared_cursor() as cursor:
-        cursor.execute(_candidate_sql(version, limit), {
+        cursor.execute(candidate_sql(version, limit), {
             # Arrays as text literals: psycopg adapts a Python list element by element.
             "query": np.asarray(query, np.float32),
             "head": "{" + ",".join(map(str, head_pks[best].tolist())) + "}",
@@ -118,10 +118,10 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
     return hits[:limit], indexed
 
 
-def _candidate_sql(version: ModelVersion, limit: int) -> str:
+def candidate_sql(version: ModelVersion, limit: int) -> str:
     """The version and the limit are part of the text, not parameters: the statement is
-    prepared once per version and limit, and its generic plan can still match the version's
-    partial HNSW index and know how many rows it will fetch."""
+    prepared once per version and limit, and its generic plan is pruned to the version's
+    partition (and its HNSW index) and knows how many rows it will fetch."""
     dims, version_id = int(version.dimensions), int(version.pk)
     embedding = f"embedding::vector({dims})"
     columns = ", ".join(f"i.{c}" for c in ITEM_COLUMNS)

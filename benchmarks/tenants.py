@@ -1,0 +1,420 @@
+"""Many tenants on one deployment (issue #15): storage, traffic and training fairness.
+
+    .venv/bin/python benchmarks/tenants.py [--small-tenants 200] [--versions 1000,3000]
+                                           [--parts storage,traffic,queue]
+
+A throwaway database with one large tenant (the serving benchmark's catalogue, trained by the
+real pipeline: benchmarks/serving.py `load`) and `--small-tenants` small ones (a few hundred to
+a few thousand items each, each trained by the real pipeline), then:
+
+- storage: the vector storage inflated to each count in `--versions` model versions (extra
+  retired versions of the small tenants, published by registry.vectors exactly as the pipeline
+  publishes), and at 10 versions and each count: planning and execution time of serving's
+  candidate query for the large tenant (EXPLAIN ANALYZE; warm on one connection and on new
+  connections), and the time to publish one more version's vectors;
+- traffic: one tenant vs uniform vs Zipf-skewed requests over all tenants (requests/s, p50,
+  p99, closed loop at 16 connections), and the web workers' RSS after the load;
+- queue: a small tenant's queue wait (queued -> started) while the large tenant trains, with
+  one real worker per training queue.
+Develop with small sizes (e.g. `--small-tenants 5 --large-items 5000 --large-users 3000
+--large-events 40000 --versions 100 --no-write`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import (  # noqa: E402
+    ROOT,
+    bench_database,
+    command_line,
+    machine_line,
+    write_section,
+)
+from benchmarks.ingest import free_port  # noqa: E402
+
+SMALL_PLAN = {
+    "events": {"click": 1, "add_to_cart": 3, "purchase": 5, "watch_complete": 4},
+    "training": {"strategy": "als", "factors": 32, "iterations": 8, "regularization": 1.0},
+    "evaluation": {"k": [10], "max_users": 500},
+    "minimums": {"users": 20, "items": 10, "interactions": 200},
+    "promotion": {"min_improvement_over_popularity": -1.0, "max_popularity_concentration": 1.0},
+}
+# The inflated versions: vectors for this many of a small tenant's items (and users), enough
+# for a real HNSW graph per partition while 3,000 of them still load in minutes.
+INFLATED_ROWS = 300
+INFLATED_DIMS = 32
+PUBLISHED_ROWS = 2000  # the version whose publication is timed: items and users, 64 dims
+
+
+def parse_args():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small-tenants", type=int, default=200)
+    parser.add_argument("--large-items", type=int, default=142_000)
+    parser.add_argument("--large-users", type=int, default=50_000)
+    parser.add_argument("--large-events", type=int, default=600_000)
+    parser.add_argument("--versions", default="1000,3000",
+                        help="storage sizes to measure at, besides the first 10 versions")
+    parser.add_argument("--parts", default="storage,traffic,queue")
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--repeat", type=int, default=20, help="EXPLAIN ANALYZE repetitions")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--database", default="mfbench_tenants")
+    return parser.parse_args()
+
+
+# ---------------------------------------------------------------- building the tenants
+
+
+def large_tenant(args):
+    from benchmarks import serving
+    from tenants.context import tenant_context
+
+    serving_args = argparse.Namespace(items=args.large_items, users=args.large_users,
+                                      events=args.large_events)
+    tenant, version, key, _data = serving.load(serving_args)
+    with tenant_context(tenant):
+        plan = version.plan
+    return {"tenant": tenant, "version": version, "key": key, "users": args.large_users,
+            "plan": plan, "events": args.large_events}
+
+
+def small_tenant(index: int) -> dict:
+    from benchmarks.pipeline import load_data
+    from mfengine.synthetic import generate
+    from mfplatform.training.pipeline import execute_run
+    from mfplatform.training.services import create_plan, queue_run
+    from tenants.context import tenant_context
+    from tenants.models import ApiKey, Tenant
+
+    rng = np.random.default_rng(index)
+    n_items = int(rng.integers(300, 3000))
+    n_users = 3 * n_items
+    tenant = Tenant.objects.create(slug=f"small-{index}", name=f"small {index}")
+    data = generate(n_users=n_users, n_items=n_items, n_interactions=12 * n_items,
+                    seed=100 + index, start=int(time.time()) - 31 * 86400, days=30)
+    with tenant_context(tenant):
+        load_data(tenant, data)
+        plan = create_plan(tenant, "main", SMALL_PLAN)
+        version = execute_run(queue_run(tenant, plan))
+        _key, raw = ApiKey.issue(tenant, ["recommend"])
+    return {"tenant": tenant, "version": version, "key": raw, "users": n_users, "plan": plan}
+
+
+def stored_versions() -> int:
+    """Model versions with vectors: the item-vector partitions (a catalogue count, no RLS)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_inherits "
+                       "WHERE inhparent = 'registry_itemvector'::regclass")
+        return cursor.fetchone()[0]
+
+
+def publish_extra_version(owner: dict, rows: int, dims: int, seed: int) -> float:
+    """One more (retired) version of `owner`'s plan with random vectors for `rows` of its
+    items and users, published as the pipeline publishes; returns the seconds it took."""
+    from django.db import transaction
+
+    from mfplatform.catalog.models import EndUser, Item
+    from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
+    from mfplatform.registry.vectors import create_item_index, write_vectors
+    from mfplatform.training.models import RunStatus, TrainingRun
+    from tenants.context import tenant_context
+
+    tenant, template = owner["tenant"], owner["version"]
+    rng = np.random.default_rng(seed)
+    with tenant_context(tenant):
+        items = np.array(Item.objects.order_by("pk").values_list("pk", flat=True)[:rows])
+        users = np.array(EndUser.objects.order_by("pk").values_list("pk", flat=True)[:rows])
+        last = ModelVersion.objects.filter(plan=owner["plan"]).order_by("-version").first()
+        run = TrainingRun.objects.create(
+            tenant=tenant, plan=owner["plan"], plan_revision=template.plan_revision,
+            dataset_version=template.dataset_version, status=RunStatus.SUCCEEDED,
+            cutoff=template.dataset_version.cutoff, trigger="benchmark")
+        version = ModelVersion.objects.create(
+            tenant=tenant, plan=owner["plan"], plan_revision=template.plan_revision,
+            dataset_version=template.dataset_version, training_run=run,
+            version=last.version + 1, kind=ModelKind.MF, strategy="als", dimensions=dims,
+            status=ModelStatus.RETIRED)
+        started = time.perf_counter()
+        with transaction.atomic():
+            version.n_item_vectors = write_vectors(
+                version, "item", items, rng.standard_normal((len(items), dims)))
+            version.n_user_vectors = write_vectors(
+                version, "user", users, rng.standard_normal((len(users), dims)))
+            create_item_index(version)
+            version.save(update_fields=["n_item_vectors", "n_user_vectors"])
+        return time.perf_counter() - started
+
+
+def inflate(smalls: list[dict], target: int) -> None:
+    have = stored_versions()
+    started = time.perf_counter()
+    for n in range(max(0, target - have)):
+        publish_extra_version(smalls[n % len(smalls)], INFLATED_ROWS, INFLATED_DIMS,
+                              seed=have + n)
+    print(f"storage at {stored_versions():,} versions "
+          f"({time.perf_counter() - started:.0f} s to add {max(0, target - have):,})",
+          flush=True)
+
+
+# ---------------------------------------------------------------- storage measurements
+
+
+def candidate_query_times(large: dict, repeat: int) -> dict:
+    """Planning and execution of serving's candidate query for the large tenant's active
+    version (EXPLAIN ANALYZE), median over `repeat` runs on one warm connection and over
+    `repeat // 4 + 1` new connections (each its first statement after setting the scope)."""
+    import psycopg
+    from django.db import connection
+    from pgvector.psycopg import register_vector
+
+    from mfplatform.serving.candidates import candidate_sql
+
+    version = large["version"]
+    sql = "EXPLAIN (ANALYZE, FORMAT JSON) " + candidate_sql(version, 100)
+    query = np.random.default_rng(0).standard_normal(version.dimensions).astype(np.float32)
+    params = {"query": query, "head": "{}", "scores": "{}"}
+    settings = connection.settings_dict
+
+    def connect() -> psycopg.Connection:
+        conn = psycopg.connect(host=settings["HOST"], port=settings["PORT"] or None,
+                               user=settings["USER"], dbname=settings["NAME"],
+                               password=settings["PASSWORD"] or None, autocommit=True)
+        register_vector(conn)
+        conn.execute("SELECT set_config('app.tenant_id', %s, false)",
+                     [str(large["tenant"].pk)])
+        return conn
+
+    def explain(conn) -> tuple[float, float]:
+        plan = conn.execute(sql, params).fetchone()[0][0]
+        return plan["Planning Time"], plan["Execution Time"]
+
+    with connect() as conn:
+        explain(conn)
+        warm = [explain(conn) for _ in range(repeat)]
+    cold = []
+    for _ in range(repeat // 4 + 1):
+        with connect() as conn:
+            cold.append(explain(conn))
+    return {"plan_warm": statistics.median(p for p, _ in warm),
+            "exec_warm": statistics.median(e for _, e in warm),
+            "plan_new": statistics.median(p for p, _ in cold),
+            "exec_new": statistics.median(e for _, e in cold)}
+
+
+def publication_time(owner: dict, repeats: int = 3) -> float:
+    """Median seconds to publish one more version's vectors (PUBLISHED_ROWS items and users,
+    64 dims: write, index, analyze, attach)."""
+    return statistics.median(publish_extra_version(owner, PUBLISHED_ROWS, 64, seed=10_000 + n)
+                             for n in range(repeats))
+
+
+def storage_row(large: dict, publisher: dict, repeat: int) -> dict:
+    times = candidate_query_times(large, repeat)
+    times["publish"] = publication_time(publisher)
+    times["versions"] = stored_versions()
+    print(f"{times['versions']:,} versions: planning {times['plan_warm']:.3f} ms warm, "
+          f"{times['plan_new']:.2f} ms new connection; execution {times['exec_warm']:.2f} ms; "
+          f"publication {times['publish']:.2f} s", flush=True)
+    return times
+
+
+# ---------------------------------------------------------------- traffic and queue
+
+
+def web_rss_mb(server: subprocess.Popen) -> list[float]:
+    """RSS of each gunicorn worker (children of the server process), MB."""
+    sizes = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                          if ":" in line)
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0").strip()) == server.pid:
+            sizes.append(int(fields["VmRSS"].split()[0]) / 1024)
+    return sizes
+
+
+def traffic(tenants: list[dict], args) -> dict:
+    from benchmarks import serving
+
+    rng = np.random.default_rng(5)
+    n = args.requests
+    ranks = np.arange(1, len(tenants) + 1)
+    zipf = (1 / ranks) / (1 / ranks).sum()
+    mixes = {"single tenant (large)": np.zeros(n, int),
+             "uniform over all tenants": rng.integers(len(tenants), size=n),
+             "Zipf (s=1) over all tenants": rng.choice(len(tenants), size=n, p=zipf)}
+    port = free_port()
+    server = serving.start_server(port)
+    results = {}
+    try:
+        for name, choice in mixes.items():
+            keys, paths = [], []
+            for t in choice:
+                owner = tenants[t]
+                user = int(rng.integers(owner["users"]))
+                keys.append(owner["key"])
+                paths.append(f"/api/v1/recommendations?user=user-{user}&k=20")
+            results[name] = serving.measure(port, keys, paths, n)
+        results["rss"] = web_rss_mb(server)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return results
+
+
+def queue_wait(large: dict, small: dict) -> dict:
+    """The large tenant's run and then a small tenant's, each worker on its own queue (as
+    `manage.py serve` runs them); the small run's wait from queued to started."""
+    from mfplatform.training.models import RunStatus, TrainingRun
+    from mfplatform.training.queues import WORKER_QUEUES
+    from mfplatform.training.services import queue_run
+    from tenants.context import tenant_context
+
+    def status(run):
+        with tenant_context(run.tenant_id):
+            return TrainingRun.objects.values_list("status", "started_at").get(pk=run.pk)
+
+    def wait(predicate, timeout=600):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise SystemExit("queue benchmark: timed out")
+            time.sleep(0.05)
+
+    from django.conf import settings
+
+    # The large tenant trains on the large-tenant queue whatever the sizes chosen here.
+    settings.TRAINING_LARGE_TENANT_EVENTS = min(settings.TRAINING_LARGE_TENANT_EVENTS,
+                                                large["events"])
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "mfplatform", "worker", "--loglevel", "WARNING",
+         "--concurrency", "1", "--pool", "solo", "--queues", ",".join(queues),
+         "--hostname", f"bench-{size}@%h"], cwd=ROOT, env=os.environ.copy())
+        for size, queues in WORKER_QUEUES.items()]
+    try:
+        with tenant_context(large["tenant"]):
+            large_run = queue_run(large["tenant"], large["plan"], trigger="benchmark")
+        wait(lambda: status(large_run)[0] == RunStatus.TRAINING)
+        with tenant_context(small["tenant"]):
+            small_run = queue_run(small["tenant"], small["plan"], trigger="benchmark")
+        queued = time.monotonic()
+        wait(lambda: status(small_run)[0] != RunStatus.QUEUED)
+        started = time.monotonic() - queued
+        wait(lambda: status(small_run)[0] in (RunStatus.SUCCEEDED, RunStatus.FAILED))
+        finished = time.monotonic() - queued
+        large_state = status(large_run)[0]
+        wait(lambda: status(large_run)[0] in (RunStatus.SUCCEEDED, RunStatus.FAILED))
+        large_total = time.monotonic() - queued
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=60)
+    print(f"small run started {started:.2f} s after queueing, finished after {finished:.1f} s "
+          f"(large run then {large_state}, finished after {large_total:.0f} s)", flush=True)
+    return {"started": started, "finished": finished, "large_state": large_state,
+            "large_total": large_total}
+
+
+# ---------------------------------------------------------------- report
+
+
+def report(args, storage: list[dict], traffic_result: dict | None, queue: dict | None,
+           load: float) -> str:
+    lines = [f"## Many tenants on one deployment\n\n`{command_line()}` — {machine_line()}\n",
+             f"1 large tenant ({args.large_items:,} items, {args.large_users:,} users, "
+             f"{args.large_events:,} events, ALS 64 factors) and {args.small_tenants} small "
+             f"ones (300-3,000 items, 3 users an item, 12 events an item, ALS 32 factors), "
+             f"all trained by the pipeline. 1-minute load average at the end: {load:.1f}.\n"]
+    if storage:
+        base = storage[0]
+        lines += ["### Vector storage (a partition per model version)\n",
+                  f"Storage inflated with retired versions of the small tenants ({INFLATED_ROWS} "
+                  f"items and users, {INFLATED_DIMS} dims each, published by "
+                  f"`registry.vectors` as the pipeline publishes). The candidate query is "
+                  f"serving's (`candidate_sql`, 100 rows) for the large tenant's active "
+                  f"version, EXPLAIN ANALYZE: medians of {args.repeat} on one warm connection "
+                  f"and of {args.repeat // 4 + 1} new connections. Publication: one more "
+                  f"version's vectors ({PUBLISHED_ROWS:,} items and users, 64 dims; write, "
+                  f"HNSW index, ANALYZE, attach), median of 3.\n",
+                  "| versions stored | planning warm | planning new connection | "
+                  "execution warm | publication | publication / at "
+                  f"{base['versions']} |",
+                  "|---|---|---|---|---|---|"]
+        for row in storage:
+            lines.append(f"| {row['versions']:,} | {row['plan_warm']:.3f} ms | "
+                         f"{row['plan_new']:.2f} ms | {row['exec_warm']:.2f} ms | "
+                         f"{row['publish']:.2f} s | {row['publish'] / base['publish']:.2f}x |")
+        last = storage[-1]
+
+        def met(ok: bool) -> str:
+            return "met" if ok else "NOT met"
+
+        lines.append(f"\nGoals at the largest size: planning <= 0.2 ms warm "
+                     f"({met(last['plan_warm'] <= 0.2)}), <= 5 ms on a new connection "
+                     f"({met(last['plan_new'] <= 5)}); publication <= 1.2x the first "
+                     f"({met(last['publish'] <= 1.2 * base['publish'])}).\n")
+    if traffic_result:
+        lines += ["### Traffic (closed loop, 16 connections)\n",
+                  "| requests | p50 | p99 | requests/s |", "|---|---|---|---|"]
+        for name, run in traffic_result.items():
+            if name != "rss":
+                lines.append(f"| {name} | {run['p50']:.1f} ms | {run['p99']:.1f} ms | "
+                             f"{run['rps']:.0f} |")
+        lines.append("\nWeb workers' RSS after the load: "
+                     + ", ".join(f"{mb:.0f} MB" for mb in traffic_result["rss"]) + ".\n")
+    if queue:
+        lines += ["### Training fairness\n",
+                  f"With a worker per training queue, a small tenant's run queued while the "
+                  f"large tenant's was training started {queue['started']:.2f} s later and "
+                  f"finished after {queue['finished']:.1f} s (the large run was then "
+                  f"{queue['large_state']}; it finished after {queue['large_total']:.0f} s). "
+                  f"Goal: start within 5 s "
+                  f"({'met' if queue['started'] <= 5 else 'NOT met'}).\n"]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse_args()
+    parts = set(args.parts.split(","))
+    targets = [int(v) for v in args.versions.split(",") if v]
+    with bench_database(args.database):
+        import django
+
+        django.setup()
+        large = large_tenant(args)
+        smalls = [small_tenant(i) for i in range(min(9, args.small_tenants))]
+        storage = []
+        if "storage" in parts:
+            storage.append(storage_row(large, smalls[0], args.repeat))
+        smalls += [small_tenant(i) for i in range(len(smalls), args.small_tenants)]
+        print(f"{len(smalls)} small tenants trained", flush=True)
+        if "storage" in parts:
+            for target in targets:
+                inflate(smalls, target)
+                storage.append(storage_row(large, smalls[0], args.repeat))
+        traffic_result = traffic([large, *smalls], args) if "traffic" in parts else None
+        queue = queue_wait(large, smalls[-1]) if "queue" in parts else None
+        load = os.getloadavg()[0]
+    markdown = report(args, storage, traffic_result, queue, load)
+    print(markdown)
+    if not args.no_write:
+        write_section("tenants", markdown)
+
+
+if __name__ == "__main__":
+    main()
