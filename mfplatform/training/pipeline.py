@@ -152,7 +152,8 @@ def _split(run: TrainingRun, events: EventArrays, prepared) -> tuple[sp.csr_matr
     `evaluation.max_users` users (a seeded sample keeps evaluation cost bounded)."""
     config = run.plan_revision.config
     cutoff = int(run.cutoff.timestamp())
-    positive = np.isin(events.type_names.astype(str), list(config["events"]))
+    positive = np.isin(events.type_names.astype(str),
+                       list(set(config["events"]) - events.negative_types))
     is_test = _split_masks(config, events, cutoff)
     # The evaluation model sees only the training part, prepared exactly like the full data.
     train_part = prepare(events.take(~is_test), config, run.cutoff,
