@@ -8,8 +8,8 @@ them directly.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
