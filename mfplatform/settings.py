@@ -180,6 +180,13 @@ SPECTACULAR_SETTINGS = {
                              "mfplatform.api_errors.add_error_responses"],
 }
 
+# Training: a started run whose worker has not reported for this long is failed by the
+# reaper (beat, every minute); a queued run that no worker took within the queue limit too.
+TRAINING_RUN_STALE_SECONDS = float(os.environ.get("TRAINING_RUN_STALE_SECONDS", "900"))
+TRAINING_RUN_QUEUE_SECONDS = float(os.environ.get("TRAINING_RUN_QUEUE_SECONDS", "86400"))
+# /healthz: a worker must have answered the beat's ping within this many seconds.
+WORKER_PING_MAX_AGE_SECONDS = float(os.environ.get("WORKER_PING_MAX_AGE_SECONDS", "120"))
+
 # Registry: model versions per plan that keep their vectors (older ones keep metadata only).
 MODEL_RETENTION_KEEP = int(os.environ.get("MODEL_RETENTION_KEEP", "3"))
 

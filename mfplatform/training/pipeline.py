@@ -35,7 +35,8 @@ from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.services import apply_retention, decide_promotion
 from mfplatform.registry.vectors import create_item_index, drop_vectors, write_vectors
 from mfplatform.training.dataset import EventArrays, build_dataset_version, prepare
-from mfplatform.training.models import RunStatus, TrainingRun
+from mfplatform.training.liveness import RunStopped, beat, lock_active_run
+from mfplatform.training.models import ACTIVE_RUN_STATUSES, RunStatus, TrainingRun
 from tenants.context import tenant_context
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,7 @@ class StageTimer:
         self.run = run
 
     def enter(self, status: str) -> Callable[[], None]:
-        self.run.status = status
-        self.run.save(update_fields=["status"])
+        beat(self.run, status=status)  # RunStopped when cancelled or reaped meanwhile
         started = time.perf_counter()
 
         def done() -> None:
@@ -61,12 +61,11 @@ def execute_run(run: TrainingRun) -> ModelVersion:
     """Run every stage of `run` (already fetched inside its tenant's context)."""
     existing = ModelVersion.objects.filter(training_run=run).first()
     if existing is not None:  # a retry after publication committed: nothing left to do
-        _finish(run, RunStatus.SUCCEEDED)
+        if run.is_active:
+            _finish(run, RunStatus.SUCCEEDED)
         return existing
-    run.started_at = run.started_at or timezone.now()
-    run.attempts += 1
-    run.error = ""
-    run.save(update_fields=["started_at", "attempts", "error"])
+    beat(run, started_at=run.started_at or timezone.now(), attempts=run.attempts + 1,
+         error="")
     config = run.plan_revision.config
     timer = StageTimer(run)
 
@@ -118,7 +117,7 @@ def _progress(run: TrainingRun, iterations: int | None):
             run.progress = {"iteration": iteration + 1, "iterations": iterations,
                             "loss": None if loss is None or not np.isfinite(loss) else
                             float(loss)}
-            TrainingRun.objects.filter(pk=run.pk).update(progress=run.progress)
+            beat(run, progress=run.progress)  # a cancelled run stops here
 
     return callback
 
@@ -251,6 +250,7 @@ def _publish_mf(run, model, strategy, training, prepared, catalogue, report, che
     user_vectors = model.user_vectors()
     passed = all_passed(checks)
     with transaction.atomic():
+        lock_active_run(run)
         version = ModelVersion.objects.create(
             tenant=run.tenant, plan=run.plan, plan_revision=run.plan_revision,
             dataset_version=run.dataset_version, training_run=run,
@@ -288,6 +288,7 @@ def _publish_fallback(run, timer, prepared, catalogue, events) -> ModelVersion:
     config = run.plan_revision.config
     minimums = config["minimums"]
     with transaction.atomic():
+        lock_active_run(run)
         version = ModelVersion.objects.create(
             tenant=run.tenant, plan=run.plan, plan_revision=run.plan_revision,
             dataset_version=run.dataset_version, training_run=run,
@@ -307,10 +308,13 @@ def _publish_fallback(run, timer, prepared, catalogue, events) -> ModelVersion:
 
 
 def _finish(run: TrainingRun, status: str, error: str = "") -> None:
-    run.status = status
-    run.error = error
-    run.finished_at = timezone.now()
-    run.save(update_fields=["status", "error", "finished_at"])
+    """Only an active run ends here: one cancelled or reaped meanwhile raises RunStopped
+    (its version, if any, was withdrawn by whoever stopped it)."""
+    finished_at = timezone.now()
+    if not TrainingRun.objects.filter(pk=run.pk, status__in=ACTIVE_RUN_STATUSES).update(
+            status=status, error=error, finished_at=finished_at):
+        raise RunStopped(run.pk)
+    run.status, run.error, run.finished_at = status, error, finished_at
 
 
 def fail_run(run_id: int, tenant_id: int, error: str) -> None:

@@ -8,7 +8,8 @@ import traceback
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, close_old_connections
 
-from mfplatform.training.models import RunStatus, TrainingPlan, TrainingRun
+from mfplatform.training.liveness import RunStopped, reap_stale_runs
+from mfplatform.training.models import TrainingPlan, TrainingRun
 from mfplatform.training.pipeline import execute_run, fail_run
 from mfplatform.training.services import RunInProgress, queue_run
 from tenants.context import tenant_context
@@ -23,12 +24,15 @@ TRANSIENT = (OperationalError, InterfaceError)
              max_retries=3, soft_time_limit=3300, time_limit=3600)
 def train_plan(self, tenant_id: int, run_id: int) -> None:
     with tenant_context(tenant_id):
-        run = (TrainingRun.objects.select_related("tenant", "plan", "plan_revision")
-               .filter(pk=run_id).first())
-        if run is None or run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-            return  # gone, or already finished by an earlier delivery
         try:
+            # Inside the try: a database restarted since the last task fails this lookup too.
+            run = (TrainingRun.objects.select_related("tenant", "plan", "plan_revision")
+                   .filter(pk=run_id).first())
+            if run is None or not run.is_active:
+                return  # gone, finished by an earlier delivery, cancelled or reaped
             execute_run(run)
+        except RunStopped:
+            log.info("run %s was cancelled or reaped while running: stopped", run_id)
         except TRANSIENT as exc:
             close_old_connections()
             if self.request.retries < self.max_retries:
@@ -52,3 +56,11 @@ def scheduled_run(tenant_id: int, plan_id: int) -> None:
             queue_run(tenant, plan, trigger="schedule")
         except RunInProgress as busy:
             log.info("scheduled run of plan %s skipped: %s", plan_id, busy)
+
+
+@shared_task(name="training.reap_stale_runs", ignore_result=True)
+def reap_stale_runs_task() -> None:
+    """Beat, every minute: fail the runs whose worker stopped reporting (training.liveness)."""
+    reaped = reap_stale_runs()
+    if reaped:
+        log.warning("reaped runs without a live worker: %s", reaped)
