@@ -97,6 +97,11 @@ else:
 
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     DATABASES = {"default": database_settings(VAR_DIR / "pgdata")}
+# Row-level security bypass key (tenants.rls): production sets it (and creates the database's
+# check with its hash, see README); the embedded database generates one next to its data.
+RLS_BYPASS_KEY = os.environ.get("RLS_BYPASS_KEY", "")
+if not RLS_BYPASS_KEY and (VAR_DIR / "rls-bypass.key").exists():
+    RLS_BYPASS_KEY = (VAR_DIR / "rls-bypass.key").read_text().strip()
 DATABASES["default"].setdefault("TEST", {})
 # PostgreSQL with the tenant scope kept in step on the session (row-level security).
 DATABASES["default"]["ENGINE"] = "tenants.db"
