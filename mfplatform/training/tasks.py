@@ -21,7 +21,7 @@ TRANSIENT = (OperationalError, InterfaceError)
 
 
 @shared_task(bind=True, name="training.run", acks_late=True, reject_on_worker_lost=True,
-             max_retries=3, soft_time_limit=3300, time_limit=3600)
+             max_retries=5, soft_time_limit=3300, time_limit=3600)
 def train_plan(self, tenant_id: int, run_id: int) -> None:
     with tenant_context(tenant_id):
         try:

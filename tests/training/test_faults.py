@@ -167,13 +167,16 @@ def test_a_database_restart_mid_run_ends_the_run(tenant_a, worker_factory):
 
     def ended():
         connection.close_if_unusable_or_obsolete()
+        # What beat does every minute: a run whose worker gave up while the database was
+        # still away (its last retry could not even record the failure) is ended here.
+        reap_stale_runs(stale_after=timedelta(seconds=30))
         with tenant_a.scope():
             current = TrainingRun.objects.get(pk=run.pk)
         return current.status not in ACTIVE_RUN_STATUSES and current
 
     final = wait_for(ended, timeout=180, interval=0.5, worker=worker)
     # The worker's next report met the dead session: the run was retried on a new one and
-    # completed, or failed with the reason.
+    # completed, or failed with the reason (by the worker or the reaper).
     assert final.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
     assert final.attempts >= 2 or final.error, (final.status, final.attempts, final.error)
     if final.status == RunStatus.FAILED:
