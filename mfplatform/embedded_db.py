@@ -5,7 +5,10 @@ The server lives in a data folder under var/ and outlives the process that start
 superuser once: it creates the application's own role (not a superuser, no BYPASSRLS, so
 row-level security applies to it) and installs pgvector into template1, because pgvector 0.6 is
 not a trusted extension and only a superuser may create it; every database made later
-(including pytest's test database) then has it.
+(including pytest's test database) then has it. The same goes for the row-level security
+bypass check (tenants.rls.bypass_function_sql): created by the superuser, in template1 and in
+every existing database, with the hash of a key generated once into `rls-bypass.key` next to
+the data folder; the application reads the key from there (settings.RLS_BYPASS_KEY).
 The role owns its database (and, through pg_database_owner, its `public` schema), so the
 tables it migrates are its own: it creates, attaches and drops the vector partition of each
 model version at run time (mfplatform.registry.vectors) without any other privilege.
@@ -14,11 +17,25 @@ model version at run time (mfplatform.registry.vectors) without any other privil
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 APP_ROLE = "mfapp"
 APP_DATABASE = "mfplatform"
-_BOOTSTRAP_MARKER = ".mfplatform-bootstrap-v1"
+_BOOTSTRAP_MARKER = ".mfplatform-bootstrap-v2"
+
+
+def bypass_key_file(data_dir: Path) -> Path:
+    return data_dir.parent / "rls-bypass.key"
+
+
+def read_or_create_bypass_key(data_dir: Path) -> str:
+    path = bypass_key_file(data_dir)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def ensure_running(data_dir: Path) -> Path:
@@ -29,15 +46,17 @@ def ensure_running(data_dir: Path) -> Path:
     server = pgserver.get_server(data_dir, cleanup_mode=None)
     socket_dir = Path(server.get_postmaster_info().socket_dir)
     marker = data_dir / _BOOTSTRAP_MARKER
-    if not marker.exists():
-        _bootstrap(socket_dir)
+    if not marker.exists() or not bypass_key_file(data_dir).exists():
+        _bootstrap(socket_dir, read_or_create_bypass_key(data_dir))
         marker.write_text("ok\n")
     return socket_dir
 
 
-def _bootstrap(socket_dir: Path) -> None:
+def _bootstrap(socket_dir: Path, bypass_key: str) -> None:
     import psycopg
     from psycopg import sql
+
+    from tenants.rls import bypass_function_sql
 
     def superuser(dbname: str) -> psycopg.Connection:
         return psycopg.connect(host=str(socket_dir), user="postgres", dbname=dbname,
@@ -45,6 +64,7 @@ def _bootstrap(socket_dir: Path) -> None:
 
     with superuser("template1") as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute(bypass_function_sql(bypass_key))
     with superuser("postgres") as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE]).fetchone()
         if not exists:
@@ -56,6 +76,11 @@ def _bootstrap(socket_dir: Path) -> None:
         if not has_db:
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
                 sql.Identifier(APP_DATABASE), sql.Identifier(APP_ROLE)))
+        databases = [row[0] for row in conn.execute(
+            "SELECT datname FROM pg_database WHERE datallowconn AND datname <> 'template1'")]
+    for name in databases:  # made before this version of the bootstrap: the check, too
+        with superuser(name) as conn:
+            conn.execute(bypass_function_sql(bypass_key))
 
 
 def database_settings(data_dir: Path) -> dict:

@@ -114,6 +114,11 @@ else:
 
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     DATABASES = {"default": database_settings(VAR_DIR / "pgdata")}
+# Row-level security bypass key (tenants.rls): production sets it (and creates the database's
+# check with its hash, see README); the embedded database generates one next to its data.
+RLS_BYPASS_KEY = os.environ.get("RLS_BYPASS_KEY", "")
+if not RLS_BYPASS_KEY and (VAR_DIR / "rls-bypass.key").exists():
+    RLS_BYPASS_KEY = (VAR_DIR / "rls-bypass.key").read_text().strip()
 DATABASES["default"].setdefault("TEST", {})
 # PostgreSQL with the tenant scope kept in step on the session (row-level security).
 DATABASES["default"]["ENGINE"] = "tenants.db"
@@ -205,6 +210,13 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "mfplatform.api_errors.add_error_responses"],
 }
+
+# Training: a started run whose worker has not reported for this long is failed by the
+# reaper (beat, every minute); a queued run that no worker took within the queue limit too.
+TRAINING_RUN_STALE_SECONDS = float(os.environ.get("TRAINING_RUN_STALE_SECONDS", "900"))
+TRAINING_RUN_QUEUE_SECONDS = float(os.environ.get("TRAINING_RUN_QUEUE_SECONDS", "86400"))
+# /healthz: a worker must have answered the beat's ping within this many seconds.
+WORKER_PING_MAX_AGE_SECONDS = float(os.environ.get("WORKER_PING_MAX_AGE_SECONDS", "120"))
 
 # Registry: model versions per plan that keep their vectors (older ones keep metadata only).
 MODEL_RETENTION_KEEP = int(os.environ.get("MODEL_RETENTION_KEEP", "3"))

@@ -1,9 +1,10 @@
 """The current tenant of a request or task, in the application and in the database session.
 
-Row-level security policies read `app.tenant_id` and `app.rls_bypass` from the Postgres
-session. Both follow one context variable: the database backend (tenants.db) brings the
-session in step with it before every statement, so the application's scoping (wall one) and
-the database's (wall two) always agree, and a scope nobody queries under costs nothing.
+Row-level security policies read `app.tenant_id` and `app.rls_bypass` (the bypass key, see
+tenants.rls) from the Postgres session. Both follow one context variable: the database
+backend (tenants.db) brings the session in step with it before every statement, so the
+application's scoping (wall one) and the database's (wall two) always agree, and a scope
+nobody queries under costs nothing.
 No tenant set means no rows: the policy compares tenant_id with NULL.
 Code that talks to the raw psycopg connection calls `apply_scope()` first.
 """
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection as default_connection
 
 
@@ -45,8 +47,10 @@ def bypass_active() -> bool:
 
 
 def _send_scope(raw_cursor, scope: _Scope) -> None:
+    # The bypass is the key itself (tenants.rls): a session that does not know it sees one
+    # tenant at most, whatever it sets.
     raw_cursor.execute(_SCOPE_SQL, ["" if scope.tenant_id is None else str(scope.tenant_id),
-                                    "on" if scope.bypass else "off"])
+                                    settings.RLS_BYPASS_KEY if scope.bypass else ""])
 
 
 def scope_wrapper(execute, sql, params, many, context):

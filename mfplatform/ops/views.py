@@ -10,14 +10,18 @@ from prometheus_client import (
     multiprocess,
 )
 
-from mfplatform.ops.health import check_broker, check_database
+from mfplatform.ops.health import check_broker, check_database, check_worker
 from mfplatform.ops.metrics import PlatformCollector
 
 
 @require_GET
 def healthz(request):
-    parts = {"database": check_database(), "broker": check_broker()}
-    failing = [name for name, result in parts.items() if not result["ok"]]
+    database = check_database()
+    # The last ping's time lives in the database: with it down, the worker is not judged.
+    worker = check_worker() if database["ok"] else {
+        "ok": None, "error": "not checked: the database does not answer"}
+    parts = {"database": database, "broker": check_broker(), "worker": worker}
+    failing = [name for name, result in parts.items() if result["ok"] is False]
     body = {"status": "ok" if not failing else "error", "failing": failing, **parts}
     return JsonResponse(body, status=200 if not failing else 503)
 

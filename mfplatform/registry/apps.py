@@ -7,6 +7,6 @@ class RegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from mfplatform.registry.runs import discard_failed_version
-        from mfplatform.training.pipeline import run_failed
+        from mfplatform.training.signals import run_failed
 
         run_failed.connect(discard_failed_version, dispatch_uid="registry.discard_failed_version")

@@ -12,6 +12,7 @@ from mfengine.checks import all_passed
 from mfplatform.registry.artifacts import new_artifact_dir, save_fallbacks
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.vectors import create_item_index, write_vectors
+from mfplatform.training.liveness import lock_active_run
 from mfplatform.training.models import TrainingRun
 from mfplatform.training.pipeline import TrainedRun
 
@@ -36,6 +37,7 @@ def publish_mf(run, model, strategy, training, prepared, catalogue, report, chec
     user_vectors = model.user_vectors()
     passed = all_passed(checks)
     with transaction.atomic():
+        lock_active_run(run)
         version = ModelVersion.objects.create(
             tenant=run.tenant, plan=run.plan, plan_revision=run.plan_revision,
             dataset_version=run.dataset_version, training_run=run,
@@ -59,6 +61,7 @@ def publish_fallback(run, prepared, catalogue) -> ModelVersion:
     config = run.plan_revision.config
     minimums = config["minimums"]
     with transaction.atomic():
+        lock_active_run(run)
         version = ModelVersion.objects.create(
             tenant=run.tenant, plan=run.plan, plan_revision=run.plan_revision,
             dataset_version=run.dataset_version, training_run=run,

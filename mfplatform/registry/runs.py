@@ -34,7 +34,8 @@ def execute_run(run: TrainingRun) -> ModelVersion:
     """Run every stage of `run` (already fetched inside its tenant's context)."""
     existing = ModelVersion.objects.filter(training_run=run).first()
     if existing is not None:  # a retry after publication committed: nothing left to do
-        finish_run(run, RunStatus.SUCCEEDED)
+        if run.is_active:
+            finish_run(run, RunStatus.SUCCEEDED)
         return existing
     start_run(run)
     timer = StageTimer(run)
@@ -75,9 +76,9 @@ def _remapped_model(version: ModelVersion, prepared: PreparedData) -> RemappedMo
 
 
 def discard_failed_version(sender, run_id: int, **kwargs) -> None:
-    """Receiver of training's run_failed. Vectors of a version that never committed are
-    rolled back with its transaction; a version that failed after committing is marked failed
-    and its vectors dropped."""
+    """Receiver of training's run_failed (failed, cancelled or reaped). Vectors of a version
+    that never committed are rolled back with its transaction; a version that failed after
+    committing is marked failed and its vectors dropped."""
     version = ModelVersion.objects.filter(training_run_id=run_id).first()
     if version is not None and version.status == ModelStatus.CANDIDATE:
         drop_vectors(version)

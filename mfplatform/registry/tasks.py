@@ -9,7 +9,8 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError, close_old_connections
 
 from mfplatform.registry.runs import execute_run
-from mfplatform.training.models import RunStatus, TrainingRun
+from mfplatform.training.liveness import RunStopped
+from mfplatform.training.models import TrainingRun
 from mfplatform.training.pipeline import fail_run
 from mfplatform.training.services import RUN_TASK
 from tenants.context import tenant_context
@@ -20,15 +21,18 @@ TRANSIENT = (OperationalError, InterfaceError)
 
 
 @shared_task(bind=True, name=RUN_TASK, acks_late=True, reject_on_worker_lost=True,
-             max_retries=3, soft_time_limit=3300, time_limit=3600)
+             max_retries=5, soft_time_limit=3300, time_limit=3600)
 def train_plan(self, tenant_id: int, run_id: int) -> None:
     with tenant_context(tenant_id):
-        run = (TrainingRun.objects.select_related("tenant", "plan", "plan_revision")
-               .filter(pk=run_id).first())
-        if run is None or run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
-            return  # gone, or already finished by an earlier delivery
         try:
+            # Inside the try: a database restarted since the last task fails this lookup too.
+            run = (TrainingRun.objects.select_related("tenant", "plan", "plan_revision")
+                   .filter(pk=run_id).first())
+            if run is None or not run.is_active:
+                return  # gone, finished by an earlier delivery, cancelled or reaped
             execute_run(run)
+        except RunStopped:
+            log.info("run %s was cancelled or reaped while running: stopped", run_id)
         except TRANSIENT as exc:
             close_old_connections()
             if self.request.retries < self.max_retries:

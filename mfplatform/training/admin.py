@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
+from mfplatform.training.liveness import RunNotCancellable, cancel_run
 from mfplatform.training.models import DatasetVersion, PlanRevision, TrainingPlan, TrainingRun
 from mfplatform.training.plans import validate_plan_config
 from mfplatform.training.services import (
@@ -84,9 +85,24 @@ class DatasetVersionAdmin(TenantScopedAdmin):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(TenantScopedAdmin):
-    list_display = ("id", "tenant", "plan", "status", "trigger", "queued_at", "finished_at")
+    list_display = ("id", "tenant", "plan", "status", "trigger", "queued_at", "heartbeat_at",
+                    "finished_at")
     list_filter = ("status",)
     readonly_fields = [f.name for f in TrainingRun._meta.fields]
+    actions = ["cancel_runs"]
+
+    def has_cancel_permission(self, request) -> bool:
+        return self._can_configure(request)
+
+    @admin.action(description="Cancel the selected queued or running runs",
+                  permissions=["cancel"])
+    def cancel_runs(self, request, queryset):
+        for run in queryset:
+            try:
+                cancel_run(run, "cancelled in the admin", f"user {request.user}")
+                self.message_user(request, f"Run {run.pk} cancelled; its plan is free.")
+            except RunNotCancellable as exc:
+                self.message_user(request, str(exc), level=messages.WARNING)
 
     def has_add_permission(self, request):
         return False

@@ -8,6 +8,7 @@ them directly.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,19 +35,24 @@ class EventArrays:
     item_ids: np.ndarray  # Item primary keys
     type_names: np.ndarray  # event type name per event
     values: np.ndarray  # float64, NaN where the event had no value
-    timestamps: np.ndarray  # unix seconds
+    timestamps: np.ndarray  # unix seconds (rounded down)
     counts: dict[str, int]
+    # Types the catalogue marks negative (hide, dislike): whatever weight a plan gives them,
+    # they suppress and never count as interest, in the model or in popularity.
+    negative_types: frozenset[str] = frozenset()
 
     def take(self, mask: np.ndarray) -> EventArrays:
         return EventArrays(self.user_ids[mask], self.item_ids[mask], self.type_names[mask],
-                           self.values[mask], self.timestamps[mask], dict(self.counts))
+                           self.values[mask], self.timestamps[mask], dict(self.counts),
+                           self.negative_types)
 
 
-def prepare_config(config: dict) -> PrepareConfig:
+def prepare_config(config: dict, negative_types: frozenset[str] = frozenset()
+                   ) -> PrepareConfig:
     transform = config["transform"]
     return PrepareConfig(
         event_weights=dict(config["events"]),
-        negative_event_types=tuple(config["negative_events"]),
+        negative_event_types=tuple(sorted(set(config["negative_events"]) | negative_types)),
         use_values=transform["use_values"],
         half_life_days=config["window"]["recency_half_life_days"],
         window_days=config["window"]["days"],
@@ -69,7 +75,7 @@ def load_events(tenant: Tenant, config: dict, cutoff: datetime) -> EventArrays:
                array_agg(e.item_id ORDER BY e.timestamp, e.id),
                array_agg(e.event_type_id ORDER BY e.timestamp, e.id),
                array_agg(coalesce(e.value, 'NaN'::float8) ORDER BY e.timestamp, e.id),
-               array_agg(extract(epoch FROM e.timestamp)::bigint ORDER BY e.timestamp, e.id),
+               array_agg(floor(extract(epoch FROM e.timestamp))::bigint ORDER BY e.timestamp, e.id),
                array_agg(
                  (CASE WHEN u.is_bot THEN {_BOT} ELSE 0 END)
                  | (CASE WHEN u.is_internal THEN {_INTERNAL} ELSE 0 END)
@@ -87,9 +93,11 @@ def load_events(tenant: Tenant, config: dict, cutoff: datetime) -> EventArrays:
     with connection.cursor() as cursor:
         cursor.execute(sql, [tenant.pk, start, cutoff, wanted])
         row = cursor.fetchone()
-        cursor.execute("SELECT id, name FROM catalog_eventtype WHERE tenant_id = %s",
+        cursor.execute("SELECT id, name, kind FROM catalog_eventtype WHERE tenant_id = %s",
                        [tenant.pk])
-        type_names = dict(cursor.fetchall())
+        type_rows = cursor.fetchall()
+    type_names = {pk: name for pk, name, _kind in type_rows}
+    negative_types = frozenset(name for _pk, name, kind in type_rows if kind == "negative")
     users, items, types, values, stamps, flags = (
         np.asarray(col if col is not None else [], dtype=dtype)
         for col, dtype in zip(row, (np.int64, np.int64, np.int64, np.float64, np.int64,
@@ -104,16 +112,24 @@ def load_events(tenant: Tenant, config: dict, cutoff: datetime) -> EventArrays:
     type_ids, inverse = np.unique(types, return_inverse=True)
     names = np.array([type_names.get(int(t), "") for t in type_ids], dtype=object)[inverse]
     return EventArrays(users[keep], items[keep], names[keep], values[keep], stamps[keep],
-                       counts)
+                       counts, negative_types)
+
+
+def cutoff_seconds(cutoff: datetime) -> int:
+    """The cutoff in whole unix seconds, rounded up: event times are rounded down (floor in
+    load_events), and every event loaded is strictly before the exact cutoff, so each stays
+    before this one too (truncating both dropped the last second's events)."""
+    return math.ceil(cutoff.timestamp())
 
 
 def prepare(events: EventArrays, config: dict, cutoff: datetime,
             catalogue_item_ids: np.ndarray | None = None) -> PreparedData:
     return prepare_interactions(
-        events.user_ids, events.item_ids, events.timestamps, cutoff=int(cutoff.timestamp()),
+        events.user_ids, events.item_ids, events.timestamps, cutoff=cutoff_seconds(cutoff),
         event_types=events.type_names,
         values=np.nan_to_num(events.values, nan=1.0),
-        config=prepare_config(config), catalogue_item_ids=catalogue_item_ids)
+        config=prepare_config(config, events.negative_types),
+        catalogue_item_ids=catalogue_item_ids)
 
 
 def save_prepared(prepared: PreparedData, name: str) -> str:

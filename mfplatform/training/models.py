@@ -80,6 +80,7 @@ class RunStatus(models.TextChoices):
     PUBLISHING = "publishing"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 ACTIVE_RUN_STATUSES = [RunStatus.QUEUED, RunStatus.BUILDING_DATASET, RunStatus.TRAINING,
@@ -100,6 +101,9 @@ class TrainingRun(TenantOwned):
     timings = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # Written by the worker at every stage change and progress report; a run whose heartbeat
+    # is older than TRAINING_RUN_STALE_SECONDS has lost its worker (training.liveness).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

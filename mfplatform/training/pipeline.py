@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from django.db import DatabaseError
-from django.dispatch import Signal
 from django.utils import timezone
 
 import mfengine
@@ -34,16 +33,12 @@ from mfengine.evaluation import temporal_split_mask
 from mfengine.report import build_report
 from mfplatform.catalog.models import Item
 from mfplatform.training.dataset import EventArrays, build_dataset_version, prepare
-from mfplatform.training.models import RunStatus, TrainingRun
+from mfplatform.training.liveness import RunStopped, beat
+from mfplatform.training.models import ACTIVE_RUN_STATUSES, RunStatus, TrainingRun
+from mfplatform.training.signals import run_failed
 from tenants.context import tenant_context
 
 log = logging.getLogger(__name__)
-
-# Sent by fail_run, inside the run's tenant context, once the run is marked failed (argument:
-# run_id), so that a higher layer can discard what the run left behind (the registry drops a
-# half-published version's vectors).
-run_failed = Signal()
-
 
 class StageTimer:
     """Each stage sets the run's status on entry and records its duration on exit, whether
@@ -54,8 +49,7 @@ class StageTimer:
 
     @contextmanager
     def stage(self, status: str) -> Iterator[None]:
-        self.run.status = status
-        self.run.save(update_fields=["status"])
+        beat(self.run, status=status)  # RunStopped when cancelled or reaped meanwhile
         started = time.perf_counter()
         try:
             yield
@@ -100,10 +94,8 @@ class TrainedRun:
 
 
 def start_run(run: TrainingRun) -> None:
-    run.started_at = run.started_at or timezone.now()
-    run.attempts += 1
-    run.error = ""
-    run.save(update_fields=["started_at", "attempts", "error"])
+    beat(run, started_at=run.started_at or timezone.now(), attempts=run.attempts + 1,
+         error="")
 
 
 def train_and_evaluate(run: TrainingRun, timer: StageTimer,
@@ -154,7 +146,7 @@ def _progress(run: TrainingRun, iterations: int | None):
             run.progress = {"iteration": iteration + 1, "iterations": iterations,
                             "loss": None if loss is None or not np.isfinite(loss) else
                             float(loss)}
-            TrainingRun.objects.filter(pk=run.pk).update(progress=run.progress)
+            beat(run, progress=run.progress)  # a cancelled run stops here
 
     return callback
 
@@ -188,7 +180,8 @@ def _split(run: TrainingRun, events: EventArrays, prepared) -> tuple[sp.csr_matr
     `evaluation.max_users` users (a seeded sample keeps evaluation cost bounded)."""
     config = run.plan_revision.config
     cutoff = int(run.cutoff.timestamp())
-    positive = np.isin(events.type_names.astype(str), list(config["events"]))
+    positive = np.isin(events.type_names.astype(str),
+                       list(set(config["events"]) - events.negative_types))
     is_test = _split_masks(config, events, cutoff)
     # The evaluation model sees only the training part, prepared exactly like the full data.
     train_part = prepare(events.take(~is_test), config, run.cutoff,
@@ -244,16 +237,22 @@ def _evaluate(run, eval_model, train, test, prepared, catalogue,
 
 
 def finish_run(run: TrainingRun, status: str, error: str = "") -> None:
-    run.status = status
-    run.error = error
-    run.finished_at = timezone.now()
-    run.save(update_fields=["status", "error", "finished_at"])
+    """Only an active run ends here: one cancelled or reaped meanwhile raises RunStopped
+    (its version, if any, was withdrawn by whoever stopped it)."""
+    finished_at = timezone.now()
+    if not TrainingRun.objects.filter(pk=run.pk, status__in=ACTIVE_RUN_STATUSES).update(
+            status=status, error=error, finished_at=finished_at):
+        raise RunStopped(run.pk)
+    run.status, run.error, run.finished_at = status, error, finished_at
 
 
 def fail_run(run_id: int, tenant_id: int, error: str) -> None:
     with tenant_context(tenant_id):
         run = TrainingRun.objects.filter(pk=run_id).first()
         if run is not None and run.is_active:
-            finish_run(run, RunStatus.FAILED, error[:5000])
+            try:
+                finish_run(run, RunStatus.FAILED, error[:5000])
+            except RunStopped:  # cancelled or reaped meanwhile: that ending stands
+                run.refresh_from_db()
         if run is not None and run.status == RunStatus.FAILED:
             run_failed.send(sender=TrainingRun, run_id=run_id)

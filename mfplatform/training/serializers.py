@@ -35,12 +35,17 @@ class TrainingRunSerializer(serializers.ModelSerializer):
         model = TrainingRun
         fields = ["id", "plan", "plan_revision", "status", "trigger", "cutoff",
                   "dataset_version", "model_version", "progress", "timings", "error",
-                  "attempts", "queued_at", "started_at", "finished_at"]
+                  "attempts", "queued_at", "started_at", "heartbeat_at", "finished_at"]
         read_only_fields = fields
 
     def get_model_version(self, run) -> int | None:
         version = getattr(run, "model_version", None)
         return version.pk if version is not None else None
+
+
+class CancelRunSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=1000, required=False, allow_blank=True,
+                                   default="")
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):

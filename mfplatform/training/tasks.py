@@ -8,6 +8,7 @@ import logging
 
 from celery import shared_task
 
+from mfplatform.training.liveness import reap_stale_runs
 from mfplatform.training.models import TrainingPlan
 from mfplatform.training.services import RunInProgress, queue_run
 from tenants.context import tenant_context
@@ -26,3 +27,11 @@ def scheduled_run(tenant_id: int, plan_id: int) -> None:
             queue_run(tenant, plan, trigger="schedule")
         except RunInProgress as busy:
             log.info("scheduled run of plan %s skipped: %s", plan_id, busy)
+
+
+@shared_task(name="training.reap_stale_runs", ignore_result=True)
+def reap_stale_runs_task() -> None:
+    """Beat, every minute: fail the runs whose worker stopped reporting (training.liveness)."""
+    reaped = reap_stale_runs()
+    if reaped:
+        log.warning("reaped runs without a live worker: %s", reaped)

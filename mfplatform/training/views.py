@@ -3,8 +3,10 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from mfplatform.training.liveness import RunNotCancellable, cancel_run
 from mfplatform.training.models import DatasetVersion, TrainingPlan, TrainingRun
 from mfplatform.training.serializers import (
+    CancelRunSerializer,
     DatasetVersionSerializer,
     TrainingPlanSerializer,
     TrainingRunSerializer,
@@ -53,6 +55,24 @@ class TrainingRunViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
         queryset = super().get_queryset().select_related("plan_revision", "model_version")
         plan = self.request.query_params.get("plan")
         return queryset.filter(plan_id=plan) if plan and plan.isdigit() else queryset
+
+    @extend_schema(request=CancelRunSerializer, responses={200: TrainingRunSerializer,
+                                                           409: TrainingRunSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """Stop a queued or running run at once: its plan is free for a new run, and the
+        worker stops at its next progress report without publishing."""
+        run = self.get_object()
+        body = CancelRunSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        actor = f"api key {request.auth.prefix} ({request.auth.name})"
+        try:
+            run = cancel_run(run, body.validated_data["reason"] or "no reason given", actor)
+        except RunNotCancellable as exc:
+            return Response({"detail": str(exc), "code": "run_not_active",
+                             "run": TrainingRunSerializer(exc.run).data},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(TrainingRunSerializer(run).data)
 
 
 class DatasetVersionViewSet(TenantScopedMixin, mixins.ListModelMixin,

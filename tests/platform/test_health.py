@@ -5,14 +5,20 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
+from django.utils import timezone
 
-from tests.conftest import REPO, subprocess_env
+from mfplatform.ops.models import WorkerPing
+from mfplatform.ops.tasks import ping
+from tests.conftest import REPO, subprocess_env, wait_for
 
 
 @pytest.mark.django_db
 def test_healthz_green_names_database_pgvector_and_broker(client):
+    WorkerPing.objects.create(token="beat")  # a worker answered just now
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.json()
@@ -21,6 +27,32 @@ def test_healthz_green_names_database_pgvector_and_broker(client):
     assert body["database"]["pgvector"].startswith("0.")
     assert "PostgreSQL" in body["database"]["server"]
     assert body["broker"] == {"ok": True, "transport": body["broker"]["transport"]}
+    assert body["worker"]["ok"] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_names_the_worker_when_none_answered_recently(client, celery_worker_process):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["failing"] == ["worker"]
+    assert "no worker has ever answered" in response.json()["worker"]["error"]
+    ping.delay()  # what beat sends every 30 s; the real worker answers it
+    wait_for(lambda: WorkerPing.objects.filter(token="beat").exists(),
+             worker=celery_worker_process)
+    assert client.get("/healthz").status_code == 200
+    # The answer grows old: past WORKER_PING_MAX_AGE_SECONDS nobody is known to be alive.
+    WorkerPing.objects.update(received_at=timezone.now() - timedelta(
+        seconds=settings.WORKER_PING_MAX_AGE_SECONDS + 1))
+    stale = client.get("/healthz")
+    assert stale.status_code == 503 and stale.json()["failing"] == ["worker"]
+    assert "no worker answered a ping" in stale.json()["worker"]["error"]
+
+
+@pytest.mark.django_db
+def test_worker_ping_is_scheduled_in_beat():
+    from django_celery_beat.models import PeriodicTask
+
+    assert PeriodicTask.objects.get(task="ops.ping").interval.every == 30
 
 
 def _free_port() -> int:
@@ -83,6 +115,8 @@ def test_metrics_add_up_every_gunicorn_worker(tmp_path):
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except urllib.error.HTTPError:  # answering (no worker in this test: a 503)
                 break
             except OSError:  # refused, or a worker still booting on a loaded machine timed out
                 if time.monotonic() > deadline:

@@ -88,7 +88,7 @@ def test_a_reused_connection_starts_every_request_without_a_tenant(tenant_a):
     request = RequestFactory().get("/healthz")
     request.user = AnonymousUser()
     AdminTenantMiddleware(probe)(request)
-    assert seen["settings"] == ("", "off")
+    assert seen["settings"] == ("", "")
     assert raw_prefixes() == set()
 
 

@@ -1,3 +1,4 @@
+from mfplatform.training.models import RunStatus
 from tests.cross_tenant import B_MARKER, Request, register
 from tests.factories import make_dataset, make_plan, make_run
 
@@ -30,6 +31,12 @@ def _runs(tenant_b):
     return [Request("GET", "/api/v1/runs", expect=(200,)),
             Request("GET", f"/api/v1/runs?plan={run.plan_id}", expect=(200,)),
             Request("GET", f"/api/v1/runs/{run.pk}")]
+
+
+@register("api:run-cancel")
+def _run_cancel(tenant_b):
+    run = make_run(make_plan(tenant_b, f"plan-{B_MARKER}"), status=RunStatus.TRAINING)
+    return [Request("POST", f"/api/v1/runs/{run.pk}/cancel", {"reason": "not mine"})]
 
 
 @register("api:dataset-list", "api:dataset-detail")
