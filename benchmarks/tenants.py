@@ -91,7 +91,7 @@ def large_tenant(args):
 def small_tenant(index: int) -> dict:
     from benchmarks.pipeline import load_data
     from mfengine.synthetic import generate
-    from mfplatform.training.pipeline import execute_run
+    from mfplatform.registry.runs import execute_run
     from mfplatform.training.services import create_plan, queue_run
     from tenants.context import tenant_context
     from tenants.models import ApiKey, Tenant

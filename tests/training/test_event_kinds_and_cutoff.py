@@ -8,9 +8,9 @@ import pytest
 
 from mfplatform.catalog.models import Event
 from mfplatform.registry.models import ModelKind
+from mfplatform.registry.runs import execute_run
 from mfplatform.serving.bundle import load_bundle
 from mfplatform.training.models import PlanRevision, RunStatus
-from mfplatform.training.pipeline import execute_run
 from mfplatform.training.services import queue_run
 from tests.factories import make_plan
 

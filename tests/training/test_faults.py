@@ -22,9 +22,9 @@ from django.conf import settings
 from django.db import connection
 
 from mfplatform.celery import app
+from mfplatform.registry.tasks import train_plan
 from mfplatform.training.liveness import reap_stale_runs
 from mfplatform.training.models import ACTIVE_RUN_STATUSES, PlanRevision, RunStatus, TrainingRun
-from mfplatform.training.tasks import train_plan
 from tests.conftest import REPO, subprocess_env, wait_for
 from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
 

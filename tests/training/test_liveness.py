@@ -8,10 +8,10 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from mfplatform.registry.models import ModelVersion
+from mfplatform.registry.runs import execute_run
 from mfplatform.training import pipeline
 from mfplatform.training.liveness import RunStopped, cancel_run, reap_stale_runs
 from mfplatform.training.models import RunStatus, TrainingRun
-from mfplatform.training.pipeline import execute_run
 from mfplatform.training.services import RunInProgress, queue_run
 from tenants.models import Role
 from tenants.services import add_member
