@@ -102,9 +102,11 @@ def popularity(selector: Selector, bundle: ModelBundle | None, category: str | N
 def _recent_popularity(selector: Selector) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT item_id, count(*) FROM catalog_event WHERE tenant_id = %s AND "
-            "timestamp >= now() - interval '30 days' GROUP BY item_id "
-            "ORDER BY count(*) DESC, item_id LIMIT %s",
+            # Positive kinds only: hides, dislikes and reports never make an item popular.
+            "SELECT e.item_id, count(*) FROM catalog_event e JOIN catalog_eventtype t"
+            " ON t.id = e.event_type_id WHERE e.tenant_id = %s AND t.kind = 'positive'"
+            " AND e.timestamp >= now() - interval '30 days' GROUP BY e.item_id "
+            "ORDER BY count(*) DESC, e.item_id LIMIT %s",
             [selector.tenant.pk, max(selector.k * 5, 100)])
         rows = cursor.fetchall()
     selector.offer([pk for pk, _c in rows], [float(c) for _pk, c in rows], "popularity",

@@ -25,6 +25,7 @@ from mfplatform.celery import app
 from mfplatform.registry.tasks import train_plan
 from mfplatform.training.liveness import reap_stale_runs
 from mfplatform.training.models import ACTIVE_RUN_STATUSES, PlanRevision, RunStatus, TrainingRun
+from mfplatform.training.queues import WORKER_QUEUES
 from tests.conftest import REPO, subprocess_env, wait_for
 from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
 
@@ -51,7 +52,7 @@ class IsolatedWorker:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "mfplatform", "worker", "--loglevel", "INFO",
              "--concurrency", "1", "--pool", pool, "--without-heartbeat", "--without-gossip",
-             "--without-mingle"],
+             "--without-mingle", "--queues", ",".join(WORKER_QUEUES["small"])],
             cwd=REPO, env=subprocess_env(CELERY_BROKER_DIR=str(self.broker_dir)),
             stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
 
