@@ -42,7 +42,7 @@ def _non_api_exception(exc) -> Response | None:
                         status=status.HTTP_503_SERVICE_UNAVAILABLE,
                         headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
     if isinstance(exc, ProtectedError):
-        names = sorted({obj._meta.verbose_name_plural for obj in exc.protected_objects})
+        names = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
         return Response({"detail": f"still referred to by {', '.join(names)}; "
                                    f"deactivate it instead", "code": "protected"},
                         status=status.HTTP_409_CONFLICT)
