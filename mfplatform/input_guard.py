@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from django.http import JsonResponse
+from rest_framework import serializers
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
@@ -82,6 +83,29 @@ class GuardedJSONParser(JSONParser):
             raise ParseError(
                 f"JSON parse error - nested deeper than {MAX_DEPTH} levels") from exc
         return check_value(value)
+
+
+class StorableJSONField(serializers.JSONField):
+    """A JSON value that Postgres can store. A form-encoded field is JSON text decoded here,
+    after the parser looked at it, so the same checks run again; `objects_only` refuses
+    anything but a JSON object (null included)."""
+
+    def __init__(self, *args, objects_only: bool = False, **kwargs):
+        self.objects_only = objects_only
+        super().__init__(*args, **kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            value = super().to_internal_value(data)
+        except RecursionError as exc:
+            raise serializers.ValidationError(f"nested deeper than {MAX_DEPTH} levels") from exc
+        if self.objects_only and not isinstance(value, dict):
+            raise serializers.ValidationError("expected a JSON object")
+        problem = find_problem(value)
+        if problem is not None:
+            path, reason = problem
+            raise serializers.ValidationError(reason if path == "body" else f"{path}: {reason}")
+        return value
 
 
 class _GuardedFormMixin:

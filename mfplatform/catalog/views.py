@@ -64,7 +64,7 @@ def _bulk_response(run, request):
     result = run(request_tenant(request), rows, partial=partial)
     body = result.as_dict()
     if result.rejected and not partial:
-        return Response({"detail": f"{len(result.rejected)} of {len(rows)} rows are invalid; "
+        return Response({"detail": f"{result.rejected_rows} of {len(rows)} rows are invalid; "
                                    f"nothing was stored", "code": "invalid_rows",
                          "errors": body["rejected"], **body},
                         status=status.HTTP_400_BAD_REQUEST)

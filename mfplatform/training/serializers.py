@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from mfplatform.input_guard import StorableJSONField
 from mfplatform.training.models import DatasetVersion, TrainingPlan, TrainingRun
 from mfplatform.training.plans import (
     merge_plan_config,
@@ -9,7 +10,7 @@ from mfplatform.training.plans import (
 
 
 class TrainingPlanSerializer(serializers.ModelSerializer):
-    config = serializers.JSONField(required=False)
+    config = StorableJSONField(required=False, objects_only=True)
 
     class Meta:
         model = TrainingPlan
