@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.db.models import ProtectedError
 from rest_framework import status
@@ -41,6 +42,12 @@ def _non_api_exception(exc) -> Response | None:
                          "code": "database_unavailable"},
                         status=status.HTTP_503_SERVICE_UNAVAILABLE,
                         headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
+    if isinstance(exc, RequestDataTooBig):  # a form body over DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response({"detail": str(exc), "code": "request_too_large"},
+                        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+    if isinstance(exc, SuspiciousOperation):  # e.g. a form body with too many fields
+        return Response({"detail": str(exc) or "Invalid request.", "code": "invalid"},
+                        status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, ProtectedError):
         names = sorted({str(obj._meta.verbose_name_plural) for obj in exc.protected_objects})
         return Response({"detail": f"still referred to by {', '.join(names)}; "

@@ -108,3 +108,9 @@ def test_models_filtered_by_a_non_numeric_plan_is_a_400(tenant_a):
     response = tenant_a.client().get("/api/v1/models?plan=abc")
     _assert_names(response, "plan")
     assert tenant_a.client().get("/api/v1/models?plan=99999999999999999999").status_code == 200
+
+
+def test_a_path_id_matching_no_route_is_a_json_404(tenant_a):
+    response = tenant_a.client().get("/api/v1/plans/-2.5")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
