@@ -22,3 +22,4 @@ urlpatterns = [
     # Last: any other /api/ path is a JSON 404 (a trailing slash included), never HTML.
     re_path(r"^api/(?P<path>.*)$", unknown_route),
 ]
+

@@ -35,6 +35,11 @@ class TenantScopedAdmin(admin.ModelAdmin):
             exclude.append("tenant")
         return exclude
 
+    def get_fields(self, request, obj=None):
+        # An admin listing its `fields` explicitly names the tenant, which members never get.
+        fields = list(super().get_fields(request, obj))
+        return fields if is_operator(request) else [f for f in fields if f != "tenant"]
+
     def get_list_filter(self, request):
         filters = list(super().get_list_filter(request))
         if is_operator(request):

@@ -47,8 +47,7 @@ def load_synthetic(tenant, data, prefix: str = "") -> None:
 
     from mfplatform.catalog.models import EndUser, Event, EventType, Item
 
-    types = {name: EventType.objects.get_or_create(tenant=tenant, name=name,
-                                                   defaults={"weight": 1.0})[0]
+    types = {name: EventType.objects.get_or_create(tenant=tenant, name=name)[0]
              for name in sorted(set(data.event_types.tolist()))}
     items = Item.objects.bulk_create([
         Item(tenant=tenant, external_id=f"{prefix}item-{i}", title=str(data.item_titles[i]),

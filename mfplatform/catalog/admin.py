@@ -31,7 +31,7 @@ class EndUserAdmin(TenantScopedAdmin):
 
 @admin.register(EventType)
 class EventTypeAdmin(TenantScopedAdmin):
-    list_display = ("name", "kind", "weight", "tenant")
+    list_display = ("name", "kind", "tenant")
     list_filter = ("kind",)
 
 

@@ -23,7 +23,7 @@ CHUNK = 20_000  # rows per batch written (the REST limit is for requests)
 
 class ImportFailed(Exception):
     def __init__(self, summary: ImportSummary):
-        super().__init__(f"{len(summary.errors)} invalid rows; nothing was stored")
+        super().__init__(f"{summary.rejected_rows} invalid rows; nothing was stored")
         self.summary = summary
 
 
@@ -42,10 +42,15 @@ class ImportSummary:
         self.duplicates += result.duplicates
         self.errors.extend(result.rejected)
 
+    @property
+    def rejected_rows(self) -> int:
+        """Rows with at least one error (a row can have several)."""
+        return len({error.index for error in self.errors})
+
     def lines(self, limit: int = 20) -> list[str]:
         rate = f" ({self.rows / self.seconds:,.0f} rows/s)" if self.seconds > 0 else ""
         out = [f"rows read {self.rows:,}; created {self.created:,}; updated {self.updated:,}; "
-               f"duplicates {self.duplicates:,}; rejected {len(self.errors):,}; "
+               f"duplicates {self.duplicates:,}; rejected {self.rejected_rows:,}; "
                f"{self.seconds:.2f} s{rate}"]
         out += [f"  row {e.index}: {e.field or '(row)'}: {e.error}" for e in self.errors[:limit]]
         if len(self.errors) > limit:
@@ -82,10 +87,14 @@ class Chunk:
                 for cells in zip(*self.columns.values(), strict=True)]
 
 
-def read_chunks(path: Path, mapping: dict[str, str], size: int = CHUNK) -> Iterator[Chunk]:
+def read_chunks(path: Path, mapping: dict[str, str], size: int = CHUNK,
+                errors: list[RowError] | None = None) -> Iterator[Chunk]:
     """The file in chunks of `size` rows; blank lines are skipped, short rows padded with
-    empty cells (which then fail validation as missing values)."""
-    with open(path, newline="", encoding="utf-8") as handle:
+    empty cells (which then fail validation as missing values). A row the csv module cannot
+    read (a field over its size limit) or holding a NUL character is left out and reported in
+    `errors`. A UTF-8 byte order mark before the header is dropped."""
+    errors = [] if errors is None else errors
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
         missing = [c for c in mapping.values() if c not in header]
@@ -93,19 +102,43 @@ def read_chunks(path: Path, mapping: dict[str, str], size: int = CHUNK) -> Itera
             raise ValueError(f"{path.name} has no column(s) {missing}; it has {header}")
         positions = {target: header.index(column) for target, column in mapping.items()}
         width = max(positions.values()) + 1
-        line = 2
+        numbered = _numbered_rows(reader, errors)
         while True:
-            rows = list(islice(reader, size))
-            if not rows:
+            batch = list(islice(numbered, size))
+            if not batch:
                 return
-            lines = list(range(line, line + len(rows)))
-            line += len(rows)
-            if not all(rows):  # blank lines: skipped, the others keep their numbers
-                kept = [(n, row) for n, row in zip(lines, rows, strict=True) if row]
+            lines, rows = (list(x) for x in zip(*batch, strict=True))
+            if "\x00" in "".join(map("".join, rows)):  # rare: find the rows one by one
+                kept = [(n, row) for n, row in batch if not _has_nul(n, row, errors)]
                 if not kept:
                     continue
                 lines, rows = (list(x) for x in zip(*kept, strict=True))
             yield _chunk(lines, rows, positions, width)
+
+
+def _numbered_rows(reader, errors: list[RowError]) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) of each non-blank row; the header is line 1."""
+    line = 1
+    while True:
+        line += 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # e.g. "field larger than field limit (131072)"
+            errors.append(RowError(line, "", f"unreadable CSV row: {exc}"))
+            continue
+        if row:
+            yield line, row
+
+
+def _has_nul(line: int, row: list[str], errors: list[RowError]) -> bool:
+    for position, cell in enumerate(row):
+        if "\x00" in cell:
+            errors.append(RowError(line, f"column {position + 1}",
+                                   "contains a NUL character"))
+            return True
+    return False
 
 
 def _chunk(lines: list[int], rows: list[list[str]], positions: dict[str, int],
@@ -166,15 +199,20 @@ def run_import(path: Path, mapping: dict[str, str],
     with transaction.atomic(), tqdm(unit=" rows", unit_scale=True, desc=path.name,
                                     disable=None if progress else True) as bar:
         failed = False
-        chunks = read_chunks(path, mapping, chunk_size or CHUNK)
+        unreadable: list[RowError] = []  # filled by the reading thread
+        chunks = read_chunks(path, mapping, chunk_size or CHUNK, errors=unreadable)
         for chunk in prefetch(map(prepare, chunks) if prepare else chunks):
             summary.rows += len(chunk)
             # After a bad row the file is lost anyway; go on validating to report every one.
-            result = write(chunk, partial or failed)
+            result = write(chunk, partial or failed or bool(unreadable))
             if result.rejected and not partial:
                 failed = True
             summary.add(result)
             bar.update(len(chunk))
+        if unreadable:
+            summary.rows += len(unreadable)
+            summary.errors = sorted([*summary.errors, *unreadable], key=lambda e: e.index)
+            failed = failed or not partial
         if failed:
             transaction.set_rollback(True)
             summary.created = summary.updated = summary.duplicates = 0

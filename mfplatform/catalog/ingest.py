@@ -13,7 +13,7 @@ rows with `partial`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,25 +24,30 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from psycopg.types.json import Jsonb
 
-from mfplatform.catalog.models import EndUser, EventKind, EventType
+from mfplatform.catalog.models import EndUser, EventKind, EventType, Item
 from tenants.context import apply_scope
 from tenants.models import Tenant
 
 MAX_BATCH = 10_000
 FUTURE_TOLERANCE = timedelta(minutes=5)
 MAX_ID_LENGTH = 255
+ID_RULE = f'a non-empty string of at most {MAX_ID_LENGTH} characters, without "/"'
+# |event value| above this is refused: a real rating, watch share or quantity is far smaller,
+# and a huge one (1e300) would overflow the training arithmetic.
+MAX_EVENT_VALUE = 1e9
 
-DEFAULT_EVENT_TYPES: dict[str, tuple[float, str]] = {
-    "click": (1.0, EventKind.POSITIVE),
-    "meaningful_click": (1.0, EventKind.POSITIVE),
-    "view": (0.5, EventKind.POSITIVE),
-    "add_to_cart": (3.0, EventKind.POSITIVE),
-    "purchase": (5.0, EventKind.POSITIVE),
-    "watch_complete": (4.0, EventKind.POSITIVE),
-    "rating": (1.0, EventKind.POSITIVE),
-    "hide": (1.0, EventKind.NEGATIVE),
-    "dislike": (1.0, EventKind.NEGATIVE),
-    "report": (1.0, EventKind.POLICY),
+# The event types a tenant starts with. Their weights in training are the plan's `events`.
+DEFAULT_EVENT_TYPES: dict[str, str] = {
+    "click": EventKind.POSITIVE,
+    "meaningful_click": EventKind.POSITIVE,
+    "view": EventKind.POSITIVE,
+    "add_to_cart": EventKind.POSITIVE,
+    "purchase": EventKind.POSITIVE,
+    "watch_complete": EventKind.POSITIVE,
+    "rating": EventKind.POSITIVE,
+    "hide": EventKind.NEGATIVE,
+    "dislike": EventKind.NEGATIVE,
+    "report": EventKind.POLICY,
 }
 
 
@@ -68,6 +73,11 @@ class IngestResult:
     rejected: list[RowError] = field(default_factory=list)
     written: bool = True  # False: all-or-nothing and something was bad, so nothing stored
 
+    @property
+    def rejected_rows(self) -> int:
+        """Rows with at least one error (a row can have several)."""
+        return len({error.index for error in self.rejected})
+
     def as_dict(self) -> dict[str, Any]:
         return {"created": self.created, "updated": self.updated,
                 "duplicates": self.duplicates,
@@ -76,8 +86,8 @@ class IngestResult:
 
 def ensure_default_event_types(tenant: Tenant) -> dict[str, EventType]:
     existing = {t.name: t for t in EventType.objects.filter(tenant=tenant)}
-    missing = [EventType(tenant=tenant, name=name, weight=weight, kind=kind)
-               for name, (weight, kind) in DEFAULT_EVENT_TYPES.items() if name not in existing]
+    missing = [EventType(tenant=tenant, name=name, kind=kind)
+               for name, kind in DEFAULT_EVENT_TYPES.items() if name not in existing]
     if missing and not existing:  # defaults are offered once, on first use
         EventType.objects.bulk_create(missing, ignore_conflicts=True)
         existing = {t.name: t for t in EventType.objects.filter(tenant=tenant)}
@@ -94,7 +104,9 @@ def check_batch(rows: Any) -> list:
 
 # -- field validation ---------------------------------------------------------------------------
 
-def _identifier(value: Any) -> str | None:
+def _identifier(value: Any, addressable: bool = True) -> str | None:
+    """A stripped id, or None. `addressable` ids (items, users) appear in URL paths, where a
+    "/" would split them: they cannot hold one."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
@@ -102,6 +114,8 @@ def _identifier(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.strip()
+    if addressable and "/" in value:
+        return None
     return value if 0 < len(value) <= MAX_ID_LENGTH else None
 
 
@@ -149,7 +163,7 @@ def _number(value: Any) -> float:
         value = value.strip()
     try:
         number = float(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"expected a number, got {value!r}") from exc
     if not math.isfinite(number):
         raise ValueError("expected a finite number")
@@ -172,7 +186,7 @@ def _clean_item(index: int, row: Any, errors: list[RowError]) -> dict | None:
     external_id = _identifier(row.get("external_id", row.get("id")))
     if external_id is None:
         errors.append(RowError(index, "external_id",
-                               f"required: a non-empty string of at most {MAX_ID_LENGTH}"))
+                               f"required: {ID_RULE}"))
         return None
     item = {"external_id": external_id}
     for name, limit in (("title", 500), ("category", 200)):
@@ -264,7 +278,7 @@ def upsert_users(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> 
         external_id = _identifier(row.get("external_id", row.get("id")))
         if external_id is None:
             errors.append(RowError(index, "external_id",
-                                   f"required: a non-empty string of at most {MAX_ID_LENGTH}"))
+                                   f"required: {ID_RULE}"))
             continue
         flags = {}
         for name, default in (("consent", True), ("is_internal", False), ("is_bot", False)):
@@ -398,13 +412,14 @@ def _id_column(values: list, message: str) -> tuple[list, dict[int, str]]:
     if all(type(v) is str for v in values):
         stripped = [v.strip() for v in values]
         if not stripped or (min(map(len, stripped)) > 0
-                            and max(map(len, stripped)) <= MAX_ID_LENGTH):
+                            and max(map(len, stripped)) <= MAX_ID_LENGTH
+                            and not any("/" in v for v in stripped)):
             return stripped, {}
     clean, bad = [], {}
     for position, value in enumerate(values):
         identifier = _identifier(value)
         if identifier is None:
-            bad[position] = message
+            bad[position] = f"{message}: {ID_RULE}"
         clean.append(identifier)
     return clean, bad
 
@@ -449,19 +464,26 @@ def _value_column(values: list | None, n: int) -> tuple[np.ndarray, dict[int, st
     if _kinds(values) <= _NUMERIC_OR_TEXT:
         try:
             numbers = np.fromiter(map(float, values), dtype=np.float64, count=n)
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: an int of hundreds of digits
             pass
         else:
-            if np.isfinite(numbers).all():
+            if n == 0 or (np.isfinite(numbers).all()
+                          and np.abs(numbers).max() <= MAX_EVENT_VALUE):
                 return numbers, {}
     numbers, bad = np.full(n, np.nan), {}
     for position, value in enumerate(values):
         if value is None or value == "":
             continue
         try:
-            numbers[position] = _number(value)
+            number = _number(value)
         except ValueError as exc:
             bad[position] = str(exc)
+            continue
+        if abs(number) > MAX_EVENT_VALUE:
+            bad[position] = f"expected a number between {-MAX_EVENT_VALUE:g} and " \
+                            f"{MAX_EVENT_VALUE:g}"
+        else:
+            numbers[position] = number
     return numbers, bad
 
 
@@ -478,7 +500,7 @@ def _timestamp_column(values: list | None, n: int, now: datetime
     if _kinds(values) <= _NUMERIC_OR_TEXT:
         try:
             seconds = np.fromiter(map(float, values), dtype=np.float64, count=n)
-        except ValueError:
+        except (ValueError, OverflowError):
             pass
         else:
             # The common case: finite unix seconds after 1970 and not in the future.
@@ -507,7 +529,8 @@ def _event_id_column(values: list | None, n: int) -> tuple[list, dict[int, str]]
             return stripped, {}
     clean, bad = [], {}
     for position, value in enumerate(values):
-        identifier = None if value is None or value == "" else _identifier(value)
+        identifier = None if value is None or value == "" else _identifier(value,
+                                                                           addressable=False)
         if identifier is None and not (value is None or value == ""):
             bad[position] = f"a non-empty string of at most {MAX_ID_LENGTH}"
         clean.append(identifier)
@@ -631,14 +654,19 @@ def ingest_events(tenant: Tenant, rows: Sequence[Any] | EventColumns | PreparedE
                                                                           default_type)
     events, errors = prepared.events, prepared.errors
     result = IngestResult(rejected=errors)
+    if allow_placeholders is None:
+        allow_placeholders = bool(tenant.setting("allow_placeholder_items", False))
     if errors and not partial:
+        # Nothing is written, but every bad row is still listed: unknown items too.
+        if not allow_placeholders and events.index:
+            known = set(Item.objects.filter(tenant=tenant, external_id__in=set(events.item))
+                        .values_list("external_id", flat=True))
+            errors.extend(_unknown_item_errors(events, known))
         result.written = False
         errors.sort(key=lambda e: e.index)
         return result
     if not events.index:
         return result
-    if allow_placeholders is None:
-        allow_placeholders = bool(tenant.setting("allow_placeholder_items", False))
     with transaction.atomic(), connection.cursor() as django_cursor:
         cursor = django_cursor.cursor  # psycopg's own cursor, for COPY
         apply_scope(connection)  # which, unlike Django's, does not set the tenant scope itself
@@ -647,10 +675,7 @@ def ingest_events(tenant: Tenant, rows: Sequence[Any] | EventColumns | PreparedE
         items = _resolve_items(tenant, cursor, sorted(set(events.item)), allow_placeholders)
         if len(items) < len(set(events.item)):
             known = [p for p, item in enumerate(events.item) if item in items]
-            errors.extend(RowError(events.index[p], "item",
-                                   f"unknown item {events.item[p]!r} (send it to "
-                                   f"/api/v1/items first)")
-                          for p, item in enumerate(events.item) if item not in items)
+            errors.extend(_unknown_item_errors(events, items))
             errors.sort(key=lambda e: e.index)
             if not partial:
                 transaction.set_rollback(True)
@@ -664,6 +689,12 @@ def ingest_events(tenant: Tenant, rows: Sequence[Any] | EventColumns | PreparedE
         result.created = _write_events(tenant, cursor, events, items, users, types)
         result.duplicates = len(events.index) - result.created
     return result
+
+
+def _unknown_item_errors(events: _CleanEvents, known: Collection[str]) -> list[RowError]:
+    return [RowError(events.index[p], "item",
+                     f"unknown item {item!r} (send it to /api/v1/items first)")
+            for p, item in enumerate(events.item) if item not in known]
 
 
 # PostgreSQL's binary COPY format: a header, then per row the number of fields and each field

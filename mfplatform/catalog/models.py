@@ -61,8 +61,11 @@ class EventKind(models.TextChoices):
 
 
 class EventType(TenantOwned):
+    """An event name the tenant sends and what kind it is. How much a positive event counts in
+    training is the plan's `events` mapping (one plan may weigh a purchase differently from
+    another), so there is no weight here."""
+
     name = models.CharField(max_length=64)
-    weight = models.FloatField(default=1.0)
     kind = models.CharField(max_length=10, choices=EventKind.choices,
                             default=EventKind.POSITIVE)
 
@@ -72,7 +75,7 @@ class EventType(TenantOwned):
                                                name="unique_eventtype_name")]
 
     def __str__(self) -> str:
-        return f"{self.name} ({self.kind}, {self.weight})"
+        return f"{self.name} ({self.kind})"
 
 
 class Event(TenantOwned):

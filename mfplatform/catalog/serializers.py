@@ -1,10 +1,12 @@
 from rest_framework import serializers
 
 from mfplatform.catalog.models import EndUser, EventType, Item
+from mfplatform.input_guard import StorableJSONField
 
 
 class ItemSerializer(serializers.ModelSerializer):
     available = serializers.BooleanField(source="is_available", required=False)
+    attributes = StorableJSONField(required=False, objects_only=True)
 
     class Meta:
         model = Item
@@ -24,7 +26,7 @@ class EndUserSerializer(serializers.ModelSerializer):
 class EventTypeSerializer(serializers.ModelSerializer):
     class Meta:
         model = EventType
-        fields = ["name", "weight", "kind"]
+        fields = ["name", "kind"]
 
     def validate_name(self, value):
         tenant = self.context["tenant"]

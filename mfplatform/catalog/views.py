@@ -1,5 +1,3 @@
-import json
-
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -7,6 +5,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mfplatform import input_guard
 from mfplatform.catalog import ingest
 from mfplatform.catalog.models import EndUser, EventType, Item
 from mfplatform.catalog.serializers import (
@@ -43,8 +42,8 @@ def _json_body(request):
     if length > MAX_BODY_BYTES:
         return None, _too_large(f"at most {MAX_BODY_BYTES // 2**20} MB per request")
     try:
-        return json.loads(request._request.read(MAX_BODY_BYTES + 1),
-                          parse_constant=_reject_constant), None
+        return input_guard.loads(request._request.read(MAX_BODY_BYTES + 1),
+                                 parse_constant=_reject_constant), None
     except ValueError as exc:  # JSONDecodeError and bad encodings are ValueErrors
         raise ParseError(f"JSON parse error - {exc}") from exc
 
@@ -65,7 +64,7 @@ def _bulk_response(run, request):
     result = run(request_tenant(request), rows, partial=partial)
     body = result.as_dict()
     if result.rejected and not partial:
-        return Response({"detail": f"{len(result.rejected)} of {len(rows)} rows are invalid; "
+        return Response({"detail": f"{result.rejected_rows} of {len(rows)} rows are invalid; "
                                    f"nothing was stored", "code": "invalid_rows",
                          "errors": body["rejected"], **body},
                         status=status.HTTP_400_BAD_REQUEST)

@@ -2,6 +2,7 @@ from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from mfplatform.registry.models import ModelVersion
@@ -29,10 +30,13 @@ class ModelVersionViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         queryset = super().get_queryset().select_related("plan_revision")
-        for field in ("plan", "status"):
-            value = self.request.query_params.get(field)
-            if value:
-                queryset = queryset.filter(**{field: value})
+        params = self.request.query_params
+        if params.get("plan"):
+            if not params["plan"].isdigit():
+                raise ValidationError({"plan": ["expected a plan id (an integer)"]})
+            queryset = queryset.filter(plan=int(params["plan"]))
+        if params.get("status"):
+            queryset = queryset.filter(status=params["status"])
         return queryset
 
     def _actor(self, request) -> str:

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from mfplatform.input_guard import StorableJSONField
 from mfplatform.serving.models import EligibilityRule
 from mfplatform.serving.rules import RuleParamsError, make_rule, rule_kinds
 from mfplatform.serving.service import MAX_K
@@ -35,6 +36,7 @@ class BatchRecommendationSerializer(RecommendationQuerySerializer):
 
 class EligibilityRuleSerializer(serializers.ModelSerializer):
     kind = serializers.CharField()
+    params = StorableJSONField(required=False, objects_only=True)
 
     class Meta:
         model = EligibilityRule

@@ -1,16 +1,18 @@
 """Training plan configuration: its JSON form, defaults and validation (field-path errors).
 
-    {"model": "implicit_matrix_factorization_v1",
-     "events": {"meaningful_click": 1, "add_to_cart": 3, "purchase": 5, "watch_complete": 4},
+    {"events": {"meaningful_click": 1, "add_to_cart": 3, "purchase": 5, "watch_complete": 4},
      "filters": ["exclude_bot", "exclude_internal", "valid_item", "consent_required"],
      "window": {"days": 90, "recency_half_life_days": 30},
      "training": {"strategy": "als", "factors": 64, "regularization": 0.05, "alpha": 10,
                   "iterations": 15},
      "split": {"kind": "temporal", "test_fraction": 0.2},
      "evaluation": {"k": [10, 20, 50]},
-     "serving": {"candidates": 1000, "fallbacks": ["content_based", "popularity"]},
      "minimums": {"users": 20, "items": 10, "interactions": 200},
      "promotion": {...}, "schedule": "0 3 * * *"}
+
+Unknown keys are refused at every level (a typo such as "evnts" would otherwise train on the
+default events) and every number is bounded. `model` and `serving` were accepted once but
+controlled nothing; stored configurations that still hold them load with them dropped.
 """
 
 from __future__ import annotations
@@ -24,32 +26,51 @@ from rest_framework import serializers
 import mfengine
 
 FILTERS = ("exclude_bot", "exclude_internal", "valid_item", "consent_required")
-FALLBACKS = ("content_based", "editorial", "popularity")
 METRICS = ("ndcg", "recall", "map", "hit_rate")
+# Keys of older configurations that never controlled anything: dropped when a config is read.
+RETIRED_KEYS = ("model", "serving")
+MAX_EVENT_WEIGHT = 1000.0
 
 
-class WindowSerializer(serializers.Serializer):
+class StrictSerializer(serializers.Serializer):
+    """A configuration section: a key it does not know is an error named by its path."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: [f"unknown key; expected one of {', '.join(self.fields)}"]
+                     for key in unknown})
+        return super().to_internal_value(data)
+
+
+class WindowSerializer(StrictSerializer):
     days = serializers.FloatField(min_value=1, max_value=3650, allow_null=True, default=90)
-    recency_half_life_days = serializers.FloatField(min_value=0.1, allow_null=True, default=None)
+    recency_half_life_days = serializers.FloatField(min_value=0.1, max_value=3650,
+                                                    allow_null=True, default=None)
 
 
-class TransformSerializer(serializers.Serializer):
+class TransformSerializer(StrictSerializer):
     log1p = serializers.BooleanField(default=True)
     use_values = serializers.BooleanField(default=False)
-    max_events_per_user = serializers.IntegerField(min_value=1, allow_null=True, default=None)
-    max_events_per_item = serializers.IntegerField(min_value=1, allow_null=True, default=None)
-    max_strength = serializers.FloatField(min_value=0, allow_null=True, default=None)
+    max_events_per_user = serializers.IntegerField(min_value=1, max_value=10**9, allow_null=True,
+                                                   default=None)
+    max_events_per_item = serializers.IntegerField(min_value=1, max_value=10**9, allow_null=True,
+                                                   default=None)
+    max_strength = serializers.FloatField(min_value=0, max_value=1e6, allow_null=True,
+                                          default=None)
 
 
-class TrainingSerializer(serializers.Serializer):
+class TrainingSerializer(StrictSerializer):
     strategy = serializers.CharField(default="als")
     factors = serializers.IntegerField(min_value=2, max_value=1024, default=64)
     # Unset: the strategy's own default (tuned per strategy in mfengine).
-    regularization = serializers.FloatField(min_value=0, required=False)
-    alpha = serializers.FloatField(min_value=0, required=False)
+    regularization = serializers.FloatField(min_value=0, max_value=1e4, required=False)
+    alpha = serializers.FloatField(min_value=0, max_value=1e4, required=False)
     iterations = serializers.IntegerField(min_value=1, max_value=1000, default=15)
-    learning_rate = serializers.FloatField(min_value=0, required=False)
-    random_state = serializers.IntegerField(default=0)
+    learning_rate = serializers.FloatField(min_value=0, max_value=10, required=False)
+    random_state = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=0)
 
     def validate_strategy(self, value: str) -> str:
         names = mfengine.available()
@@ -67,36 +88,34 @@ class TrainingSerializer(serializers.Serializer):
         return attrs
 
 
-class SplitSerializer(serializers.Serializer):
+class SplitSerializer(StrictSerializer):
     kind = serializers.ChoiceField(choices=["temporal", "global"], default="temporal")
     test_fraction = serializers.FloatField(min_value=0.01, max_value=0.9, default=0.2)
-    test_days = serializers.FloatField(min_value=0.01, default=7)
-    positive_threshold = serializers.FloatField(allow_null=True, default=None)
+    test_days = serializers.FloatField(min_value=0.01, max_value=3650, default=7)
+    positive_threshold = serializers.FloatField(min_value=-1e6, max_value=1e6, allow_null=True,
+                                                default=None)
 
 
-class EvaluationSerializer(serializers.Serializer):
+class EvaluationSerializer(StrictSerializer):
     k = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=1000),
                               min_length=1, default=[10, 20, 50])
     # Users evaluated at most (a seeded sample beyond this): bounds evaluation time.
-    max_users = serializers.IntegerField(min_value=100, allow_null=True, default=5000)
+    max_users = serializers.IntegerField(min_value=100, max_value=10**9, allow_null=True,
+                                         default=5000)
 
 
-class ServingSerializer(serializers.Serializer):
-    candidates = serializers.IntegerField(min_value=1, max_value=10000, default=1000)
-    fallbacks = serializers.ListField(child=serializers.ChoiceField(choices=FALLBACKS),
-                                      default=["content_based", "popularity"])
+class MinimumsSerializer(StrictSerializer):
+    users = serializers.IntegerField(min_value=0, max_value=10**12, default=20)
+    items = serializers.IntegerField(min_value=0, max_value=10**12, default=10)
+    interactions = serializers.IntegerField(min_value=0, max_value=10**12, default=200)
 
 
-class MinimumsSerializer(serializers.Serializer):
-    users = serializers.IntegerField(min_value=0, default=20)
-    items = serializers.IntegerField(min_value=0, default=10)
-    interactions = serializers.IntegerField(min_value=0, default=200)
-
-
-class PromotionSerializer(serializers.Serializer):
+class PromotionSerializer(StrictSerializer):
     metric = serializers.CharField(default="ndcg@10")
-    min_improvement_over_active = serializers.FloatField(default=0.0)
-    min_improvement_over_popularity = serializers.FloatField(default=0.0)
+    # Relative improvements: -1 (anything) to +10 (eleven times better).
+    min_improvement_over_active = serializers.FloatField(min_value=-1, max_value=10, default=0.0)
+    min_improvement_over_popularity = serializers.FloatField(min_value=-1, max_value=10,
+                                                             default=0.0)
     max_popularity_concentration = serializers.FloatField(min_value=0, max_value=1, default=0.95)
     required_checks = serializers.ListField(child=serializers.CharField(), default=list)
     auto_promote = serializers.BooleanField(default=True)
@@ -109,9 +128,9 @@ class PromotionSerializer(serializers.Serializer):
         return value
 
 
-class PlanConfigSerializer(serializers.Serializer):
-    model = serializers.CharField(default="implicit_matrix_factorization_v1")
-    events = serializers.DictField(child=serializers.FloatField(min_value=0), default=dict(
+class PlanConfigSerializer(StrictSerializer):
+    events = serializers.DictField(child=serializers.FloatField(
+        min_value=0, max_value=MAX_EVENT_WEIGHT), default=dict(
         meaningful_click=1, add_to_cart=3, purchase=5, watch_complete=4))
     negative_events = serializers.ListField(child=serializers.CharField(),
                                             default=["hide", "dislike"])
@@ -123,7 +142,6 @@ class PlanConfigSerializer(serializers.Serializer):
     split = SplitSerializer(default=lambda: SplitSerializer().to_internal_value({}))
     evaluation = EvaluationSerializer(
         default=lambda: EvaluationSerializer().to_internal_value({}))
-    serving = ServingSerializer(default=lambda: ServingSerializer().to_internal_value({}))
     minimums = MinimumsSerializer(default=lambda: MinimumsSerializer().to_internal_value({}))
     promotion = PromotionSerializer(default=lambda: PromotionSerializer().to_internal_value({}))
     schedule = serializers.CharField(allow_null=True, allow_blank=True, default=None)
@@ -148,6 +166,10 @@ class PlanConfigSerializer(serializers.Serializer):
         if overlap:
             raise serializers.ValidationError(
                 {"negative_events": f"also listed as positive events: {sorted(overlap)}"})
+        metric_k = int(attrs["promotion"]["metric"].partition("@")[2])
+        if metric_k not in attrs["evaluation"]["k"]:
+            raise serializers.ValidationError({"promotion": {"metric": [
+                f"k={metric_k} is not evaluated; evaluation.k is {attrs['evaluation']['k']}"]}})
         return attrs
 
 
@@ -163,6 +185,30 @@ def validate_plan_config(raw: Any) -> dict:
 
 def default_plan_config(**overrides: Any) -> dict:
     return validate_plan_config(overrides)
+
+
+def stored_plan_config(stored: dict) -> dict:
+    """A configuration as stored, without the keys retired since it was written."""
+    return {key: value for key, value in stored.items() if key not in RETIRED_KEYS}
+
+
+# Values that are replaced whole by a PATCH: a mapping of event names is one setting.
+_REPLACED_WHOLE = ("events",)
+
+
+def merge_plan_config(current: dict, patch: Any) -> Any:
+    """`patch` laid over `current` section by section (a PATCH sends only what changes);
+    lists and the `events` mapping are replaced whole."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = stored_plan_config(current)
+    for key, value in patch.items():
+        section = merged.get(key)
+        if isinstance(value, dict) and isinstance(section, dict) and key not in _REPLACED_WHOLE:
+            merged[key] = {**section, **value}
+        else:
+            merged[key] = value
+    return merged
 
 
 def _plain(value: Any) -> Any:

@@ -1,11 +1,16 @@
 from rest_framework import serializers
 
+from mfplatform.input_guard import StorableJSONField
 from mfplatform.training.models import DatasetVersion, TrainingPlan, TrainingRun
-from mfplatform.training.plans import validate_plan_config
+from mfplatform.training.plans import (
+    merge_plan_config,
+    stored_plan_config,
+    validate_plan_config,
+)
 
 
 class TrainingPlanSerializer(serializers.ModelSerializer):
-    config = serializers.JSONField(required=False)
+    config = StorableJSONField(required=False, objects_only=True)
 
     class Meta:
         model = TrainingPlan
@@ -14,7 +19,15 @@ class TrainingPlanSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "revision", "created_at", "updated_at"]
 
     def validate_config(self, value):
+        if self.instance is not None and self.partial:  # PATCH: change only what was sent
+            value = merge_plan_config(self.instance.config, value)
         return validate_plan_config(value)
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        if isinstance(data.get("config"), dict):
+            data["config"] = stored_plan_config(data["config"])
+        return data
 
     def validate_name(self, value):
         tenant = self.context["tenant"]

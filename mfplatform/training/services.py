@@ -35,6 +35,8 @@ def create_plan(tenant: Tenant, name: str, config: dict, is_serving: bool | None
     config = validate_plan_config(config)
     if is_serving is None:  # the tenant's first plan serves by default
         is_serving = not TrainingPlan.objects.filter(tenant=tenant).exists()
+    elif is_serving:
+        _stop_serving_others(tenant)
     plan = TrainingPlan.objects.create(tenant=tenant, name=name, config=config,
                                        is_serving=is_serving)
     PlanRevision.objects.create(tenant=tenant, plan=plan, revision=1, config=config)
@@ -46,8 +48,7 @@ def create_plan(tenant: Tenant, name: str, config: dict, is_serving: bool | None
 def update_plan(plan: TrainingPlan, config: dict | None = None, **fields) -> TrainingPlan:
     """Changing the configuration creates a new revision; other fields do not."""
     if fields.get("is_serving"):
-        TrainingPlan.objects.filter(tenant=plan.tenant, is_serving=True).exclude(
-            pk=plan.pk).update(is_serving=False)
+        _stop_serving_others(plan.tenant, plan)
     for name, value in fields.items():
         setattr(plan, name, value)
     if config is not None:
@@ -60,6 +61,14 @@ def update_plan(plan: TrainingPlan, config: dict | None = None, **fields) -> Tra
     plan.save()
     sync_schedule(plan)
     return plan
+
+
+def _stop_serving_others(tenant: Tenant, plan: TrainingPlan | None = None) -> None:
+    """One serving plan per tenant (a partial unique index): the one being set takes over."""
+    others = TrainingPlan.objects.filter(tenant=tenant, is_serving=True)
+    if plan is not None:
+        others = others.exclude(pk=plan.pk)
+    others.update(is_serving=False)
 
 
 def current_revision(plan: TrainingPlan) -> PlanRevision:

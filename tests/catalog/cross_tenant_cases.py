@@ -46,10 +46,10 @@ def _user(tenant_b):
 
 @register("api:eventtype-list", "api:eventtype-detail")
 def _event_types(tenant_b):
-    EventType.objects.create(tenant=tenant_b, name=B_MARKER, weight=1)
+    EventType.objects.create(tenant=tenant_b, name=B_MARKER)
     return [Request("GET", "/api/v1/event-types", expect=(200,)),
             Request("GET", f"/api/v1/event-types/{B_MARKER}"),
-            Request("PATCH", f"/api/v1/event-types/{B_MARKER}", {"weight": 9})]
+            Request("PATCH", f"/api/v1/event-types/{B_MARKER}", {"kind": "policy"})]
 
 
 @register("api:event-list")

@@ -129,3 +129,45 @@ def test_prefetch_hands_over_reading_errors_and_stops_with_its_consumer():
     endless = prefetch(iter(range(10**9)), depth=1)
     assert next(endless) == 0
     endless.close()  # the reading thread stops instead of blocking on a full queue
+
+
+def _failed_import(command, tmp_path, text, mapping, *extra):
+    err = StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command(command, "alpha", _write(tmp_path, "f.csv", text), "--map", mapping,
+                     *extra, "--no-progress", stdout=StringIO(), stderr=err)
+    return str(failed.value), err.getvalue()
+
+
+def test_nul_and_oversized_fields_are_row_errors_not_tracebacks(tenant_a, tmp_path):
+    text = MOVIES + "3,Nul\x00title,Drama\n" + f'4,"{"x" * 200_000}",Drama\n' + "5,Fine,Drama\n"
+    message, err = _failed_import("import_items", tmp_path, text, "item=movieId,title=title")
+    assert "2 invalid rows" in message
+    assert "row 4: column 2: contains a NUL character" in err
+    assert "row 5: (row): unreadable CSV row: field larger than field limit" in err
+    with tenant_a.scope():
+        assert not Item.objects.exists()
+    out = _import("import_items", "alpha", _write(tmp_path, "p.csv", text), "--map",
+                  "item=movieId,title=title", "--partial")
+    assert "created 3" in out and "rejected 2" in out
+    with tenant_a.scope():
+        assert sorted(Item.objects.values_list("external_id", flat=True)) == ["1", "2", "5"]
+
+
+def test_a_byte_order_mark_before_the_header_is_dropped(tenant_a, tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + MOVIES.encode())
+    out = _import("import_items", "alpha", str(path), "--map", "item=movieId,title=title")
+    assert "created 2" in out
+
+
+def test_every_bad_row_is_listed_and_counted_once(tenant_a, tmp_path):
+    _import("import_items", "alpha", _write(tmp_path, "movies.csv", MOVIES), "--map",
+            "item=movieId,title=title")
+    bad = RATINGS + "3,1,five,soon\n" + "4,99,1,964982224\n"
+    message, err = _failed_import("import_events", tmp_path, bad,
+                                  "user=userId,item=movieId,value=rating,timestamp=timestamp",
+                                  "--type", "rating")
+    assert "2 invalid rows" in message, err
+    assert "row 5: value" in err and "row 5: timestamp" in err
+    assert "row 6: item: unknown item '99'" in err

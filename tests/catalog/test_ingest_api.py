@@ -173,9 +173,10 @@ def test_negative_events_become_suppressions(tenant_a, catalogue):
 def test_event_types_default_and_custom(tenant_a):
     client = tenant_a.client()
     names = {t["name"]: t for t in client.get("/api/v1/event-types").json()["results"]}
-    assert names["hide"]["kind"] == "negative" and names["purchase"]["weight"] == 5.0
-    response = client.post("/api/v1/event-types", {"name": "share", "weight": 2,
-                                                    "kind": "positive"}, format="json")
+    assert names["hide"]["kind"] == "negative" and names["purchase"]["kind"] == "positive"
+    assert "weight" not in names["purchase"]  # the plan's `events` weighs event types
+    response = client.post("/api/v1/event-types", {"name": "share", "kind": "positive"},
+                           format="json")
     assert response.status_code == 201
     assert client.post("/api/v1/event-types", {"name": "share"},
                        format="json").status_code == 400
@@ -211,3 +212,62 @@ def test_user_validation_all_or_nothing_then_partial(tenant_a):
     response = client.post("/api/v1/users?partial=true", rows, format="json")
     assert response.status_code == 200 and response.json()["created"] == 1
     assert client.get("/api/v1/users").json()["results"][0]["external_id"] == "ok"
+
+
+def test_all_or_nothing_batch_lists_every_bad_row_and_counts_rows(tenant_a, catalogue):
+    response = catalogue.post("/api/v1/events", [
+        {"user": "u1", "item": "i1", "type": "click"},
+        {"user": "u1", "item": "i1", "type": "nope", "value": "x"},
+        {"user": "u2", "item": "unknown", "type": "click"},
+    ], format="json")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["detail"].startswith("2 of 3 rows are invalid")
+    assert {(e["index"], e["field"]) for e in body["errors"]} == {
+        (1, "type"), (1, "value"), (2, "item")}
+    with tenant_a.scope():
+        assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("value", ["1" + "0" * 400, 1e300, -1e300, "1e308"])
+def test_huge_event_values_are_refused(tenant_a, catalogue, value):
+    body = '[{"user": "u1", "item": "i1", "type": "rating", "value": %s}]' % (
+        value if isinstance(value, float) or value.isdigit() else f'"{value}"')
+    response = catalogue.post("/api/v1/events", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0]["field"] == "value"
+    with tenant_a.scope():
+        assert not Event.objects.exists()
+
+
+@pytest.mark.parametrize("path, row, field", [
+    ("/api/v1/items", {"external_id": "a/b"}, "external_id"),
+    ("/api/v1/users", {"external_id": "a/b"}, "external_id"),
+    ("/api/v1/events", {"user": "a/b", "item": "i1", "type": "click"}, "user"),
+])
+def test_ids_with_a_slash_are_refused_at_ingest(tenant_a, catalogue, path, row, field):
+    response = catalogue.post(path, [row], format="json")
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"][0]["field"] == field
+    assert '"/"' in response.json()["errors"][0]["error"]
+
+
+def test_event_ids_may_hold_a_slash(tenant_a, catalogue):
+    response = catalogue.post("/api/v1/events", [{"user": "u1", "item": "i1", "type": "click",
+                                                  "event_id": "2026/11/30-1"}], format="json")
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize("body, content_type", [
+    ("attributes=null", "application/x-www-form-urlencoded"),
+    ("attributes=%5B1%5D", "application/x-www-form-urlencoded"),
+    ('attributes={"a":"%5Cu0000"}', "application/x-www-form-urlencoded"),
+    ("attributes=" + "%5B" * 3000 + "%5D" * 3000, "application/x-www-form-urlencoded"),
+    ('{"attributes": null}', "application/json"),
+])
+def test_item_patch_with_bad_attributes_is_a_400(tenant_a, catalogue, body, content_type):
+    response = catalogue.patch("/api/v1/items/i1", body, content_type=content_type)
+    assert response.status_code == 400, response.content
+    assert "attributes" in response.json()["errors"]
+    with tenant_a.scope():
+        assert Item.objects.get(external_id="i1").attributes == {"price": 10}

@@ -89,3 +89,12 @@ def test_analyst_can_view_but_not_change(client, tenant_a):
     client.force_login(analyst)
     assert client.get("/admin/tenants/apikey/").status_code == 200
     assert client.get("/admin/tenants/apikey/add/").status_code == 403
+
+
+def test_tenant_admin_opens_the_key_add_and_change_pages(client, alice, tenant_a):
+    client.force_login(alice)
+    for url in ("/admin/tenants/apikey/add/",
+                f"/admin/tenants/apikey/{tenant_a.key.pk}/change/"):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert 'name="tenant"' not in response.content.decode()  # set server-side for members

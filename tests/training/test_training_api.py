@@ -27,7 +27,6 @@ def test_plan_config_errors_name_the_field(tenant_a):
 @pytest.mark.django_db
 def test_full_documented_plan_is_accepted(tenant_a):
     config = {
-        "model": "implicit_matrix_factorization_v1",
         "events": {"meaningful_click": 1, "add_to_cart": 3, "purchase": 5, "watch_complete": 4},
         "filters": ["exclude_bot", "exclude_internal", "valid_item", "consent_required"],
         "window": {"days": 90, "recency_half_life_days": 30},
@@ -35,7 +34,6 @@ def test_full_documented_plan_is_accepted(tenant_a):
                      "iterations": 15},
         "split": {"kind": "temporal", "test_fraction": 0.2},
         "evaluation": {"k": [10, 20, 50]},
-        "serving": {"candidates": 1000, "fallbacks": ["content_based", "popularity"]},
         "minimums": {"users": 100, "items": 50, "interactions": 1000},
         "promotion": {"metric": "ndcg@10", "min_improvement_over_active": 0.01,
                       "min_improvement_over_popularity": 0.05,
