@@ -166,6 +166,17 @@ def history(version: ModelVersion):
             .select_related("from_version", "to_version"))
 
 
+def promotion_blocker(version: ModelVersion) -> str | None:
+    """Why the version cannot be made active, or None when it can (there is no override: a
+    rejected or failed version stays out of service)."""
+    if version.status not in (ModelStatus.CANDIDATE, ModelStatus.RETIRED):
+        return (f"v{version.version} is {version.status}; only a candidate or a retired "
+                f"version can be made active")
+    if version.kind == ModelKind.MF and version.vectors_dropped_at is not None:
+        return f"v{version.version}'s vectors were dropped by retention"
+    return None
+
+
 def _switch(plan_id: int, target: ModelVersion, action: str, actor: str, reason: str,
             actor_user=None) -> PromotionLog:
     """Make `target` the plan's active version: retire the current one and activate the
@@ -175,11 +186,9 @@ def _switch(plan_id: int, target: ModelVersion, action: str, actor: str, reason:
     target.refresh_from_db()
     if target.plan_id != plan_id:
         raise RegistryError("the version belongs to another plan")
-    if target.status not in (ModelStatus.CANDIDATE, ModelStatus.RETIRED):
-        raise RegistryError(f"v{target.version} is {target.status}; only a candidate or "
-                            f"a retired version can be made active")
-    if target.kind == ModelKind.MF and target.vectors_dropped_at is not None:
-        raise RegistryError(f"v{target.version}'s vectors were dropped by retention")
+    blocker = promotion_blocker(target)
+    if blocker is not None:
+        raise RegistryError(blocker)
     current = ModelVersion.objects.filter(plan_id=plan_id, status=ModelStatus.ACTIVE).first()
     now = timezone.now()
     if current is not None:
