@@ -54,6 +54,7 @@ class ModelVersionAdmin(TenantScopedAdmin):
     readonly_fields = [f.name for f in ModelVersion._meta.fields
                        if f.name not in ("id", "report", "checks", "decision")] + [
         "report_link", "decision_summary", "report_summary", "checks_summary", "audit_log"]
+    exclude = ("report", "checks", "decision")
     actions = ["promote_versions", "rollback_versions"]
 
     def has_add_permission(self, request):

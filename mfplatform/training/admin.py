@@ -91,6 +91,7 @@ class TrainingRunAdmin(TenantScopedAdmin):
     readonly_fields = [f.name for f in TrainingRun._meta.fields
                        if f.name not in ("progress", "timings")] + ["progress_table",
                                                                     "timings_table"]
+    exclude = ("progress", "timings")
 
     @admin.display(description="progress")
     def progress_table(self, obj):
