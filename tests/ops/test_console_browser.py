@@ -11,7 +11,6 @@ from mfplatform.registry.models import ModelStatus, PromotionLog
 from mfplatform.registry.services import decide_promotion
 from mfplatform.training.models import RunStatus
 from mfplatform.training.pipeline import execute_run
-from mfplatform.training.services import queue_run
 from tenants.models import Role
 from tenants.services import add_member
 from tests.factories import (
@@ -65,7 +64,9 @@ def console_data(tenant_a, tenant_b):
         load_synthetic(tenant_a.tenant, synthetic(n_users=200, n_items=80, n_interactions=4000))
         plan = make_plan(tenant_a.tenant, "main", **TEST_PLAN)
         earlier = decide_promotion(make_model_version(plan, report=full_report(0.01)))
-        trained = execute_run(queue_run(tenant_a.tenant, plan))
+        # Run in-process from a run row that was never sent to the broker: a session worker
+        # started by other tests would otherwise pick the same run up.
+        trained = execute_run(make_run(plan, status=RunStatus.QUEUED))
         assert trained.status == ModelStatus.ACTIVE, trained.decision
         failed = make_run(plan, status=RunStatus.FAILED)
     with tenant_b.scope():
