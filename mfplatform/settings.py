@@ -52,7 +52,7 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "mfplatform.ops.admin_apps.ConsoleAdminConfig",  # django.contrib.admin with the console
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

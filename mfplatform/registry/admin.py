@@ -9,19 +9,23 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from mfplatform.admin_tables import number, table
 from mfplatform.registry.models import ModelStatus, ModelVersion, PromotionLog
-from mfplatform.registry.report_page import render_report_html
+from mfplatform.registry.report_page import report_context
 from mfplatform.registry.services import (
     RegistryError,
     active_version,
     history,
+    overridable,
     previous_active,
     promote,
+    promotion_blocker,
     rollback,
 )
 from tenants.admin import TenantScopedAdmin
@@ -47,8 +51,11 @@ class ModelVersionAdmin(TenantScopedAdmin):
                     "created_at", "activated_at", "report_link")
     list_filter = ("status", "kind", ("plan", admin.RelatedOnlyFieldListFilter))
     list_select_related = ("plan", "tenant")
-    readonly_fields = [f.name for f in ModelVersion._meta.fields if f.name != "id"] + [
-        "report_link", "audit_log"]
+    # The report, checks and decision as tables (the whole report is on the report page).
+    readonly_fields = [f.name for f in ModelVersion._meta.fields
+                       if f.name not in ("id", "report", "checks", "decision")] + [
+        "report_link", "decision_summary", "report_summary", "checks_summary", "audit_log"]
+    exclude = ("report", "checks", "decision")
     actions = ["promote_versions", "override_rejections", "rollback_versions"]
 
     def has_add_permission(self, request):
@@ -78,6 +85,43 @@ class ModelVersionAdmin(TenantScopedAdmin):
     def report_link(self, obj):
         return format_html('<a href="{}">report</a>', _report_url(obj))
 
+    @admin.display(description="promotion decision")
+    def decision_summary(self, obj):
+        decision = obj.decision or {}
+        if not decision:
+            return "-"
+        thresholds = decision.get("thresholds") or {}
+        rows = [("verdict", decision.get("verdict", "")), ("metric", decision.get("metric", ""))]
+        rows += [(name if thresholds.get(name) is None else
+                  f"{name} (gate: {number(thresholds[name])})", number(value))
+                 for name, value in (decision.get("values") or {}).items()]
+        rows += [("reason", reason) for reason in decision.get("reasons") or []]
+        return table(("", "value"), rows, "decision-summary")
+
+    @admin.display(description="report summary")
+    def report_summary(self, obj):
+        report = obj.report or {}
+        popularity = (report.get("baselines") or {}).get("popularity") or {}
+        rows = []
+        for segment, per_k in (report.get("metrics") or {}).items():
+            for k, values in sorted(per_k.items(), key=lambda item: int(item[0])):
+                if values.get("n_users") == 0:  # an empty segment: zeros that mean nothing
+                    continue
+                rows.append((segment.replace("_", " "), k, number(values.get("ndcg")),
+                             number(popularity.get(segment, {}).get(k, {}).get("ndcg")),
+                             number(values.get("recall")), number(values.get("hit_rate")),
+                             number(values.get("coverage"), 3), values.get("n_users", "-")))
+        if not rows:
+            return report.get("reason") or "-"
+        return table(("segment", "K", "NDCG", "popularity NDCG", "recall", "hit rate",
+                      "coverage", "users"), rows, "report-summary")
+
+    @admin.display(description="quality checks")
+    def checks_summary(self, obj):
+        return table(("check", "result", "reason"),
+                     [(c.get("name"), "pass" if c.get("passed") else "fail", c.get("reason", ""))
+                      for c in obj.checks or []], "checks-summary")
+
     @admin.display(description="audit log")
     def audit_log(self, obj):
         entries = history(obj)
@@ -92,16 +136,85 @@ class ModelVersionAdmin(TenantScopedAdmin):
 
     def get_urls(self):
         return [path("<int:pk>/report/", self.admin_site.admin_view(self.report_view),
-                     name="registry_modelversion_report"), *super().get_urls()]
+                     name="registry_modelversion_report"),
+                path("<int:pk>/promote/", self.admin_site.admin_view(self.promote_view),
+                     name="registry_modelversion_promote"),
+                path("<int:pk>/rollback/", self.admin_site.admin_view(self.rollback_view),
+                     name="registry_modelversion_rollback"),
+                *super().get_urls()]
 
-    def report_view(self, request, pk: int):
+    def _version(self, request, pk: int) -> ModelVersion:
         # Through the tenant-scoped queryset: another tenant's version is simply not found.
         version = self.get_queryset(request).select_related("plan", "plan_revision").filter(
             pk=pk).first()
         if version is None or not self.has_view_permission(request, version):
             raise Http404("no such model version")
-        back = reverse("admin:registry_modelversion_change", args=[version.pk])
-        return HttpResponse(render_report_html(version, log=history(version), back_url=back))
+        return version
+
+    def report_view(self, request, pk: int):
+        """The report inside the admin, with Promote / Roll back for those who may switch."""
+        version = self._version(request, pk)
+        return TemplateResponse(request, "admin/registry/modelversion/report.html", {
+            **self.admin_site.each_context(request),
+            **report_context(version, log=history(version)),
+            "title": f"{version.plan.name} v{version.version} ({version.status})",
+            "opts": self.model._meta, "original": version, "in_admin": True,
+            "can_manage": self.has_manage_permission(request),
+            "promotion_blocker": promotion_blocker(version),
+            "overridable": overridable(version),
+            "rollback_target": (previous_active(version)
+                                if version.status == ModelStatus.ACTIVE else None)})
+
+    def promote_view(self, request, pk: int):
+        version = self._version(request, pk)
+        if overridable(version):  # the gate said no: an operator may overrule it, audited
+            reasons = "; ".join((version.decision or {}).get("reasons", []))
+            return self._switch_one(
+                request, version, lambda v, **kwargs: promote(v, override=True, **kwargs),
+                "override and promote",
+                f"was rejected by the promotion gate ({reasons}); promoting overrules the "
+                f"gate, recorded with your reason in the audit log", possible=True)
+        blocker = promotion_blocker(version)
+        if blocker is not None:
+            effect = f"cannot be promoted: {blocker}"
+        else:
+            current = active_version(version.plan)
+            effect = ("becomes the active version" if current is None else
+                      f"becomes active; the active v{current.version} retires")
+        return self._switch_one(request, version, promote, "promote", effect,
+                                possible=blocker is None)
+
+    def rollback_view(self, request, pk: int):
+        version = self._version(request, pk)
+        target = previous_active(version) if version.status == ModelStatus.ACTIVE else None
+        effect = ("is not active: nothing to roll back" if version.status != ModelStatus.ACTIVE
+                  else "has no previously active version to return to" if target is None
+                  else f"retires; v{target.version} becomes active again")
+        return self._switch_one(request, version, rollback, "roll back", effect,
+                                possible=target is not None)
+
+    def _switch_one(self, request, version, operation, verb: str, effect: str,
+                    possible: bool):
+        """One version's promote or rollback page: the effect in words, a required reason,
+        then the registry service (audited), and back to the report."""
+        if not self.has_manage_permission(request):
+            raise PermissionDenied
+        report = _report_url(version)
+        form = ReasonForm(request.POST if request.method == "POST" and possible else None)
+        if form.is_bound and form.is_valid():
+            try:
+                operation(version, actor=_actor(request), reason=form.cleaned_data["reason"],
+                          actor_user=request.user)
+                self.message_user(request, f"{verb.capitalize()}: {version}.")
+            except RegistryError as exc:
+                self.message_user(request, f"{version}: {exc}", messages.ERROR)
+            return HttpResponseRedirect(report)
+        return TemplateResponse(request, "admin/registry/modelversion/switch.html", {
+            **self.admin_site.each_context(request),
+            "title": f"{verb.capitalize()} {version.plan.name} v{version.version}",
+            "version": version, "effect": effect, "possible": possible, "form": form,
+            "verb": verb, "opts": self.model._meta, "original": version,
+            "report_url": report}, status=400 if form.is_bound else 200)
 
     def _switch(self, request, queryset, operation, verb: str, describe):
         if not self.has_manage_permission(request):  # the action is not offered; belt and braces
@@ -129,6 +242,9 @@ class ModelVersionAdmin(TenantScopedAdmin):
                   permissions=["manage"])
     def promote_versions(self, request, queryset):
         def describe(version):
+            blocker = promotion_blocker(version)
+            if blocker is not None:
+                return f"cannot be promoted: {blocker}"
             current = active_version(version.plan)
             if current is None:
                 return "becomes the active version"

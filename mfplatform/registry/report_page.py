@@ -172,6 +172,8 @@ def _rows(report: dict) -> list[dict]:
     rows = []
     for segment in segments:
         for k, values in sorted(metrics[segment].items(), key=lambda item: int(item[0])):
+            if values.get("n_users") == 0:  # an empty segment has no numbers, only zeros
+                continue
             prior = comparison.get(segment, {}).get(k, {})
             rows.append({"segment": segment.replace("_", " "), "k": k, "values": values,
                          "popularity": popularity.get(segment, {}).get(k, {}),

@@ -244,6 +244,29 @@ def history(version: ModelVersion):
             .select_related("from_version", "to_version"))
 
 
+def promotion_blocker(version: ModelVersion) -> str | None:
+    """Why the version cannot be made active, or None when it can. A version the promotion
+    gate rejected (its quality checks passed) can still be made active by an operator's
+    override with a reason (promote with override); one that failed its checks cannot."""
+    if overridable(version):
+        return (f"v{version.version} was rejected by the promotion gate; an operator can "
+                f"override the rejection with a reason")
+    if version.status not in (ModelStatus.CANDIDATE, ModelStatus.RETIRED):
+        return (f"v{version.version} is {version.status}; only a candidate or a retired "
+                f"version can be made active")
+    if version.kind == ModelKind.MF and version.vectors_dropped_at is not None:
+        return f"v{version.version}'s vectors were dropped by retention"
+    return None
+
+
+def overridable(version: ModelVersion) -> bool:
+    """Rejected by the gate's criteria, not by a failed quality check: an operator may
+    promote it over the gate's decision (promote with override)."""
+    return (version.status == ModelStatus.REJECTED
+            and (version.decision or {}).get("verdict") == "fail"
+            and not any(not c["passed"] for c in version.checks or []))
+
+
 def _switch(plan_id: int, target: ModelVersion, action: str, actor: str, reason: str,
             actor_user=None, override: bool = False) -> PromotionLog:
     """Make `target` the plan's active version: retire the current one and activate the
@@ -256,11 +279,9 @@ def _switch(plan_id: int, target: ModelVersion, action: str, actor: str, reason:
         raise RegistryError("the version belongs to another plan")
     if override:
         reason = _override_gate(target, actor, reason)
-    elif target.status not in (ModelStatus.CANDIDATE, ModelStatus.RETIRED):
-        raise RegistryError(f"v{target.version} is {target.status}; only a candidate or "
-                            f"a retired version can be made active")
-    if target.kind == ModelKind.MF and target.vectors_dropped_at is not None:
-        raise RegistryError(f"v{target.version}'s vectors were dropped by retention")
+    blocker = promotion_blocker(target)
+    if blocker is not None:
+        raise RegistryError(blocker)
     current = ModelVersion.objects.filter(plan_id=plan_id, status=ModelStatus.ACTIVE).first()
     now = timezone.now()
     if current is not None:

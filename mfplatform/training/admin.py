@@ -4,6 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
+from mfplatform.admin_tables import EMPTY, number, table
 from mfplatform.training.liveness import RunNotCancellable, cancel_run
 from mfplatform.training.models import DatasetVersion, PlanRevision, TrainingPlan, TrainingRun
 from mfplatform.training.plans import validate_plan_config
@@ -88,7 +89,11 @@ class TrainingRunAdmin(TenantScopedAdmin):
     list_display = ("id", "tenant", "plan", "status", "trigger", "queued_at", "heartbeat_at",
                     "finished_at")
     list_filter = ("status",)
-    readonly_fields = [f.name for f in TrainingRun._meta.fields]
+    # Progress and timings as tables, not their JSON.
+    readonly_fields = [f.name for f in TrainingRun._meta.fields
+                       if f.name not in ("progress", "timings")] + ["progress_table",
+                                                                    "timings_table"]
+    exclude = ("progress", "timings")
     actions = ["cancel_runs"]
 
     def has_cancel_permission(self, request) -> bool:
@@ -103,6 +108,26 @@ class TrainingRunAdmin(TenantScopedAdmin):
                 self.message_user(request, f"Run {run.pk} cancelled; its plan is free.")
             except RunNotCancellable as exc:
                 self.message_user(request, str(exc), level=messages.WARNING)
+
+    @admin.display(description="progress")
+    def progress_table(self, obj):
+        progress = obj.progress or {}
+        rows = [(name.replace("_", " "), number(value)) for name, value in progress.items()]
+        if progress.get("iterations"):
+            share = progress.get("iteration", 0) / progress["iterations"]
+            rows.append(("done", f"{share:.0%}"))
+        return table(("", "value"), rows, "run-progress")
+
+    @admin.display(description="timings")
+    def timings_table(self, obj):
+        timings = obj.timings or {}
+        total = sum(v for v in timings.values() if isinstance(v, int | float))
+        rows = [(stage.replace("_", " "), f"{seconds:.2f} s",
+                 f"{seconds / total:.0%}" if total else EMPTY)
+                for stage, seconds in timings.items() if isinstance(seconds, int | float)]
+        if rows:
+            rows.append(("total", f"{total:.2f} s", "100%"))
+        return table(("stage", "seconds", "share"), rows, "run-timings")
 
     def has_add_permission(self, request):
         return False

@@ -72,10 +72,10 @@ def test_healthz_red_when_database_is_down():
          f"127.0.0.1:{port}", "--workers", "1"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30)
                 status, payload = 200, b""
                 break
             except urllib.error.HTTPError as err:
@@ -111,10 +111,10 @@ def test_metrics_add_up_every_gunicorn_worker(tmp_path):
          "python:mfplatform.gunicorn_conf", "--bind", f"127.0.0.1:{port}"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30)
                 break
             except urllib.error.HTTPError:  # answering (no worker in this test: a 503)
                 break

@@ -11,10 +11,17 @@ import pytest
 from mfplatform.registry.models import ModelStatus
 from mfplatform.registry.runs import execute_run
 from mfplatform.registry.services import decide_promotion
-from mfplatform.training.services import queue_run
+from mfplatform.training.models import RunStatus
 from tenants.models import Role
 from tenants.services import add_member
-from tests.factories import TEST_PLAN, load_synthetic, make_model_version, make_plan, synthetic
+from tests.factories import (
+    TEST_PLAN,
+    load_synthetic,
+    make_model_version,
+    make_plan,
+    make_run,
+    synthetic,
+)
 from tests.registry.reports import full_report
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
@@ -65,7 +72,8 @@ def test_report_page_renders_charts_in_chromium(live_server, tenant_a):
         # A weak earlier version is active, so the report compares with it.
         earlier = decide_promotion(make_model_version(plan, report=full_report(0.01)))
         assert earlier.status == ModelStatus.ACTIVE
-        version = execute_run(queue_run(tenant_a.tenant, plan))
+        # Never sent to the broker: a session worker started by other tests would race it.
+        version = execute_run(make_run(plan, status=RunStatus.QUEUED))
         assert version.report["comparison"]["metrics"]
     add_member(tenant_a.tenant, "admin@alpha.test", Role.ADMIN, password="pw-admin-123")
     driver = chromium_driver()
