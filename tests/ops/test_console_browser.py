@@ -8,9 +8,9 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from mfplatform.registry.models import ModelStatus, PromotionLog
+from mfplatform.registry.runs import execute_run
 from mfplatform.registry.services import decide_promotion
 from mfplatform.training.models import RunStatus
-from mfplatform.training.pipeline import execute_run
 from tenants.models import Role
 from tenants.services import add_member
 from tests.factories import (

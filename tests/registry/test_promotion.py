@@ -91,8 +91,10 @@ def test_a_rejected_or_failed_version_cannot_be_promoted(tenant_a, plan):
     with tenant_a.scope():
         rejected = decide_promotion(make_model_version(plan, report=report(0.01)))
         failed = make_model_version(plan, status=ModelStatus.FAILED)
-        for version in (rejected, failed):
-            with pytest.raises(RegistryError, match="only a candidate or a retired"):
+        # Without an override: the gate's rejection says how to overrule it, a failure cannot be.
+        for version, says in ((rejected, "an operator can override the rejection"),
+                              (failed, "only a candidate or a retired")):
+            with pytest.raises(RegistryError, match=says):
                 promote(version, actor="test", reason="try anyway")
         with pytest.raises(RegistryError, match="a reason is required"):
             promote(make_model_version(plan), actor="test", reason="  ")
