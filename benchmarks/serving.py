@@ -283,7 +283,7 @@ def measure(port: int, key: str | list[str], paths: list[str], total: int,
 def add_fresh_events(tenant, users: list[str], n_items: int) -> None:
     """An event newer than the model for each of `users`: their requests fold their vector in
     again from their history, as they would for anyone active since the last training."""
-    from mfplatform.catalog.ingest import ingest_events
+    from mfplatform.catalog.events import ingest_events
     from tenants.context import tenant_context
 
     items = np.random.default_rng(2).integers(n_items, size=len(users))

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mfplatform import input_guard
-from mfplatform.catalog import ingest
+from mfplatform.catalog import events, ingest, metrics
 from mfplatform.catalog.models import EndUser, EventType, Item
 from mfplatform.catalog.serializers import (
     EndUserSerializer,
@@ -48,7 +48,7 @@ def _json_body(request):
         raise ParseError(f"JSON parse error - {exc}") from exc
 
 
-def _bulk_response(run, request):
+def _bulk_response(run, request, kind: str):
     """Run a bulk service on the request's JSON list: 413 over the limit, 400 when rows are
     bad (nothing written unless ?partial=true), else 200 with counts."""
     data, refused = _json_body(request)
@@ -61,7 +61,9 @@ def _bulk_response(run, request):
     except ValueError as exc:
         raise ParseError(str(exc)) from exc
     partial = request.query_params.get("partial", "").lower() in ("1", "true", "yes")
-    result = run(request_tenant(request), rows, partial=partial)
+    tenant = request_tenant(request)
+    result = run(tenant, rows, partial=partial)
+    metrics.record_batch(tenant.slug, kind, len(rows), result)
     body = result.as_dict()
     if result.rejected and not partial:
         return Response({"detail": f"{result.rejected_rows} of {len(rows)} rows are invalid; "
@@ -99,7 +101,7 @@ class ItemViewSet(ExternalIdLookup, TenantScopedMixin, mixins.ListModelMixin,
     @extend_schema(request=ItemSerializer(many=True), parameters=[PARTIAL],
                    responses=IngestResultSerializer)
     def create(self, request):
-        return _bulk_response(ingest.upsert_items, request)
+        return _bulk_response(ingest.upsert_items, request, "item")
 
     def perform_destroy(self, instance):
         # Soft delete: history and old model versions keep referring to the item.
@@ -120,7 +122,7 @@ class EndUserViewSet(ExternalIdLookup, TenantScopedMixin, mixins.ListModelMixin,
     @extend_schema(request=EndUserSerializer(many=True), parameters=[PARTIAL],
                    responses=IngestResultSerializer)
     def create(self, request):
-        return _bulk_response(ingest.upsert_users, request)
+        return _bulk_response(ingest.upsert_users, request, "user")
 
     def perform_destroy(self, instance):
         ingest.delete_end_user(request_tenant(self.request), instance)
@@ -137,7 +139,7 @@ class EventTypeViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.Retrieve
 
     def get_queryset(self):
         if not getattr(self, "swagger_fake_view", False):
-            ingest.ensure_default_event_types(request_tenant(self.request))
+            events.ensure_default_event_types(request_tenant(self.request))
         return super().get_queryset()
 
 
@@ -149,4 +151,4 @@ class EventsView(APIView):
     @extend_schema(request=EventInSerializer(many=True), parameters=[PARTIAL],
                    responses=IngestResultSerializer)
     def post(self, request):
-        return _bulk_response(ingest.ingest_events, request)
+        return _bulk_response(events.ingest_events, request, "event")

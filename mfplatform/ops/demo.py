@@ -12,7 +12,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from tqdm import tqdm
 
-from mfplatform.catalog.ingest import ingest_events, upsert_items
+from mfplatform.catalog.events import ingest_events
+from mfplatform.catalog.ingest import upsert_items
 from mfplatform.catalog.models import Event
 from mfplatform.registry.models import ModelStatus, ModelVersion
 from mfplatform.registry.runs import execute_run

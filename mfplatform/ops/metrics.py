@@ -68,6 +68,7 @@ def _model_age() -> GaugeMetricFamily:
 
 def _queue_depth() -> Iterator[GaugeMetricFamily]:
     from mfplatform.celery import app
+    from mfplatform.training.queues import WORKER_QUEUES
 
     depth = GaugeMetricFamily("mf_broker_queue_depth", "Tasks waiting in each broker queue",
                               labels=["queue"])
@@ -75,7 +76,9 @@ def _queue_depth() -> Iterator[GaugeMetricFamily]:
         with app.connection_for_read() as connection:
             connection.ensure_connection(max_retries=1)
             channel = connection.default_channel
-            for name in sorted(app.amqp.queues.keys()):
+            # The training queues by tenant size too: Celery declares a queue only once used.
+            names = set(app.amqp.queues.keys()).union(*WORKER_QUEUES.values())
+            for name in sorted(names):
                 try:
                     waiting = channel.queue_declare(queue=name, passive=True).message_count
                 except Exception:  # a queue nobody declared yet holds nothing

@@ -1,4 +1,5 @@
-from mfplatform.catalog.ingest import ingest_events, upsert_items, upsert_users
+from mfplatform.catalog.events import ingest_events
+from mfplatform.catalog.ingest import upsert_items, upsert_users
 from mfplatform.catalog.models import EventType
 from tests.cross_tenant import B_MARKER, B_SECRET, Request, register
 

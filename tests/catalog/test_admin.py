@@ -4,7 +4,8 @@ view-only; deleting an end user takes their events with them."""
 import pytest
 from django.contrib.auth import get_user_model
 
-from mfplatform.catalog.ingest import ingest_events, upsert_items
+from mfplatform.catalog.events import ingest_events
+from mfplatform.catalog.ingest import upsert_items
 from mfplatform.catalog.models import EndUser, Event
 from tenants.models import Role
 from tenants.services import add_member

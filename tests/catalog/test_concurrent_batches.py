@@ -6,7 +6,8 @@ import threading
 import pytest
 from django.db import connection
 
-from mfplatform.catalog.ingest import ingest_events, upsert_items, upsert_users
+from mfplatform.catalog.events import ingest_events
+from mfplatform.catalog.ingest import upsert_items, upsert_users
 from mfplatform.catalog.models import Event, Item
 from tenants.context import tenant_context
 

@@ -7,7 +7,8 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from mfplatform.catalog.ingest import delete_end_user, ingest_events, upsert_items
+from mfplatform.catalog.events import ingest_events
+from mfplatform.catalog.ingest import delete_end_user, upsert_items
 from mfplatform.catalog.models import EndUser, Event
 from tenants.context import tenant_context
 

@@ -5,14 +5,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mfplatform.catalog.ingest import (
-    EventColumns,
-    RowError,
-    ensure_default_event_types,
-    ingest_events,
-    upsert_items,
-    validate_events,
-)
+from mfplatform.catalog.event_validation import EventColumns, validate_events
+from mfplatform.catalog.events import ensure_default_event_types, ingest_events
+from mfplatform.catalog.ingest import RowError, upsert_items
 from mfplatform.catalog.models import Event
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from mfplatform.catalog.ingest import ingest_events, upsert_items
+from mfplatform.catalog.events import ingest_events
+from mfplatform.catalog.ingest import upsert_items
 from mfplatform.ops import console
 from mfplatform.registry.models import ModelStatus, PromotionLog
 from mfplatform.registry.services import decide_promotion

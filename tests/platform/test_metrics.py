@@ -42,7 +42,8 @@ def test_training_and_model_metrics_cover_every_tenant(client, tenant_a, tenant_
     assert 7100 < _value(text, "mf_model_age_seconds", tenant="alpha", plan="default") < 7300
     assert 89 < _value(text, "mf_training_last_run_duration_seconds", tenant="alpha",
                        plan="default", status="succeeded") < 91
-    assert re.search(r'^mf_broker_queue_depth\{queue="celery"\} \d', text, re.M)
+    for queue in ("celery", "training_small", "training_large"):
+        assert re.search(rf'^mf_broker_queue_depth\{{queue="{queue}"\}} \d', text, re.M)
 
 
 def test_refused_keys_are_counted_by_reason(client):
@@ -58,3 +59,26 @@ def test_refused_keys_are_counted_by_reason(client):
                            ).status_code == 401
     assert APIClient().get("/api/v1/tenant").status_code == 401
     assert (refused("invalid"), refused("missing")) == (before[0] + 1, before[1] + 1)
+
+
+def test_ingestion_rows_are_counted_per_tenant_and_outcome(client, tenant_a, tenant_b):
+    def count(tenant: str, outcome: str) -> float:
+        text = client.get("/metrics").content.decode()
+        try:
+            return _value(text, "mf_ingest_rows_total", tenant=tenant, kind="item",
+                          outcome=outcome)
+        except AssertionError:
+            return 0.0
+
+    before = {o: count("alpha", o) for o in ("stored", "rejected", "discarded")}
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {tenant_a.raw_key}")
+    good = [{"id": "m1", "title": "One"}, {"id": "m2", "title": "Two"}]
+    assert api.post("/api/v1/items", good, format="json").status_code == 200
+    # All-or-nothing: one bad row refuses the batch; the good one is discarded, not stored.
+    bad = [{"id": "m3", "title": "Three"}, {"id": "", "title": "no id"}]
+    assert api.post("/api/v1/items", bad, format="json").status_code == 400
+    after = {o: count("alpha", o) for o in before}
+    assert {o: after[o] - before[o] for o in before} == {
+        "stored": 2, "rejected": 1, "discarded": 1}
+    assert count("bravo", "stored") == 0

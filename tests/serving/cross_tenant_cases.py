@@ -1,4 +1,5 @@
-from mfplatform.catalog.ingest import ingest_events, upsert_items
+from mfplatform.catalog.events import ingest_events
+from mfplatform.catalog.ingest import upsert_items
 from mfplatform.serving.models import EligibilityRule
 from tests.cross_tenant import B_MARKER, B_SECRET, Request, register
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
-from mfplatform.catalog.ingest import ingest_events, upsert_users
+from mfplatform.catalog.events import ingest_events
+from mfplatform.catalog.ingest import upsert_users
 from mfplatform.catalog.models import EndUser, Event, Item
 from mfplatform.serving.bundle import load_bundle
 from mfplatform.serving.models import EditorialPick, EligibilityRule, Impression

@@ -3,13 +3,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from mfplatform.catalog.csv_import import import_for_command, parse_mapping
-from mfplatform.catalog.ingest import (
-    EVENT_FIELDS,
-    EventColumns,
-    ensure_default_event_types,
-    ingest_events,
-    prepare_events,
-)
+from mfplatform.catalog.event_validation import EVENT_FIELDS, EventColumns
+from mfplatform.catalog.events import ensure_default_event_types, ingest_events, prepare_events
 
 
 class Command(BaseCommand):
