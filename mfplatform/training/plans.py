@@ -24,9 +24,11 @@ from django_celery_beat.validators import crontab_validator
 from rest_framework import serializers
 
 import mfengine
+from mfengine.evaluation import RANKING_KEYS
+from mfengine.report import to_plain
 
 FILTERS = ("exclude_bot", "exclude_internal", "valid_item", "consent_required")
-METRICS = ("ndcg", "recall", "map", "hit_rate")
+METRICS = RANKING_KEYS  # what the evaluation computes per k
 # Keys of older configurations that never controlled anything: dropped when a config is read.
 RETIRED_KEYS = ("model", "serving")
 MAX_EVENT_WEIGHT = 1000.0
@@ -180,7 +182,7 @@ def validate_plan_config(raw: Any) -> dict:
         raise serializers.ValidationError({"config": "must be a JSON object"})
     serializer = PlanConfigSerializer(data=raw)
     serializer.is_valid(raise_exception=True)
-    return _plain(serializer.validated_data)
+    return to_plain(serializer.validated_data)
 
 
 def default_plan_config(**overrides: Any) -> dict:
@@ -210,10 +212,3 @@ def merge_plan_config(current: dict, patch: Any) -> Any:
             merged[key] = value
     return merged
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
