@@ -2,6 +2,7 @@ import re
 
 import pytest
 import yaml
+from django.test import Client
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +60,10 @@ def test_schema_generates_without_warnings(tmp_path):
     # --fail-on-warn: a view whose request or response cannot be described breaks the build.
     call_command("spectacular", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     assert (tmp_path / "schema.yaml").stat().st_size > 10_000
+
+
+def test_a_post_to_no_route_is_a_json_404_not_a_csrf_403():
+    # API clients send no CSRF token; a path id of the wrong shape matches no route.
+    response = Client(enforce_csrf_checks=True).post("/api/v1/plans/0.5/train", {})
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
