@@ -90,8 +90,9 @@ def test_product_journey(live_server, celery_worker_process):
     categories = {f"sku-{i}": str(c) for i, c in enumerate(data.item_categories)}
     assert all(categories[i["item"]] != "books" for i in recs["items"])
 
-    # A second model with another strategy, let through the gate on purpose (an operator
-    # trying it), promoted; then rolled back.
+    # A second model with another strategy, let through the relative thresholds on purpose (an
+    # operator trying it); whatever the gate says of it, the operator promotes it with an
+    # override (audited), then rolls back.
     status, _plan = http("PATCH", f"/api/v1/plans/{plan['id']}", {"config": {
         **config, "training": {"strategy": "bpr", "factors": 16, "iterations": 20},
         "promotion": {"auto_promote": False, "min_improvement_over_active": -1.0,
@@ -99,8 +100,12 @@ def test_product_journey(live_server, celery_worker_process):
     assert status == 200
     second = _train(http, plan["id"], celery_worker_process)
     v2_id = second["model_version"]
-    status, log = http("POST", f"/api/v1/models/{v2_id}/promote", {"reason": "try bpr"})
-    assert status == 200 and log["from_version"] == v1["id"]
+    status, v2 = http("GET", f"/api/v1/models/{v2_id}")
+    override = v2["status"] == "rejected"
+    status, log = http("POST", f"/api/v1/models/{v2_id}/promote",
+                       {"reason": "try bpr", "override": override})
+    assert status == 200, log
+    assert log["from_version"] == v1["id"]
     status, recs = http("GET", "/api/v1/recommendations?user=u1&k=10")
     assert recs["model_version"]["id"] == v2_id
     status, log = http("POST", f"/api/v1/models/{v2_id}/rollback",
