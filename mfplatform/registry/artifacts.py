@@ -1,9 +1,12 @@
 """A model version's files in the default storage: the fitted model, its id maps and the
 popularity and content fallbacks serving falls back to. Serving reads them through
-`artifact_path`; publication writes them."""
+`artifact_path`; publication writes them all, and records their sha256, before the version's
+row commits, so a committed version always has its files, and promotion can tell a damaged
+one (`damaged_artifacts`)."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 
@@ -28,14 +31,47 @@ def artifact_path(version: ModelVersion, filename: str) -> Path:
     return Path(default_storage.path(version.artifact)) / filename
 
 
-def save_fallbacks(version: ModelVersion, prepared, catalogue) -> None:
-    """Popularity and content models next to every version, for serving's fallback chain."""
+def save_fallbacks(folder: str, prepared, catalogue) -> None:
+    """Popularity and content models next to every version, for serving's fallback chain,
+    and the id maps, into the version's `folder`."""
+    base = Path(default_storage.path(folder))
     popularity = PopularityRecommender().fit(prepared.matrix,
                                              item_categories=catalogue["categories"])
-    popularity.save(artifact_path(version, "popularity.npz"))
+    popularity.save(base / "popularity.npz")
     tokens = item_tokens(prepared.shape[1], **catalogue)
     if any(tokens):
-        ContentRecommender().fit(prepared.matrix, tokens).save(
-            artifact_path(version, "content.npz"))
-    np.savez(artifact_path(version, "ids.npz"), item_ids=prepared.item_ids.astype(np.int64),
+        ContentRecommender().fit(prepared.matrix, tokens).save(base / "content.npz")
+    np.savez(base / "ids.npz", item_ids=prepared.item_ids.astype(np.int64),
              user_ids=prepared.user_ids.astype(np.int64))
+
+
+def _sha256(name: str) -> str:
+    digest = hashlib.sha256()
+    with default_storage.open(name, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksums(folder: str) -> dict[str, str]:
+    """sha256 of every file in the version's folder, by file name."""
+    _dirs, files = default_storage.listdir(folder)
+    return {name: _sha256(f"{folder}/{name}") for name in sorted(files)}
+
+
+def damaged_artifacts(version: ModelVersion) -> str | None:
+    """Why the version's files cannot be trusted (a file gone, or not the bytes published),
+    or None. Versions published before checksums were recorded are checked for presence."""
+    expected = version.checksums or {
+        name: None for name in (["model.npz"] if version.kind == "mf" else []) + [
+            "ids.npz", "popularity.npz"]}
+    for name, checksum in expected.items():
+        path = f"{version.artifact}/{name}"
+        try:
+            if not default_storage.exists(path):
+                return f"{name} is missing"
+            if checksum is not None and _sha256(path) != checksum:
+                return f"{name} is not the file that was published (checksum mismatch)"
+        except OSError as exc:
+            return f"{name} cannot be read: {exc}"
+    return None

@@ -41,6 +41,9 @@ class ModelVersion(TenantOwned):
     status = models.CharField(max_length=10, choices=ModelStatus.choices,
                               default=ModelStatus.CANDIDATE)
     artifact = models.CharField(max_length=300, blank=True)  # path in the default storage
+    # sha256 of each file in `artifact`, recorded before the row commits (empty: published
+    # before checksums were kept).
+    checksums = models.JSONField(default=dict, blank=True)
     report = models.JSONField(default=dict, blank=True)  # mfengine evaluation report
     checks = models.JSONField(default=list, blank=True)  # mfengine quality checks
     decision = models.JSONField(default=dict, blank=True)  # promotion gate: verdict + reasons

@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from mfengine.checks import all_passed
-from mfplatform.registry.artifacts import new_artifact_dir, save_fallbacks
+from mfplatform.registry.artifacts import checksums, new_artifact_dir, save_fallbacks
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.vectors import create_item_index, write_vectors
 from mfplatform.training.liveness import lock_active_run
@@ -33,6 +33,10 @@ def publish_mf(run, model, strategy, training, prepared, catalogue, report, chec
                ) -> ModelVersion:
     folder = new_artifact_dir(run)
     model.save(Path(default_storage.path(folder)) / "model.npz")
+    # Every file before the row: a committed version always has them all (a worker killed in
+    # between leaves an unreferenced folder, never a version without its files).
+    save_fallbacks(folder, prepared, catalogue)
+    sums = checksums(folder)
     item_vectors = model.item_vectors()
     user_vectors = model.user_vectors()
     passed = all_passed(checks)
@@ -44,7 +48,7 @@ def publish_mf(run, model, strategy, training, prepared, catalogue, report, chec
             version=_next_version(run), kind=ModelKind.MF, strategy=strategy,
             hyperparameters=training, dimensions=int(item_vectors.shape[1]),
             status=ModelStatus.CANDIDATE if passed else ModelStatus.REJECTED,
-            artifact=folder, report=report, checks=checks,
+            artifact=folder, checksums=sums, report=report, checks=checks,
             decision={} if passed else {"verdict": "rejected", "reasons": [
                 f"quality check {c['name']} failed: {c['reason']}" for c in checks
                 if not c["passed"]]})
@@ -52,7 +56,6 @@ def publish_mf(run, model, strategy, training, prepared, catalogue, report, chec
         version.n_user_vectors = write_vectors(version, "user", prepared.user_ids, user_vectors)
         create_item_index(version)
         version.save(update_fields=["n_item_vectors", "n_user_vectors"])
-    save_fallbacks(version, prepared, catalogue)
     return version
 
 
@@ -60,6 +63,9 @@ def publish_fallback(run, prepared, catalogue) -> ModelVersion:
     """Too little data for MF: popularity + content-based from day one, marked as such."""
     config = run.plan_revision.config
     minimums = config["minimums"]
+    folder = new_artifact_dir(run)
+    save_fallbacks(folder, prepared, catalogue)
+    sums = checksums(folder)
     with transaction.atomic():
         lock_active_run(run)
         version = ModelVersion.objects.create(
@@ -67,11 +73,10 @@ def publish_fallback(run, prepared, catalogue) -> ModelVersion:
             dataset_version=run.dataset_version, training_run=run,
             version=_next_version(run), kind=ModelKind.FALLBACK,
             strategy="content_based+popularity", hyperparameters={}, dimensions=0,
-            artifact=new_artifact_dir(run),
+            artifact=folder, checksums=sums,
             status=ModelStatus.CANDIDATE,
             report={"fallback": True, "dataset": prepared.counts, "minimums": minimums,
                     "reason": (f"dataset below the plan's minimums for MF: "
                                f"{prepared.shape[0]} users, {prepared.shape[1]} items, "
                                f"{prepared.matrix.nnz} interactions; minimums {minimums}")})
-    save_fallbacks(version, prepared, catalogue)
     return version

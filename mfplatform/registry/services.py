@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from mfplatform.registry.artifacts import damaged_artifacts
 from mfplatform.registry.models import (
     ModelKind,
     ModelStatus,
@@ -282,6 +283,10 @@ def _switch(plan_id: int, target: ModelVersion, action: str, actor: str, reason:
     blocker = promotion_blocker(target)
     if blocker is not None:
         raise RegistryError(blocker)
+    damage = damaged_artifacts(target)
+    if damage is not None:  # serving it would answer from fallbacks only: refuse
+        raise RegistryError(f"v{target.version}'s files are damaged ({damage}); it cannot be "
+                            f"made active: train a new version")
     current = ModelVersion.objects.filter(plan_id=plan_id, status=ModelStatus.ACTIVE).first()
     now = timezone.now()
     if current is not None:

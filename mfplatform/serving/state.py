@@ -122,7 +122,8 @@ def load_model(version: ModelVersion | None) -> ModelBundle | None:
         return None
     try:
         return load_bundle(version)
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged file (BadZipFile, EOFError, zlib...)
+        # must cost the tenant its personalisation, never a 500 on every request.
         log.error("model v%s of tenant %s unreadable, serving without it: %s",
                   version.version, version.tenant_id, exc)
         return None

@@ -1,0 +1,61 @@
+"""A version's files are all written and checksummed before its row commits; a damaged file
+costs the tenant its personalisation (served from fallbacks, never a 500) and promotion
+refuses the version with the reason."""
+
+from pathlib import Path
+
+import pytest
+
+from mfplatform.registry.artifacts import artifact_path, damaged_artifacts
+from mfplatform.registry.models import ModelStatus, ModelVersion
+from mfplatform.registry.services import RegistryError, promote
+from mfplatform.serving import bundle as bundle_module
+
+pytestmark = pytest.mark.django_db
+
+
+def _serve(served, query: str) -> dict:
+    response = served.client().get(f"/api/v1/recommendations?{query}")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def test_every_file_is_checksummed_at_publication(served):
+    version = served.version
+    assert {"model.npz", "ids.npz", "popularity.npz"} <= set(version.checksums)
+    assert all(len(checksum) == 64 for checksum in version.checksums.values())
+    assert damaged_artifacts(version) is None
+
+
+@pytest.mark.parametrize("damage", ["truncate model", "empty ids", "flip a byte"])
+def test_a_damaged_active_version_serves_fallbacks_and_cannot_be_promoted_again(
+        served, damage, caplog):
+    version = served.version
+    model, ids = artifact_path(version, "model.npz"), artifact_path(version, "ids.npz")
+    if damage == "truncate model":
+        model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    elif damage == "empty ids":
+        ids.write_bytes(b"")
+    else:
+        raw = bytearray(model.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        model.write_bytes(bytes(raw))
+    bundle_module._CACHE.clear()  # as a web process that had not loaded it yet
+
+    body = _serve(served, "user=user-1&k=10")
+    assert len(body["items"]) == 10 and "mf" not in {i["source"] for i in body["items"]}
+    similar = served.client().get("/api/v1/items/item-1/similar?k=5")
+    assert similar.status_code == 200 and len(similar.json()["items"]) == 5
+
+    reason = damaged_artifacts(version)
+    assert reason is not None and Path(reason.split()[0]).suffix == ".npz"
+    with served.scope():  # retired meanwhile (say, by a rollback): it cannot come back
+        ModelVersion.objects.filter(pk=version.pk).update(status=ModelStatus.RETIRED)
+        with pytest.raises(RegistryError, match="files are damaged"):
+            promote(ModelVersion.objects.get(pk=version.pk), actor="test", reason="bring back")
+        assert ModelVersion.objects.get(pk=version.pk).status == ModelStatus.RETIRED
+
+
+def test_a_missing_file_is_named(served):
+    artifact_path(served.version, "popularity.npz").unlink()
+    assert damaged_artifacts(served.version) == "popularity.npz is missing"
