@@ -1,5 +1,5 @@
-from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -13,6 +13,11 @@ from mfplatform.training.serializers import (
 )
 from mfplatform.training.services import RunInProgress, create_plan, queue_run, update_plan
 from tenants.api import TenantScopedMixin, request_tenant
+
+# A 409 about a run: the error, and the run that is in the way (running, or already ended).
+RUN_CONFLICT = inline_serializer("RunConflict", {
+    "detail": serializers.CharField(), "code": serializers.CharField(),
+    "run": TrainingRunSerializer()})
 
 
 class TrainingPlanViewSet(TenantScopedMixin, viewsets.ModelViewSet):
@@ -31,8 +36,7 @@ class TrainingPlanViewSet(TenantScopedMixin, viewsets.ModelViewSet):
         config = data.pop("config", None)
         serializer.instance = update_plan(serializer.instance, config=config, **data)
 
-    @extend_schema(request=None, responses={202: TrainingRunSerializer,
-                                            409: TrainingRunSerializer})
+    @extend_schema(request=None, responses={202: TrainingRunSerializer, 409: RUN_CONFLICT})
     @action(detail=True, methods=["post"])
     def train(self, request, pk=None):
         plan = self.get_object()
@@ -56,8 +60,9 @@ class TrainingRunViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
         plan = self.request.query_params.get("plan")
         return queryset.filter(plan_id=plan) if plan and plan.isdigit() else queryset
 
-    @extend_schema(request=CancelRunSerializer, responses={200: TrainingRunSerializer,
-                                                           409: TrainingRunSerializer})
+    @extend_schema(request=CancelRunSerializer, responses={
+        200: TrainingRunSerializer,
+        409: RUN_CONFLICT})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         """Stop a queued or running run at once: its plan is free for a new run, and the
