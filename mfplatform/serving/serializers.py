@@ -13,7 +13,13 @@ def _csv(value) -> list[str]:
 
 
 class RecommendationQuerySerializer(serializers.Serializer):
-    user = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    user = serializers.CharField(required=False, allow_blank=True, max_length=255,
+                                 help_text="the user's external id; required unless "
+                                           "anonymous=true")
+    anonymous = serializers.BooleanField(
+        required=False, default=False,
+        help_text="a request for nobody in particular (popularity, or the session's "
+                  "recent_items): the explicit way to leave out `user`")
     k = serializers.IntegerField(min_value=1, max_value=MAX_K, default=10)
     recent_items = serializers.JSONField(required=False, default=list,
                                          help_text="comma-separated external ids (or a list)")
@@ -28,10 +34,28 @@ class RecommendationQuerySerializer(serializers.Serializer):
     def validate_exclude(self, value):
         return _csv(value)
 
+    def validate(self, attrs):
+        if self.require_user and attrs["anonymous"] == bool(attrs.get("user")):
+            raise serializers.ValidationError({"user": [
+                "give either user or anonymous=true" if attrs["anonymous"] else
+                "required: the user's external id (or anonymous=true for a request "
+                "without a user)"]})
+        return attrs
+
+    require_user = True
+
+    def unknown_keys(self, keys) -> dict[str, list[str]]:
+        """Errors for request keys that are no parameter (a typo like `usr` would otherwise
+        be a silent default)."""
+        known = set(self.fields)
+        return {key: [f"unknown parameter; known: {', '.join(sorted(known))}"]
+                for key in sorted(set(keys) - known)}
+
 
 class BatchRecommendationSerializer(RecommendationQuerySerializer):
     users = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
                                   max_length=1000)
+    require_user = False  # `users` or `user`, checked by the view
 
 
 class EligibilityRuleSerializer(serializers.ModelSerializer):
@@ -89,6 +113,10 @@ class RecommendationsSerializer(serializers.Serializer):
     rules = serializers.ListField(child=serializers.CharField())
     filtered = serializers.DictField(child=serializers.IntegerField())
     items = RecommendedItemSerializer(many=True)
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="what in the request named nothing of the tenant's (unknown user, items, "
+                  "category)")
 
 
 class BatchRecommendationsSerializer(serializers.Serializer):

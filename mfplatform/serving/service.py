@@ -98,7 +98,22 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
         "rules": [r.name for r in rules],
         "filtered": selector.filtered,
         "items": [_item_json(p, request.explain) for p in selector.picks],
+        "warnings": _warnings(tenant, user_external_id, state, session, request.category),
     }
+
+
+def _warnings(tenant: Tenant, user_external_id: str | None, state: RequestState,
+              session: Session, category: str | None) -> list[str]:
+    """What in the request named nothing of the tenant's: said, not silently ignored."""
+    warnings = []
+    if user_external_id and state.user is None:
+        warnings.append(f"unknown user {user_external_id!r}: answered as a new user")
+    if session.unknown:
+        warnings.append("unknown items in recent_items/exclude, ignored: "
+                        + ", ".join(repr(e) for e in session.unknown[:20]))
+    if category and not Item.objects.filter(tenant=tenant, category=category).exists():
+        warnings.append(f"no item has category {category!r}")
+    return warnings
 
 
 def _request_rules(request: Request) -> list[Rule]:

@@ -103,15 +103,18 @@ def _json(value):
 class Session:
     items: list[int]  # pks of what the user is looking at now (`recent_items`)
     excluded: set[int]  # never recommended: the request's `exclude` and the session's items
+    unknown: list[str]  # external ids of recent_items / exclude that name no item of the tenant
 
 
 def session_items(tenant: Tenant, recent_items: list[str], exclude: list[str]) -> Session:
-    """The request's external ids as item pks (unknown ones are ignored)."""
+    """The request's external ids as item pks (unknown ones are reported, not used)."""
     external = items_by_external_id(tenant, recent_items + exclude)
     session = [external[e] for e in recent_items if e in external]
     # What the user is looking at right now is not worth recommending back.
     return Session(items=session,
-                   excluded={external[e] for e in exclude if e in external} | set(session))
+                   excluded={external[e] for e in exclude if e in external} | set(session),
+                   unknown=list(dict.fromkeys(e for e in recent_items + exclude
+                                              if e not in external)))
 
 
 def load_model(version: ModelVersion | None) -> ModelBundle | None:

@@ -54,6 +54,9 @@ class RecommendationsView(Timed, APIView):
                    responses=RecommendationsSerializer)
     def get(self, request):
         query = RecommendationQuerySerializer(data=request.query_params.dict())
+        unknown = query.unknown_keys(request.query_params.keys())
+        if unknown:
+            raise ValidationError(unknown)
         query.is_valid(raise_exception=True)
         try:
             body = recommend(request_tenant(request), query.validated_data.get("user") or None,
@@ -66,6 +69,8 @@ class RecommendationsView(Timed, APIView):
                    responses=BatchRecommendationsSerializer)
     def post(self, request):
         body = BatchRecommendationSerializer(data=request.data)
+        if isinstance(request.data, dict) and body.unknown_keys(request.data.keys()):
+            raise ValidationError(body.unknown_keys(request.data.keys()))
         body.is_valid(raise_exception=True)
         data = body.validated_data
         users = data.get("users") or ([data["user"]] if data.get("user") else [])

@@ -18,7 +18,8 @@ def _recommendations(tenant_b):
     # B's user is unknown to A (a cold user of A's, with no items); B's items are unknown ids
     # in exclude/recent_items, never returned.
     return [Request("GET", f"/api/v1/recommendations?user={USER}&k=5", expect=(200,)),
-            Request("GET", f"/api/v1/recommendations?k=5&recent_items={ITEM}&exclude={ITEM}",
+            Request("GET", f"/api/v1/recommendations?anonymous=true&k=5&recent_items={ITEM}"
+                           f"&exclude={ITEM}",
                     expect=(200,)),
             Request("POST", "/api/v1/recommendations", {"users": [USER], "k": 5},
                     expect=(200,))]

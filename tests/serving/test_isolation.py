@@ -41,8 +41,8 @@ def _items(body):
 
 def test_a_never_gets_b_items_rules_or_versions(both):
     client = both.client()
-    queries = ["user=user-3&k=50", "user=bravo-user-3&k=50", "k=200",
-               "k=30&recent_items=bravo-item-1,bravo-item-2&exclude=bravo-item-3",
+    queries = ["user=user-3&k=50", "user=bravo-user-3&k=50", "anonymous=true&k=200",
+               "anonymous=true&k=30&recent_items=bravo-item-1,bravo-item-2&exclude=bravo-item-3",
                "user=user-3&k=30&explain=true&recent_items=bravo-item-1",
                "user=nobody&k=30&category=none-such"]
     for query in queries:
@@ -52,11 +52,13 @@ def test_a_never_gets_b_items_rules_or_versions(both):
         assert set(_items(body)) <= both.items, query
         assert "nothing" not in body["rules"] and "diverse" not in body["rules"], query
         assert body["model_version"]["id"] == both.version.pk, query
-    # B's ids are unknown to A: as if they were not sent at all.
-    plain = client.get("/api/v1/recommendations?k=30").json()
-    with_b = client.get("/api/v1/recommendations?k=30&recent_items=bravo-item-1,"
+    # B's ids are unknown to A: as if they were not sent at all (and said to be unknown).
+    plain = client.get("/api/v1/recommendations?anonymous=true&k=30").json()
+    with_b = client.get("/api/v1/recommendations?anonymous=true&k=30&recent_items=bravo-item-1,"
                         "bravo-item-2&exclude=bravo-item-3").json()
     assert _items(plain) == _items(with_b) and with_b["personalised"] is False
+    assert with_b["warnings"] == ["unknown items in recent_items/exclude, ignored: "
+                                  "'bravo-item-1', 'bravo-item-2', 'bravo-item-3'"]
     # B's users are A's cold users: the same as any unknown user.
     assert _items(client.get("/api/v1/recommendations?user=bravo-user-3&k=30").json()) == \
         _items(client.get("/api/v1/recommendations?user=nobody-at-all&k=30").json())

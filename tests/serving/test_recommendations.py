@@ -102,9 +102,9 @@ def test_session_blend_moves_the_list(served):
 
 
 def test_anonymous_session_folds_in_and_anonymous_gets_popularity(served):
-    body = get(served, "k=30&recent_items=item-1,item-2")
+    body = get(served, "anonymous=true&k=30&recent_items=item-1,item-2")
     assert body["personalised"] is True and body["items"][0]["source"] == "mf"
-    body = get(served, "k=200")
+    body = get(served, "anonymous=true&k=200")
     sources = [i["source"] for i in body["items"]]
     # Without a user or session, the whole catalogue in popularity order (k exceeds it).
     assert set(sources) == {"popularity"} and len(sources) == 120
@@ -138,18 +138,33 @@ def test_editorial_picks_come_before_popularity(served):
     with served.scope():
         item = Item.objects.get(external_id="item-50")
         EditorialPick.objects.create(tenant=served.tenant, item=item, position=1)
-    body = get(served, "k=3&explain=true")
+    body = get(served, "anonymous=true&k=3&explain=true")
     assert body["items"][0] == {"item": "item-50", "score": 0.0, "source": "editorial",
                                 "reason": "picked by the editors"}
 
 
 def test_bad_queries_are_400_naming_the_field(served):
     client = served.client()
-    for query, field in (("k=0", "k"), ("k=1001", "k"), ("k=many", "k"),
-                         ("explain=perhaps", "explain")):
+    for query, field in (("user=u&k=0", "k"), ("user=u&k=1001", "k"), ("user=u&k=many", "k"),
+                         ("user=u&explain=perhaps", "explain"),
+                         # Developer mistakes are named, not answered with popularity.
+                         ("usr=user-1&k=5", "usr"), ("k=5", "user"), ("user=", "user"),
+                         ("user=user-1&anonymous=true", "user")):
         response = client.get(f"/api/v1/recommendations?{query}")
         assert response.status_code == 400, query
         assert field in response.json()["errors"], response.json()
+
+
+def test_what_names_nothing_is_reported_in_warnings(served):
+    body = get(served, "user=user-1&k=5&category=no-such&recent_items=item-1,ghost")
+    assert body["warnings"] == ["unknown items in recent_items/exclude, ignored: 'ghost'",
+                                "no item has category 'no-such'"]
+    assert get(served, "user=stranger&k=5")["warnings"] == [
+        "unknown user 'stranger': answered as a new user"]
+    assert get(served, "user=user-1&k=5")["warnings"] == []
+    response = served.client().post("/api/v1/recommendations", {"user": "user-1", "usr": 1},
+                                    format="json")
+    assert response.status_code == 400 and "usr" in response.json()["errors"]
 
 
 def test_batch_post(served):
