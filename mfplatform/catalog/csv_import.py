@@ -1,5 +1,6 @@
-"""Streaming CSV import for the management commands: map columns, validate and write in
-chunks through the same services as the REST endpoints, all-or-nothing by default."""
+"""Streaming CSV import for the management commands and the admin's import jobs: map columns,
+validate and write in chunks through the same services as the REST endpoints, all-or-nothing
+by default."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tqdm import tqdm
 from mfplatform.catalog.ingest import IngestResult, RowError
 
 CHUNK = 20_000  # rows per batch written (the REST limit is for requests)
+ITEM_COLUMNS = {"item", "title", "category", "tags"}
 
 
 class ImportFailed(Exception):
@@ -249,3 +251,51 @@ def import_for_command(command, slug: str, path: Path, mapping: dict[str, str],
             raise CommandError(str(exc)) from exc
     for line in summary.lines():
         command.stdout.write(line)
+
+
+def item_writer(tenant, tags_sep: str = "|"):
+    """(write, prepare) of run_import for items: `category` keeps the first of several values
+    separated by `tags_sep`, `tags` are split by it."""
+    from mfplatform.catalog.ingest import upsert_items
+
+    def convert(row: dict) -> dict:
+        item = {"external_id": row["item"]}
+        if "title" in row:
+            item["title"] = row["title"]
+        if "category" in row:
+            item["category"] = row["category"].split(tags_sep)[0] if tags_sep else \
+                row["category"]
+        if "tags" in row:
+            item["tags"] = [t for t in row["tags"].split(tags_sep) if t] if tags_sep \
+                else [row["tags"]]
+        return item
+
+    def write(chunk, partial_chunk):
+        result = upsert_items(tenant, [convert(row) for row in chunk.rows()],
+                              partial=partial_chunk)
+        for error in result.rejected:  # report file line numbers, not positions
+            error.index = chunk.lines[error.index]
+        return result
+    return write, None
+
+
+def event_writer(tenant, default_type: str | None, create_items: bool = False):
+    """(write, prepare) of run_import for events; `prepare` runs in the reading thread."""
+    from mfplatform.catalog.event_validation import EVENT_FIELDS, EventColumns
+    from mfplatform.catalog.events import (
+        ensure_default_event_types,
+        ingest_events,
+        prepare_events,
+    )
+
+    types = ensure_default_event_types(tenant)
+
+    def prepare(chunk):  # no database here
+        columns = EventColumns(index=chunk.lines, **{
+            name: chunk.columns.get(name) for name in EVENT_FIELDS})
+        return prepare_events(columns, types, default_type=default_type)
+
+    def write(prepared, partial_chunk):
+        return ingest_events(tenant, prepared, partial=partial_chunk,
+                             allow_placeholders=create_items or None)
+    return write, prepare

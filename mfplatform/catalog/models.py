@@ -124,3 +124,45 @@ class Suppression(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.user_id} x {self.item_id} ({self.reason})"
+
+
+class ImportKind(models.TextChoices):
+    ITEMS = "items"
+    EVENTS = "events"
+
+
+class ImportStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ImportJob(TenantOwned):
+    """A CSV file uploaded in the admin, imported by a worker (catalog.import_jobs): the same
+    validation and all-or-nothing rule as `import_items` / `import_events`."""
+
+    kind = models.CharField(max_length=10, choices=ImportKind.choices)
+    file = models.CharField(max_length=300)  # path in the default storage
+    file_name = models.CharField(max_length=255, blank=True)  # as uploaded
+    mapping = models.JSONField(default=dict)  # field -> column
+    options = models.JSONField(default=dict, blank=True)  # partial, default type, tags_sep...
+    status = models.CharField(max_length=10, choices=ImportStatus.choices,
+                              default=ImportStatus.QUEUED)
+    rows = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    duplicates = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    errors_file = models.CharField(max_length=300, blank=True)  # CSV of row errors, in storage
+    requested_by = models.CharField(max_length=255, blank=True)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} import {self.file_name or self.pk} ({self.status})"

@@ -2,9 +2,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from mfplatform.catalog.csv_import import import_for_command, parse_mapping
-from mfplatform.catalog.event_validation import EVENT_FIELDS, EventColumns
-from mfplatform.catalog.events import ensure_default_event_types, ingest_events, prepare_events
+from mfplatform.catalog.csv_import import event_writer, import_for_command, parse_mapping
+from mfplatform.catalog.event_validation import EVENT_FIELDS
 
 
 class Command(BaseCommand):
@@ -36,16 +35,6 @@ class Command(BaseCommand):
             raise CommandError("give --type or map a type column")
 
         def writer(tenant_obj):
-            types = ensure_default_event_types(tenant_obj)
-
-            def prepare(chunk):  # in the reading thread: no database
-                columns = EventColumns(index=chunk.lines, **{
-                    name: chunk.columns.get(name) for name in EVENT_FIELDS})
-                return prepare_events(columns, types, default_type=type)
-
-            def write(prepared, partial_chunk):
-                return ingest_events(tenant_obj, prepared, partial=partial_chunk,
-                                     allow_placeholders=create_items or None)
-            return write, prepare
+            return event_writer(tenant_obj, type, create_items)
 
         import_for_command(self, tenant, file, columns, writer, partial, not no_progress)

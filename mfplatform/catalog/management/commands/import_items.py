@@ -2,10 +2,12 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from mfplatform.catalog.csv_import import import_for_command, parse_mapping
-from mfplatform.catalog.ingest import upsert_items
-
-ITEM_COLUMNS = {"item", "title", "category", "tags"}
+from mfplatform.catalog.csv_import import (
+    ITEM_COLUMNS,
+    import_for_command,
+    item_writer,
+    parse_mapping,
+)
 
 
 class Command(BaseCommand):
@@ -31,25 +33,7 @@ class Command(BaseCommand):
         if "item" not in columns:
             raise CommandError("map the item id column: --map item=<column>,...")
 
-        def convert(row: dict) -> dict:
-            item = {"external_id": row["item"]}
-            if "title" in row:
-                item["title"] = row["title"]
-            if "category" in row:
-                item["category"] = row["category"].split(tags_sep)[0] if tags_sep else \
-                    row["category"]
-            if "tags" in row:
-                item["tags"] = [t for t in row["tags"].split(tags_sep) if t] if tags_sep \
-                    else [row["tags"]]
-            return item
-
         def writer(tenant_obj):
-            def write(chunk, partial_chunk):
-                result = upsert_items(tenant_obj, [convert(row) for row in chunk.rows()],
-                                      partial=partial_chunk)
-                for error in result.rejected:  # report file line numbers, not positions
-                    error.index = chunk.lines[error.index]
-                return result
-            return write, None
+            return item_writer(tenant_obj, tags_sep)
 
         import_for_command(self, tenant, file, columns, writer, partial, not no_progress)

@@ -1,0 +1,109 @@
+"""CSV imports started from the admin: the upload is kept in the default storage, a worker
+imports it with the same code as `import_items` / `import_events` (all-or-nothing unless
+partial), and every bad row lands in a CSV report next to it, downloadable from the job."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import uuid
+from pathlib import Path
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import DatabaseError
+from django.utils import timezone
+
+from mfplatform.catalog.csv_import import (
+    ITEM_COLUMNS,
+    ImportFailed,
+    ImportSummary,
+    event_writer,
+    item_writer,
+    parse_mapping,
+    run_import,
+)
+from mfplatform.catalog.event_validation import EVENT_FIELDS
+from mfplatform.catalog.models import ImportJob, ImportKind, ImportStatus
+from tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+IMPORT_TASK = "catalog.import_file"
+
+
+class ImportJobError(ValueError):
+    """The job cannot be started as asked (the mapping or options are wrong)."""
+
+
+def check_mapping(kind: str, mapping: str, default_type: str = "") -> dict[str, str]:
+    """The `field=column,...` text as a dict, or ImportJobError saying what is wrong."""
+    fields = ITEM_COLUMNS if kind == ImportKind.ITEMS else set(EVENT_FIELDS)
+    columns = parse_mapping(mapping, fields)
+    required = {"item"} if kind == ImportKind.ITEMS else {"user", "item"}
+    missing = required - columns.keys()
+    if missing:
+        raise ImportJobError(f"map the {', '.join(sorted(missing))} column(s): "
+                             f"<field>=<column>,...")
+    if kind == ImportKind.EVENTS and "type" not in columns and not default_type:
+        raise ImportJobError("give a default event type or map a type column")
+    return columns
+
+
+def create_import_job(tenant: Tenant, kind: str, upload, mapping: dict[str, str],
+                      options: dict, requested_by: str) -> ImportJob:
+    """Keep the upload in the default storage and queue its import."""
+    name = default_storage.save(f"imports/{tenant.pk}/{uuid.uuid4().hex}.csv",
+                                ContentFile(upload.read()))
+    job = ImportJob.objects.create(tenant=tenant, kind=kind, file=name,
+                                   file_name=Path(upload.name).name[:255], mapping=mapping,
+                                   options=options, requested_by=requested_by[:255])
+    from mfplatform.celery import app
+
+    app.send_task(IMPORT_TASK, args=(tenant.pk, job.pk))
+    return job
+
+
+def run_import_job(job: ImportJob) -> ImportJob:
+    """Import the job's file (inside its tenant's context); the job ends succeeded or failed
+    with its counts and, when rows were bad, the error report."""
+    claimed = ImportJob.objects.filter(pk=job.pk, status=ImportStatus.QUEUED).update(
+        status=ImportStatus.RUNNING, started_at=timezone.now())
+    if not claimed:  # already taken by an earlier delivery
+        return job
+    job.refresh_from_db()
+    options = job.options or {}
+    writer = (item_writer(job.tenant, options.get("tags_sep", "|"))
+              if job.kind == ImportKind.ITEMS else
+              event_writer(job.tenant, options.get("default_type") or None,
+                           bool(options.get("create_items"))))
+    status, error = ImportStatus.SUCCEEDED, ""
+    try:
+        summary = run_import(Path(default_storage.path(job.file)), job.mapping, writer[0],
+                             bool(options.get("partial")), progress=False, prepare=writer[1])
+    except ImportFailed as failed:
+        summary, status, error = failed.summary, ImportStatus.FAILED, str(failed)
+    except (ValueError, OSError, DatabaseError) as exc:
+        log.exception("import job %s failed", job.pk)
+        summary, status, error = ImportSummary(), ImportStatus.FAILED, str(exc)
+    _finish(job, status, error, summary)
+    return job
+
+
+def _finish(job: ImportJob, status: str, error: str, summary: ImportSummary) -> None:
+    if summary.errors:
+        job.errors_file = default_storage.save(f"{job.file.removesuffix('.csv')}-errors.csv",
+                                               ContentFile(_errors_csv(summary)))
+    job.status, job.error, job.finished_at = status, error[:5000], timezone.now()
+    job.rows, job.created, job.updated = summary.rows, summary.created, summary.updated
+    job.duplicates, job.rejected = summary.duplicates, summary.rejected_rows
+    job.save()
+
+
+def _errors_csv(summary: ImportSummary) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["line", "field", "error"])
+    for error in summary.errors:
+        writer.writerow([error.index, error.field, error.error])
+    return out.getvalue().encode()
