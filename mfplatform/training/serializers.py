@@ -1,16 +1,24 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mfplatform.input_guard import StorableJSONField
 from mfplatform.training.models import DatasetVersion, TrainingPlan, TrainingRun
 from mfplatform.training.plans import (
+    PlanConfigSerializer,
     merge_plan_config,
     stored_plan_config,
     validate_plan_config,
 )
 
 
+@extend_schema_field(PlanConfigSerializer)
+class PlanConfigField(StorableJSONField):
+    """A plan's config: documented by the serializer that validates it (one source of truth),
+    read as plain JSON so that validation can name every bad field by its path."""
+
+
 class TrainingPlanSerializer(serializers.ModelSerializer):
-    config = StorableJSONField(required=False, objects_only=True)
+    config = PlanConfigField(required=False, objects_only=True)
 
     class Meta:
         model = TrainingPlan
