@@ -119,3 +119,17 @@ def test_tune_needs_a_strategy_with_a_search_space(tenant_a):
                                                        "tune": {"trials": 3}}}),
                        ["training", "tune"])
     assert "no search space" in str(errors)
+
+
+def test_tune_is_turned_on_and_off_by_a_patch(tenant_a):
+    plan_id = _create(tenant_a, {"training": {"factors": 8}}).json()["id"]
+    client = tenant_a.client()
+    on = client.patch(f"/api/v1/plans/{plan_id}",
+                      {"config": {"training": {"tune": {"trials": 4}}}}, format="json")
+    assert on.status_code == 200, on.json()
+    assert on.json()["config"]["training"]["tune"]["trials"] == 4
+    assert on.json()["config"]["training"]["factors"] == 8
+    off = client.patch(f"/api/v1/plans/{plan_id}",
+                       {"config": {"training": {"tune": None}}}, format="json")
+    assert off.status_code == 200, off.json()
+    assert off.json()["config"]["training"]["tune"] is None
