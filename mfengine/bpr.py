@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,14 @@ import scipy.sparse as sp
 
 from mfengine import _kernels
 from mfengine.base import MatrixFactorization, RandomState, check_user_items
+
+# Negatives drawn per fold-in call when the catalogue has more. On a 5,000-item synthetic set
+# (64 factors) the folded-in vectors' recall@20 of held-out items was 0.375-0.376 at 256, 512 and
+# 1024 negatives and with every negative; 512 costs ~2.5 ms at 100k items and 50 positives
+# (benchmarks/quality.py measures it).
+FOLD_IN_NEGATIVES = 512
+_MIN_FOLD_IN_NEGATIVES = 128
+_MAX_FOLD_IN_PAIRS = 1 << 18  # 2 MB per float64 pairs array
 
 
 class BPR(MatrixFactorization):
@@ -88,37 +97,89 @@ class BPR(MatrixFactorization):
     def _item_bias(self) -> np.ndarray:
         return self.item_bias_
 
-    def fold_in(self, item_ids: Any, strengths: Any = None, steps: int = 30) -> np.ndarray:
-        """Maximise this user's BPR objective over all (positive, negative) pairs.
+    def fold_in(
+        self,
+        item_ids: Any,
+        strengths: Any = None,
+        steps: int = 30,
+        negatives: int = FOLD_IN_NEGATIVES,
+        random_state: int = 0,
+    ) -> np.ndarray:
+        """Maximise this user's BPR objective, item side fixed, in O(negatives x factors).
 
-        Item side fixed. The objective mean log sigmoid(s_i - s_j) - regularization |x|^2 is
-        concave in x; ``steps`` Newton steps with exact pairs (no sampling) reach its maximum.
+        The objective is the mean over (positive i, negative j) pairs of log sigmoid(s_i - s_j)
+        minus regularization |x|^2; it is concave in x and ``steps`` Newton steps reach its
+        maximum. When the catalogue has at most ``negatives`` items besides the positives every
+        one of them is a negative (the exact objective). Otherwise ``negatives`` distinct
+        negatives are drawn uniformly (without the positives), from a generator seeded by
+        ``random_state`` and the item ids, so the same call always returns the same vector:
+        the mean over the sample estimates the mean over all negatives without bias.
+
+        Cost per Newton step: O(P m k + (P + m) k^2) for P positives and m negatives, whatever
+        the catalogue's size; the pairs held at once are capped at ``_MAX_FOLD_IN_PAIRS``
+        (fewer negatives for a user with very many positives, at least ``_MIN_FOLD_IN_NEGATIVES``
+        of them, and a seeded sample of the positives beyond that).
         ``strengths`` only select positives (BPR ignores magnitudes).
         """
         ids, values = self._fold_in_inputs(item_ids, strengths)
         ids = ids[values > 0]
         k = self.n_factors_
-        x = np.zeros(k, dtype=np.float64)
-        if ids.size == 0 or ids.size == self.n_items_:
-            return x.astype(np.float32)
-        Y = self.item_factors_.astype(np.float64)
-        bias = self.item_bias_.astype(np.float64)
-        negative = np.ones(self.n_items_, dtype=bool)
-        negative[ids] = False
-        Yp, Yn = Y[ids], Y[negative]
-        bp, bn = bias[ids], bias[negative]
-        pairs = ids.size * Yn.shape[0]
-        for _ in range(steps):
-            diff = (Yp @ x + bp)[:, None] - (Yn @ x + bn)[None, :]
-            g = 0.5 * (1.0 - np.tanh(0.5 * diff))  # sigmoid(-diff), overflow-free
-            w = g * (1.0 - g)
-            gradient = (Yp.T @ g.sum(1) - Yn.T @ g.sum(0)) / pairs - 2 * self.regularization * x
-            cross = Yp.T @ w @ Yn
-            hessian = (
-                (Yp.T * w.sum(1)) @ Yp + (Yn.T * w.sum(0)) @ Yn - cross - cross.T
-            ) / pairs + 2 * self.regularization * np.eye(k)
-            step = np.linalg.solve(hessian, gradient)
-            x += step
-            if np.abs(step).max() < 1e-6:
-                break
-        return x.astype(np.float32)
+        n_negative = self.n_items_ - ids.size
+        if ids.size == 0 or n_negative == 0:
+            return np.zeros(k, dtype=np.float32)
+        rng = np.random.default_rng([int(random_state), zlib.crc32(ids.tobytes())])
+        ids, negative = _fold_in_pairs(ids, n_negative, int(negatives), rng)
+        Y = self.item_factors_
+        Yp, Yn = Y[ids].astype(np.float64), Y[negative].astype(np.float64)
+        bp = self.item_bias_[ids].astype(np.float64)
+        bn = self.item_bias_[negative].astype(np.float64)
+        return _newton_pairs(Yp, bp, Yn, bn, float(self.regularization), steps)
+
+
+def _fold_in_pairs(
+    positives: np.ndarray, n_negative: int, negatives: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(positives, negatives) item ids for one fold-in: every negative when there are at most
+    ``negatives``, else a uniform sample without replacement, capped at _MAX_FOLD_IN_PAIRS.
+
+    ``positives`` are sorted and distinct; the r-th negative (0-based, in id order) is r plus
+    the number of positives at or below it, so negatives are drawn without a pass over the
+    catalogue and without rejection.
+    """
+    kept = positives
+    max_positives = _MAX_FOLD_IN_PAIRS // _MIN_FOLD_IN_NEGATIVES
+    if positives.size > max_positives:
+        kept = np.sort(rng.choice(positives, max_positives, replace=False))
+    m = min(max(negatives, 1), max(_MAX_FOLD_IN_PAIRS // kept.size, _MIN_FOLD_IN_NEGATIVES))
+    if n_negative <= m:
+        ranks = np.arange(n_negative, dtype=np.int64)
+    else:
+        ranks = np.sort(rng.choice(n_negative, m, replace=False))
+    # every positive, sampled out or not, is skipped: none of them is a negative
+    shifted = positives - np.arange(positives.size)
+    return kept, ranks + np.searchsorted(shifted, ranks, side="right")
+
+
+def _newton_pairs(
+    Yp: np.ndarray, bp: np.ndarray, Yn: np.ndarray, bn: np.ndarray, regularization: float,
+    steps: int,
+) -> np.ndarray:
+    """argmax_x mean_{i,j} log sigmoid((Yp x + bp)_i - (Yn x + bn)_j) - regularization |x|^2."""
+    k = Yp.shape[1]
+    x = np.zeros(k, dtype=np.float64)
+    pairs = Yp.shape[0] * Yn.shape[0]
+    ridge = 2 * regularization * np.eye(k)
+    for _ in range(steps):
+        diff = (Yp @ x + bp)[:, None] - (Yn @ x + bn)[None, :]
+        g = 0.5 * (1.0 - np.tanh(0.5 * diff))  # sigmoid(-diff), overflow-free
+        w = g * (1.0 - g)
+        gradient = (Yp.T @ g.sum(1) - Yn.T @ g.sum(0)) / pairs - 2 * regularization * x
+        cross = Yp.T @ (w @ Yn)
+        hessian = (
+            (Yp.T * w.sum(1)) @ Yp + (Yn.T * w.sum(0)) @ Yn - cross - cross.T
+        ) / pairs + ridge
+        step = np.linalg.solve(hessian, gradient)
+        x += step
+        if np.abs(step).max() < 1e-6:
+            break
+    return x.astype(np.float32)

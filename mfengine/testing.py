@@ -14,7 +14,9 @@ Data is small and synthetic (planted taste clusters), so the whole suite runs in
 
 from __future__ import annotations
 
+import copy
 import functools
+import tracemalloc
 from typing import Any, ClassVar
 
 import numpy as np
@@ -66,6 +68,35 @@ def ndcg_at_k(recommended: np.ndarray, test: sp.csr_matrix, k: int = 10) -> floa
         ideal = discounts[: min(k, relevant.size)].sum()
         values.append(float((hits * discounts[: hits.size]).sum() / ideal))
     return float(np.mean(values))
+
+
+def with_catalogue(model: MatrixFactorization, n_items: int) -> MatrixFactorization:
+    """A copy of a fitted ``model`` whose item-side arrays (every state array with one row per
+    item, the user factors aside) are tiled to ``n_items`` rows: a large catalogue for cost
+    checks without fitting one."""
+    big = copy.copy(model)
+    n = model.n_items_
+    reps = -(-n_items // n)
+    for name in model._state_arrays:
+        array = getattr(model, name)
+        if name == "user_factors_" or np.ndim(array) == 0 or array.shape[0] != n:
+            continue
+        tiled = np.tile(array, (reps,) + (1,) * (array.ndim - 1))[:n_items]
+        setattr(big, name, np.ascontiguousarray(tiled))
+    return big
+
+
+def fold_in_peak_bytes(model: MatrixFactorization, item_ids: np.ndarray) -> int:
+    """Peak bytes traced (tracemalloc; numpy reports its buffers) while ``model`` folds in one
+    user who interacted with ``item_ids``."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        model.fold_in(item_ids)
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
 
 
 def _top_overlap(a: np.ndarray, b: np.ndarray) -> float:
@@ -279,6 +310,28 @@ class StrategyConformance:
             overlaps.append(_top_overlap(learned, folded))
         assert len(overlaps) >= 5
         assert np.mean(overlaps) >= self.fold_in_overlap, overlaps
+
+
+    #: Catalogue size of the fold-in cost check (items are tiled copies of the fitted ones).
+    cost_items: ClassVar[int] = 100_000
+
+    def test_fold_in_cost_is_bounded_like_als(self) -> None:
+        """Serving and the promotion gate fold users in per request: one call may cost about
+        what ALS's costs (O(items x factors): ALS's first call copies the item factors to
+        float64 once), never O(positives x items). Memory is the measure, not time: a dense
+        positives x items float64 matrix at 800 positives and 100k items is 640 MB."""
+        model = with_catalogue(self.fitted(), self.cost_items)
+        k = model.n_factors_
+        als = create("als", factors=k)
+        als.user_factors_ = np.zeros((1, k), np.float32)
+        als.item_factors_ = np.ascontiguousarray(model.item_factors_, dtype=np.float32)
+        rng = np.random.default_rng(0)
+        for positives in (50, 800):
+            ids = np.sort(rng.choice(self.cost_items, positives, replace=False))
+            reference = fold_in_peak_bytes(copy.copy(als), ids)
+            peak = fold_in_peak_bytes(model, ids)
+            assert reference >= self.cost_items * k * 8  # the yardstick measures what it says
+            assert peak <= 4 * reference + (1 << 20), (positives, peak, reference)
 
     def test_learns_planted_structure(self) -> None:
         if self.ratings:

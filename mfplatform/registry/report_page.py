@@ -203,6 +203,34 @@ def _decision_rows(decision: dict) -> list[dict]:
     return rows
 
 
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or "(the plan's values)"
+
+
+def _tuning(report: dict) -> dict | None:
+    """The tuning section for the page: its summary and one row per trial, the chosen one and
+    the plan's own values (trial 0) marked."""
+    tuning = report.get("tuning")
+    if not tuning:
+        return None
+    chosen = (tuning.get("chosen") or {}).get("trial")
+    rows = []
+    for trial in tuning.get("trials") or []:
+        number = trial.get("trial")
+        marks = [m for m, on in (("plan's values", number == 0),
+                                 ("chosen", number == chosen and number != 0)) if on]
+        rows.append({"trial": number, "params": _params_text(trial.get("params") or {}),
+                     "score": trial.get("score"), "seeds": trial.get("confirm_scores") or [],
+                     "seconds": trial.get("fit_seconds"), "error": trial.get("error", ""),
+                     "mark": ", ".join(marks)})
+    relative = tuning.get("relative_gain")
+    return {**tuning, "rows": rows,
+            "relative_text": "" if relative is None else f"{relative:+.1%}",
+            "defaults_params": _params_text((tuning.get("defaults") or {}).get("params") or {}),
+            "chosen_params": _params_text((tuning.get("chosen") or {}).get("params") or {}),
+            "used_params": _params_text(tuning.get("hyperparameters") or {})}
+
+
 def report_context(version: ModelVersion, log=None, back_url: str | None = None) -> dict:
     report = version.report or {}
     charts = {
@@ -216,7 +244,8 @@ def report_context(version: ModelVersion, log=None, back_url: str | None = None)
     decision = version.decision or {}
     return {"version": version, "report": report,
             "charts": {title: src for title, src in charts.items() if src},
-            "rows": _rows(report), "checks": version.checks or report.get("checks") or [],
+            "rows": _rows(report), "tuning": _tuning(report),
+            "checks": version.checks or report.get("checks") or [],
             "decision": decision, "decision_rows": _decision_rows(decision),
             "has_previous": bool(comparison.get("metrics")),
             "previous_model": comparison.get("previous_model") or {},

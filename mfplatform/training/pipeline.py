@@ -29,13 +29,14 @@ import mfengine
 from mfengine.baselines import ContentRecommender, PopularityRecommender, item_tokens
 from mfengine.checks import check_model
 from mfengine.data import PreparedData
-from mfengine.evaluation import temporal_split_mask
 from mfengine.report import build_report
 from mfplatform.catalog.models import Item
-from mfplatform.training.dataset import EventArrays, build_dataset_version, prepare
+from mfplatform.training.dataset import EventArrays, build_dataset_version
 from mfplatform.training.liveness import RunStopped, beat
 from mfplatform.training.models import ACTIVE_RUN_STATUSES, RunStatus, TrainingRun
 from mfplatform.training.signals import run_failed
+from mfplatform.training.splits import split_events
+from mfplatform.training.tuning import tune_training
 from tenants.context import tenant_context
 
 log = logging.getLogger(__name__)
@@ -120,8 +121,14 @@ def train_and_evaluate(run: TrainingRun, timer: StageTimer,
 
     training = dict(config["training"])
     strategy = training.pop("strategy")
+    tune = training.pop("tune", None)
 
     with timer.stage(RunStatus.TRAINING):
+        tuning = None
+        if tune:
+            tuning = tune_training(config, strategy, training, tune, events, prepared,
+                                   run.cutoff, progress=_tuning_progress(run, tune))
+            training = dict(tuning["hyperparameters"])
         model = mfengine.create(strategy, **training)
         model.fit(prepared.matrix, callback=_progress(run, training.get("iterations")))
         train, test = _split(run, events, prepared)
@@ -130,6 +137,8 @@ def train_and_evaluate(run: TrainingRun, timer: StageTimer,
     with timer.stage(RunStatus.EVALUATING):
         report = _evaluate(run, eval_model, train, test, prepared, catalogue,
                            active_model(prepared))
+        if tuning is not None:
+            report["tuning"] = tuning
         checks = check_model(model, prepared.matrix)
 
     return TrainedRun(prepared, catalogue, model, strategy, training, report, checks)
@@ -151,6 +160,22 @@ def _progress(run: TrainingRun, iterations: int | None):
     return callback
 
 
+def _tuning_progress(run: TrainingRun, tune: dict):
+    def callback(trial: dict) -> None:
+        run.progress = {"tuning_trial": trial["trial"] + 1, "tuning_trials": tune["trials"],
+                        "metric": tune["metric"],
+                        "score": trial["score"] if np.isfinite(trial["score"]) else None}
+        beat(run, progress=run.progress)  # a cancelled run stops here
+
+    return callback
+
+
+def _split(run: TrainingRun, events: EventArrays, prepared: PreparedData
+           ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The evaluation's (train, test) for this run (`splits.split_events` at its cutoff)."""
+    return split_events(run.plan_revision.config, events, prepared, run.cutoff)
+
+
 def _catalogue(run: TrainingRun, item_ids: np.ndarray) -> dict:
     """Category, tags and attributes of the dataset's items, in column order."""
     rows = {row["id"]: row for row in Item.objects.filter(tenant=run.tenant, pk__in=list(
@@ -162,55 +187,6 @@ def _catalogue(run: TrainingRun, item_ids: np.ndarray) -> dict:
         "tags": [r["tags"] or [] for r in ordered],
         "attributes": [r["attributes"] or {} for r in ordered],
     }
-
-
-def _split_masks(config: dict, events: EventArrays, cutoff: int) -> np.ndarray:
-    """True for events held out for testing."""
-    split = config["split"]
-    if split["kind"] == "global":
-        return events.timestamps >= cutoff - int(split["test_days"] * 86400)
-    return temporal_split_mask(events.user_ids, events.timestamps, split["test_fraction"],
-                               events.item_ids)
-
-
-def _split(run: TrainingRun, events: EventArrays, prepared) -> tuple[sp.csr_matrix,
-                                                                     sp.csr_matrix]:
-    """(train, test) in the dataset's id space: train prepared exactly like the full data from
-    the non-test events; test = binary held-out positives not seen in train, for at most
-    `evaluation.max_users` users (a seeded sample keeps evaluation cost bounded)."""
-    config = run.plan_revision.config
-    cutoff = int(run.cutoff.timestamp())
-    positive = np.isin(events.type_names.astype(str),
-                       list(set(config["events"]) - events.negative_types))
-    is_test = _split_masks(config, events, cutoff)
-    # The evaluation model sees only the training part, prepared exactly like the full data.
-    train_part = prepare(events.take(~is_test), config, run.cutoff,
-                         catalogue_item_ids=prepared.item_ids)
-    rows = prepared.user_rows(train_part.user_ids)
-    coo = train_part.matrix.tocoo()
-    train = sp.csr_matrix((coo.data, (rows[coo.row], coo.col)), shape=prepared.shape,
-                          dtype=np.float32)
-    test_events = is_test & positive
-    threshold = config["split"]["positive_threshold"]
-    if threshold is not None:
-        test_events &= np.nan_to_num(events.values, nan=threshold) >= threshold
-    test_rows = prepared.user_rows(events.user_ids[test_events])
-    test_cols = prepared.item_columns(events.item_ids[test_events])
-    known = (test_rows >= 0) & (test_cols >= 0)
-    test = sp.csr_matrix((np.ones(int(known.sum()), np.float32),
-                          (test_rows[known], test_cols[known])), shape=prepared.shape)
-    test.sum_duplicates()
-    test.data[:] = 1.0
-    test = test - test.multiply(train > 0)  # what was seen in training is not a test positive
-    test.eliminate_zeros()
-    test_users = np.flatnonzero(np.diff(test.indptr) > 0)
-    limit = config["evaluation"]["max_users"]
-    if limit and len(test_users) > limit:
-        keep = np.zeros(test.shape[0], dtype=bool)
-        keep[np.random.default_rng(0).choice(test_users, limit, replace=False)] = True
-        test = sp.csr_matrix(sp.diags(keep.astype(np.float32)) @ test)
-        test.eliminate_zeros()
-    return train.tocsr(), test.tocsr()
 
 
 def _evaluate(run, eval_model, train, test, prepared, catalogue,

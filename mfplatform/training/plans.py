@@ -4,7 +4,8 @@
      "filters": ["exclude_bot", "exclude_internal", "valid_item", "consent_required"],
      "window": {"days": 90, "recency_half_life_days": 30},
      "training": {"strategy": "als", "factors": 64, "regularization": 0.05, "alpha": 10,
-                  "iterations": 15},
+                  "iterations": 15,
+                  "tune": {"trials": 12, "time_budget_s": 600, "metric": "ndcg@10"}},
      "split": {"kind": "temporal", "test_fraction": 0.2},
      "evaluation": {"k": [10, 20, 50]},
      "minimums": {"users": 20, "items": 10, "interactions": 200},
@@ -26,6 +27,7 @@ from rest_framework import serializers
 import mfengine
 from mfengine.evaluation import RANKING_KEYS
 from mfengine.report import to_plain
+from mfengine.tuning import DEFAULT_SPACES
 
 FILTERS = ("exclude_bot", "exclude_internal", "valid_item", "consent_required")
 METRICS = RANKING_KEYS  # what the evaluation computes per k
@@ -64,6 +66,27 @@ class TransformSerializer(StrictSerializer):
                                           default=None)
 
 
+def _validate_metric_at_k(value: str) -> str:
+    name, _, k = value.partition("@")
+    if name not in METRICS or not k.isdigit() or int(k) < 1:
+        raise serializers.ValidationError(
+            f"expected <metric>@<k> with metric one of {', '.join(METRICS)}, e.g. ndcg@10")
+    return value
+
+
+class TuneSerializer(StrictSerializer):
+    """`training.tune`: a hyperparameter search inside the run (mfengine.tuning), on a
+    validation split of the training period that mirrors the plan's split; the search's choice
+    replaces the configured values only when it beats them by more than noise."""
+
+    trials = serializers.IntegerField(min_value=2, max_value=200, default=12)
+    time_budget_s = serializers.FloatField(min_value=1, max_value=86400, default=600)
+    metric = serializers.CharField(default="ndcg@10")
+
+    def validate_metric(self, value: str) -> str:
+        return _validate_metric_at_k(value)
+
+
 class TrainingSerializer(StrictSerializer):
     strategy = serializers.CharField(default="als")
     factors = serializers.IntegerField(min_value=2, max_value=1024, default=64)
@@ -73,6 +96,8 @@ class TrainingSerializer(StrictSerializer):
     iterations = serializers.IntegerField(min_value=1, max_value=1000, default=15)
     learning_rate = serializers.FloatField(min_value=0, max_value=10, required=False)
     random_state = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=0)
+    # Absent or null: no search, the values above are trained as they are.
+    tune = TuneSerializer(required=False, allow_null=True)
 
     def validate_strategy(self, value: str) -> str:
         names = mfengine.available()
@@ -82,11 +107,15 @@ class TrainingSerializer(StrictSerializer):
         return value
 
     def validate(self, attrs: dict) -> dict:
-        params = {k: v for k, v in attrs.items() if k != "strategy"}
+        params = {k: v for k, v in attrs.items() if k not in ("strategy", "tune")}
         try:
             mfengine.create(attrs["strategy"], **params)
         except (TypeError, ValueError) as exc:
             raise serializers.ValidationError(str(exc)) from exc
+        if attrs.get("tune") and attrs["strategy"] not in DEFAULT_SPACES:
+            raise serializers.ValidationError({"tune": [
+                f"no search space for strategy {attrs['strategy']!r}; tuning supports "
+                f"{', '.join(sorted(DEFAULT_SPACES))}"]})
         return attrs
 
 
@@ -123,11 +152,7 @@ class PromotionSerializer(StrictSerializer):
     auto_promote = serializers.BooleanField(default=True)
 
     def validate_metric(self, value: str) -> str:
-        name, _, k = value.partition("@")
-        if name not in METRICS or not k.isdigit() or int(k) < 1:
-            raise serializers.ValidationError(
-                f"expected <metric>@<k> with metric one of {', '.join(METRICS)}, e.g. ndcg@10")
-        return value
+        return _validate_metric_at_k(value)
 
 
 class PlanConfigSerializer(StrictSerializer):
@@ -168,10 +193,16 @@ class PlanConfigSerializer(StrictSerializer):
         if overlap:
             raise serializers.ValidationError(
                 {"negative_events": f"also listed as positive events: {sorted(overlap)}"})
+        evaluated = attrs["evaluation"]["k"]
         metric_k = int(attrs["promotion"]["metric"].partition("@")[2])
-        if metric_k not in attrs["evaluation"]["k"]:
+        if metric_k not in evaluated:
             raise serializers.ValidationError({"promotion": {"metric": [
-                f"k={metric_k} is not evaluated; evaluation.k is {attrs['evaluation']['k']}"]}})
+                f"k={metric_k} is not evaluated; evaluation.k is {evaluated}"]}})
+        tune = attrs["training"].get("tune")
+        if tune and int(tune["metric"].partition("@")[2]) not in evaluated:
+            raise serializers.ValidationError({"training": {"tune": {"metric": [
+                f"k={tune['metric'].partition('@')[2]} is not evaluated; evaluation.k is "
+                f"{evaluated}"]}}})
         return attrs
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -79,3 +81,53 @@ def test_global_validation_and_time_budget(events):
     )
     assert len(res.trials) == 1  # budget spent after the first trial
     assert res.validation["cutoff"] <= int(d.timestamps.max())
+
+
+def _matrices(d):
+    from mfengine.tuning import validation_split
+
+    return validation_split(d.user_ids, d.item_ids, d.timestamps, shape=(d.n_users, d.n_items))
+
+
+def test_tune_against_defaults_keeps_a_clearly_better_choice(events):
+    from mfengine.tuning import tune_against_defaults
+
+    fit_m, val_m, _ = _matrices(events)
+    # defaults crippled by a huge penalty: every trial of the space beats them clearly
+    defaults = {"factors": 8, "regularization": 1e4, "iterations": 3, "random_state": 0}
+    section = tune_against_defaults(
+        "als", fit_m, val_m, defaults=defaults, space={"regularization": [0.5, 5.0]},
+        n_trials=3, metric="ndcg", k=10)
+    assert len(section["trials"]) == 3 and section["trials"][0]["params"] == {}
+    assert section["kept"] is True
+    assert section["hyperparameters"]["regularization"] in (0.5, 5.0)
+    assert section["hyperparameters"] == section["chosen"]["params"]
+    assert len(section["defaults"]["scores"]) == 3 and len(section["chosen"]["scores"]) == 3
+    assert section["gain"] > section["noise"]["margin"] >= 0
+    assert section["metric"] == "ndcg@10"
+    json.dumps(section, allow_nan=False)  # plain, JSON-ready
+
+
+def test_tune_against_defaults_keeps_the_defaults_within_noise(events):
+    from mfengine.tuning import tune_against_defaults
+
+    fit_m, val_m, _ = _matrices(events)
+    defaults = {"factors": 8, "iterations": 3, "random_state": 0}
+    # the only alternative is the same configuration: no gain beyond noise is possible
+    section = tune_against_defaults(
+        "als", fit_m, val_m, defaults=defaults, space={"factors": [8]}, n_trials=4,
+        metric="recall", k=5)
+    assert section["kept"] is False
+    assert section["hyperparameters"] == defaults
+    assert section["gain"] <= section["noise"]["margin"]
+    assert "2 x std" in section["noise"]["rule"]
+
+
+def test_search_stops_at_its_time_budget(events):
+    from mfengine.tuning import search
+
+    fit_m, val_m, _ = _matrices(events)
+    seen = []
+    result = search("als", fit_m, val_m, n_trials=20, time_budget_s=0.0, confirm_top=0,
+                    base_params={"iterations": 2, "factors": 4}, callback=seen.append)
+    assert len(result.trials) == 1 and seen == result.trials  # at least one, then the budget
