@@ -1,13 +1,13 @@
-import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils.html import format_html
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from mfplatform.admin_tables import EMPTY, number, table
 from mfplatform.training.liveness import RunNotCancellable, cancel_run
 from mfplatform.training.models import DatasetVersion, PlanRevision, TrainingPlan, TrainingRun
-from mfplatform.training.plans import validate_plan_config
+from mfplatform.training.plans import config_reference, validate_plan_config
 from mfplatform.training.services import (
     RunInProgress,
     create_plan,
@@ -18,15 +18,43 @@ from tenants.admin import TenantScopedAdmin, is_operator, member_tenant
 
 
 class TrainingPlanForm(forms.ModelForm):
+    """The plan editor: the config as JSON with every field's type and default listed under
+    it (from the validating serializers), and errors named by their path on the page."""
+
     class Meta:
         model = TrainingPlan
         fields = ["tenant", "name", "config", "is_active", "is_serving"]
+        widgets = {"config": forms.Textarea(attrs={
+            "rows": 24, "cols": 100, "spellcheck": "false",
+            "style": "font-family: monospace; white-space: pre;"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        config = self.fields["config"]
+        config.help_text = format_html(
+            "Only what differs from the defaults is needed; a key not listed here is an "
+            "error. {}", table(("field", "takes", "default"), config_reference(),
+                               "plan-config-reference"))
+        if self.instance.pk is None and not self.is_bound:
+            self.initial["config"] = validate_plan_config({})
 
     def clean_config(self):
         try:
             return validate_plan_config(self.cleaned_data["config"] or {})
         except DRFValidationError as exc:
-            raise forms.ValidationError(json.dumps(exc.detail, default=str)) from exc
+            raise forms.ValidationError(
+                [f"{path}: {message}" for path, message in _flatten(exc.detail)]) from exc
+
+
+def _flatten(detail, prefix: str = "") -> list[tuple[str, str]]:
+    """DRF's nested error detail as (dotted path, message) pairs."""
+    if isinstance(detail, dict):
+        return [pair for key, value in detail.items()
+                for pair in _flatten(value, f"{prefix}{key}." if key != "non_field_errors"
+                                     else prefix)]
+    if isinstance(detail, list):
+        return [pair for value in detail for pair in _flatten(value, prefix)]
+    return [(prefix.rstrip(".") or "config", str(detail))]
 
 
 class PlanRevisionInline(admin.TabularInline):

@@ -18,6 +18,7 @@ controlled nothing; stored configurations that still hold them load with them dr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -243,3 +244,47 @@ def merge_plan_config(current: dict, patch: Any) -> Any:
             merged[key] = value
     return merged
 
+
+
+def config_reference() -> list[tuple[str, str, str]]:
+    """(path, what it takes, default) of every plan field, read from the serializers that
+    validate them: the plan editor's help can never drift from the validation."""
+    return _reference(PlanConfigSerializer(), "")
+
+
+def _reference(serializer: serializers.Serializer, prefix: str) -> list[tuple[str, str, str]]:
+    rows = []
+    for name, field in serializer.fields.items():
+        path = f"{prefix}{name}"
+        if isinstance(field, serializers.Serializer):
+            rows += _reference(field, path + ".")
+            continue
+        rows.append((path, _takes(field), _default(field)))
+    return rows
+
+
+def _takes(field: serializers.Field) -> str:
+    if isinstance(field, serializers.ChoiceField):
+        return "one of " + ", ".join(map(str, field.choices))
+    if isinstance(field, serializers.ListField | serializers.DictField):
+        kind = "list of " if isinstance(field, serializers.ListField) else "{name: "
+        inner = _takes(field.child)
+        return kind + inner + ("}" if kind.startswith("{") else "")
+    kind = {serializers.BooleanField: "true/false", serializers.IntegerField: "integer",
+            serializers.FloatField: "number", serializers.CharField: "text"}.get(
+        type(field), type(field).__name__.removesuffix("Field").lower() or "value")
+    bounds = []
+    if getattr(field, "min_value", None) is not None:
+        bounds.append(f">= {field.min_value}")
+    if getattr(field, "max_value", None) is not None:
+        bounds.append(f"<= {field.max_value}")
+    if getattr(field, "allow_null", False):
+        bounds.append("or null")
+    return " ".join([kind, *bounds])
+
+
+def _default(field: serializers.Field) -> str:
+    default = field.default
+    if default is serializers.empty:
+        return "required" if field.required else "the strategy's own"
+    return json.dumps(to_plain(default() if callable(default) else default))

@@ -46,6 +46,16 @@ def test_admin_plan_edit_validates_and_revises(client, alice, tenant_a):
         "name": "from-admin", "config": '{"training": {"strategy": "nope"}}',
         "is_active": "on", "revisions-TOTAL_FORMS": "0", "revisions-INITIAL_FORMS": "0"})
     assert response.status_code == 200 and "unknown strategy" in response.content.decode()
+    # Errors are named by their path; the editor lists every field with its type and default.
+    for config, error in (('{"training": {"factors": 0}}',
+                           "training.factors: Ensure this value is greater than or equal to 2."),
+                          ('{"evnts": {}}', "evnts: unknown key; expected one of events,")):
+        response = client.post("/admin/training/trainingplan/add/", {
+            "name": "from-admin", "config": config, "is_active": "on",
+            "revisions-TOTAL_FORMS": "0", "revisions-INITIAL_FORMS": "0"})
+        page = response.content.decode()
+        assert response.status_code == 200 and error in page, config
+        assert "plan-config-reference" in page and "<td>training.tune.time_budget_s</td>" in page
     response = client.post("/admin/training/trainingplan/add/", {
         "name": "from-admin", "config": '{"training": {"strategy": "bpr"}}',
         "is_active": "on", "revisions-TOTAL_FORMS": "0", "revisions-INITIAL_FORMS": "0"})
