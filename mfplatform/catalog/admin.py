@@ -72,7 +72,8 @@ class ImportJobForm(forms.ModelForm):
 
     upload = forms.FileField(label="CSV file")
     columns = forms.CharField(
-        label="Columns", help_text="<field>=<column>,... Items: item, title, category, tags "
+        label="Columns", widget=forms.TextInput(attrs={"size": 80}),
+        help_text="field=column, comma-separated. Items: item, title, category, tags "
         "(e.g. item=movieId,title=title,category=genres,tags=genres). Events: user, item, "
         "type, value, timestamp, event_id (e.g. user=userId,item=movieId,value=rating,"
         "timestamp=timestamp).")
