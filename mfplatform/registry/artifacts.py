@@ -61,7 +61,11 @@ def checksums(folder: str) -> dict[str, str]:
 
 def damaged_artifacts(version: ModelVersion) -> str | None:
     """Why the version's files cannot be trusted (a file gone, or not the bytes published),
-    or None. Versions published before checksums were recorded are checked for presence."""
+    or None. Versions published before checksums were recorded are checked for presence;
+    a version row without a files folder (made by hand, not by publication) has nothing to
+    check."""
+    if not version.artifact:
+        return None
     expected = version.checksums or {
         name: None for name in (["model.npz"] if version.kind == "mf" else []) + [
             "ids.npz", "popularity.npz"]}

@@ -148,8 +148,8 @@ def drop_vectors(model_version: ModelVersion) -> None:
 
 def nearest_items(model_version: ModelVersion, query: np.ndarray, limit: int,
                   ef_search: int | None = None) -> list[tuple[int, float]]:
-    """(item primary key, inner product) best first, through the version's HNSW index. The
-    version id is part of the text so that the plan prunes to its partition."""
+    """(item primary key, inner product) best first, through the version's HNSW index, read
+    from the version's partition by name (planning opens that one table only)."""
     dims, version_id = int(model_version.dimensions), int(model_version.pk)
     raw = raw_connection()
     with raw.cursor() as cursor:
@@ -157,7 +157,7 @@ def nearest_items(model_version: ModelVersion, query: np.ndarray, limit: int,
             cursor.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
         cursor.execute(
             f"SELECT item_id, -(embedding::vector({dims}) <#> %s::vector({dims})) "
-            f"FROM registry_itemvector WHERE model_version_id = {version_id} "
+            f"FROM {partition_name('item', version_id)} "
             f"ORDER BY embedding::vector({dims}) <#> %s::vector({dims}) LIMIT %s",
             [np.asarray(query, np.float32), np.asarray(query, np.float32), int(limit)])
         return cursor.fetchall()

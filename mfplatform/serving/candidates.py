@@ -9,7 +9,7 @@ from django.db import connection
 
 from mfplatform.catalog.models import EndUser
 from mfplatform.registry.models import ModelVersion
-from mfplatform.registry.vectors import nearest_items
+from mfplatform.registry.vectors import nearest_items, partition_name
 from mfplatform.serving.bundle import ModelBundle
 from mfplatform.serving.explain import similar_reason
 from mfplatform.serving.items import ITEM_COLUMNS, prepared_cursor
@@ -120,15 +120,17 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
 
 def candidate_sql(version: ModelVersion, limit: int) -> str:
     """The version and the limit are part of the text, not parameters: the statement is
-    prepared once per version and limit, and its generic plan is pruned to the version's
-    partition (and its HNSW index) and knows how many rows it will fetch."""
+    prepared once per version and limit and knows how many rows it will fetch. It reads the
+    version's partition by its own name (row-level security is on it too), not the parent:
+    planning then opens one table and its index, however many versions are stored (through
+    the parent, a new connection loads every partition's bounds first)."""
     dims, version_id = int(version.dimensions), int(version.pk)
     embedding = f"embedding::vector({dims})"
     columns = ", ".join(f"i.{c}" for c in ITEM_COLUMNS)
     return (
         f"WITH idx AS MATERIALIZED (SELECT item_id, "
-        f"-({embedding} <#> %(query)s::vector({dims})) AS score FROM registry_itemvector "
-        f"WHERE model_version_id = {version_id} "
+        f"-({embedding} <#> %(query)s::vector({dims})) AS score "
+        f"FROM {partition_name('item', version_id)} "
         f"ORDER BY {embedding} <#> %(query)s::vector({dims}) LIMIT {int(limit)}), "
         f"head AS (SELECT x.item_id, x.score FROM unnest(%(head)s::bigint[], "
         f"%(scores)s::float8[]) AS x(item_id, score) "

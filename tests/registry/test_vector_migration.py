@@ -1,5 +1,5 @@
-"""Migration 0004 moves the vectors of an existing deployment into one partition per model
-version: run on a database of its own, migrated to 0003, filled, then migrated forward."""
+"""Migration 0005 moves the vectors of an existing deployment into one partition per model
+version: run on a database of its own, migrated to 0004, filled, then migrated forward."""
 
 import subprocess
 import sys
@@ -16,8 +16,8 @@ SEED = """
 import numpy as np
 from django.apps import apps
 from django.core.management import call_command
-call_command("migrate", "registry", "0003_row_level_security", verbosity=0)
-for app in apps.get_app_configs():  # everything else as far as it goes without registry 0004
+call_command("migrate", "registry", "0004_version_file_checksums", verbosity=0)
+for app in apps.get_app_configs():  # everything else as far as it goes without registry 0005
     if app.label != "registry" and app.models_module is not None:
         call_command("migrate", app.label, verbosity=0)
 from mfplatform.registry.models import ItemVector, UserVector

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('registry', '0004_partition_vectors_by_model_version'),
+        ('registry', '0003_row_level_security'),
     ]
 
     operations = [

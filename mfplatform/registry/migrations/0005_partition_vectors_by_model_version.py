@@ -69,7 +69,7 @@ def move_rows(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("registry", "0003_row_level_security"),
+        ("registry", "0004_version_file_checksums"),
         ("catalog", "0004_event_without_db_foreign_keys"),
         ("tenants", "0001_initial"),
     ]
