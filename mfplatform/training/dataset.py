@@ -19,15 +19,10 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
 
 from mfengine.data import PrepareConfig, PreparedData, prepare_interactions
-from mfplatform.training.event_stream import copy_events
+from mfplatform.training.event_stream import FILTER_BITS, stream_events
 from mfplatform.training.models import DatasetVersion, PlanRevision
 from tenants.context import apply_scope
 from tenants.models import Tenant
-
-# Bit flags computed in SQL for each event: why it would be filtered out.
-_BOT, _INTERNAL, _NO_CONSENT, _INVALID_ITEM = 1, 2, 4, 8
-_FILTER_BITS = {"exclude_bot": _BOT, "exclude_internal": _INTERNAL,
-                "consent_required": _NO_CONSENT, "valid_item": _INVALID_ITEM}
 
 
 @dataclass
@@ -51,10 +46,20 @@ class EventArrays:
         """The type name of each event (a str array as long as the events: for small uses)."""
         return self.type_table[self.type_codes]
 
+    def of_types(self, names) -> np.ndarray:
+        """Mask of the events whose type is one of `names`, by code (no name per event)."""
+        wanted = np.isin(self.type_table, np.array(list(names), dtype=str))
+        return wanted[self.type_codes]
+
     def take(self, mask: np.ndarray) -> EventArrays:
         return EventArrays(self.user_ids[mask], self.item_ids[mask], self.type_codes[mask],
                            self.type_table, self.values[mask], self.timestamps[mask],
                            dict(self.counts), self.negative_types)
+
+
+def code_strings(n_types: int) -> np.ndarray:
+    """"0", "1", ... as a numpy str array as narrow as the largest code needs."""
+    return np.array([str(code) for code in range(n_types)], dtype=str)
 
 
 def prepare_config(config: dict, negative_types: frozenset[str] = frozenset(),
@@ -81,59 +86,32 @@ def prepare_config(config: dict, negative_types: frozenset[str] = frozenset(),
     )
 
 
-_EVENTS_SQL = f"""
-    SELECT e.id, e.timestamp, e.user_id::int8, e.item_id::int8, e.event_type_id::int8,
-           coalesce(e.value, 'NaN')::float8,
-           (CASE WHEN u.is_bot THEN {_BOT} ELSE 0 END)
-           | (CASE WHEN u.is_internal THEN {_INTERNAL} ELSE 0 END)
-           | (CASE WHEN NOT u.consent THEN {_NO_CONSENT} ELSE 0 END)
-           | (CASE WHEN i.deleted_at IS NOT NULL OR i.banned_at IS NOT NULL
-                   OR i.is_placeholder THEN {_INVALID_ITEM} ELSE 0 END)
-    FROM catalog_event e
-    JOIN catalog_enduser u ON u.id = e.user_id
-    JOIN catalog_item i ON i.id = e.item_id
-    JOIN catalog_eventtype t ON t.id = e.event_type_id
-    WHERE e.tenant_id = %s AND e.timestamp >= %s AND e.timestamp < %s
-      AND t.kind <> 'policy' AND t.name = ANY(%s)
-"""
-
-
-def _type_codes(type_pks: np.ndarray, table_pks: np.ndarray) -> np.ndarray:
-    """Each event's position in the type table (sorted primary keys); a type missing from the
-    table (none can be: the query joins it) gets the last position, the table's "" entry."""
-    dtype = np.int16 if len(table_pks) < np.iinfo(np.int16).max else np.int32
-    at = np.searchsorted(table_pks, type_pks)
-    found = at < len(table_pks)
-    found[found] = table_pks[at[found]] == type_pks[found]
-    at[~found] = len(table_pks)
-    return at.astype(dtype)
-
-
 def load_events(tenant: Tenant, config: dict, cutoff: datetime,
                 chunk_rows: int | None = None) -> EventArrays:
     """The tenant's events in the plan's window before the cutoff, with the plan's filters
     applied and the number dropped by each filter counted. Policy events never load. The rows
-    stream out of Postgres `chunk_rows` at a time (DATASET_READ_CHUNK_ROWS) into numpy."""
+    stream out of Postgres `chunk_rows` at a time (DATASET_READ_CHUNK_ROWS) into numpy
+    (mfplatform.training.event_stream)."""
     window_days = config["window"]["days"]
     start = cutoff - timedelta(days=window_days) if window_days else datetime.min.replace(
         tzinfo=cutoff.tzinfo)
-    wanted = list(config["events"]) + list(config["negative_events"])
-    chunk_rows = chunk_rows or settings.DATASET_READ_CHUNK_ROWS
+    wanted = set(config["events"]) | set(config["negative_events"])
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, name, kind FROM catalog_eventtype WHERE tenant_id = %s"
                        " ORDER BY id", [tenant.pk])
         type_rows = cursor.fetchall()
+        loaded = [(pk, name) for pk, name, kind in type_rows
+                  if name in wanted and kind != "policy"]
         apply_scope(connection)  # COPY runs on the raw cursor, past Django's statement hooks
-        streamed = copy_events(cursor.cursor, _EVENTS_SQL, [tenant.pk, start, cutoff, wanted],
-                               {name: _FILTER_BITS[name] for name in config["filters"]},
-                               chunk_rows)
-    table_pks = np.array([pk for pk, _name, _kind in type_rows], dtype=np.int64)
-    type_table = np.array([name for _pk, name, _kind in type_rows] + [""], dtype=str)
+        streamed = stream_events(
+            cursor.cursor, tenant.pk, start, cutoff,
+            np.array([pk for pk, _name in loaded], dtype=np.int64),
+            {name: FILTER_BITS[name] for name in config["filters"]},
+            chunk_rows or settings.DATASET_READ_CHUNK_ROWS)
     negative_types = frozenset(name for _pk, name, kind in type_rows if kind == "negative")
-    counts = {**streamed.counts, "events_kept": int(len(streamed.user_ids))}
-    return EventArrays(streamed.user_ids, streamed.item_ids,
-                       _type_codes(streamed.type_pks, table_pks), type_table, streamed.values,
-                       streamed.timestamps, counts, negative_types)
+    return EventArrays(streamed.user_ids, streamed.item_ids, streamed.type_codes,
+                       np.array([name for _pk, name in loaded], dtype=str), streamed.values,
+                       streamed.timestamps, streamed.counts, negative_types)
 
 
 def cutoff_seconds(cutoff: datetime) -> int:
@@ -147,9 +125,10 @@ def prepare(events: EventArrays, config: dict, cutoff: datetime,
             catalogue_item_ids: np.ndarray | None = None) -> PreparedData:
     return prepare_interactions(
         events.user_ids, events.item_ids, events.timestamps, cutoff=cutoff_seconds(cutoff),
-        # The codes as short strings, the weights keyed by them (prepare_config): mfengine
-        # compares types as str, and a code costs a few bytes an event where a name cost many.
-        event_types=events.type_codes.astype(str),
+        # The codes as the shortest strings, the weights keyed by them (prepare_config):
+        # mfengine compares types as str, and sorts them (np.unique); at 4M events a name
+        # (or an int's default str width) took seconds where one character takes one.
+        event_types=code_strings(len(events.type_table))[events.type_codes],
         values=np.nan_to_num(events.values, nan=1.0),
         config=prepare_config(config, events.negative_types, events.type_table),
         catalogue_item_ids=catalogue_item_ids)

@@ -1,142 +1,141 @@
-"""A tenant's events out of Postgres in chunks, straight into numpy arrays (issue #20).
+"""A tenant's events for a dataset build, streamed out of Postgres into numpy (issue #20).
 
-`COPY (SELECT ...) TO STDOUT (FORMAT binary)`: the query runs under the session's row-level
-security like any other SELECT (apply_scope first: this is the raw psycopg connection). Every
-column has a fixed binary width and none is NULL, so each row has the same size and a chunk of
-rows is one `np.frombuffer` with a structured dtype (big-endian, as the wire has it), checked
-field by field against the layout. Only numpy arrays are kept, filtered chunk by chunk; no
-Python object per event ever exists. Measured against a server-side cursor with fetchmany
-(psycopg builds a tuple per row): COPY was faster and smaller (benchmarks/RESULTS.md).
+Three binary COPY queries (mfplatform.training.copy_reader), all under the tenant's row-level
+security: the tenant's users with their filter flags, its items with theirs, then its events
+chunk by chunk. Each chunk is filtered as it arrives (flags looked up by primary key in numpy,
+counted per filter) and only the kept events' columns stay: ids, timestamps and values as
+int64/float64, event types as small codes into the tenant's type table.
 
-The rows come unsorted, and numpy puts them in (timestamp, id) order at the end: a sort of the
-whole window in Postgres spilled to disk and held the first row back until it finished.
+The event query joins nothing: joined per event, its plan depended on the statistics, and a
+tenant trained right after a bulk import (none yet) got nested loops that took 5.4 s for 1M
+events where hash joins took 1.7 s and the join-free scan less still. An event whose user or
+item this tenant cannot see is left out without being counted, as the join left it out.
+Postgres does not sort either: numpy puts the kept events in (timestamp, id) order at the end
+(a sort of the whole window in Postgres spilled to disk and held the first row back).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-# The SELECT list every streamed query returns, in this order, with these types.
-COLUMNS = ("id", "timestamp", "user_id", "item_id", "event_type_id", "value", "flags")
-_WIRE = {"id": ">i8", "timestamp": ">i8", "user_id": ">i8", "item_id": ">i8",
-         "event_type_id": ">i8", "value": ">f8", "flags": ">i4"}
-ROW = np.dtype([("n_fields", ">i2")] + [
-    pair for name in COLUMNS for pair in ((f"len_{name}", ">i4"), (name, _WIRE[name]))])
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
-_HEADER_FIXED = len(_SIGNATURE) + 8  # signature, flags (int32), extension length (int32)
-_TRAILER = b"\xff\xff"
+from mfplatform.training.copy_reader import RowLayout, copy_chunks, copy_columns
+
+# Why an event would be filtered out, as bits: on its user, on its item.
+BOT, INTERNAL, NO_CONSENT, INVALID_ITEM = 1, 2, 4, 8
+FILTER_BITS = {"exclude_bot": BOT, "exclude_internal": INTERNAL,
+               "consent_required": NO_CONSENT, "valid_item": INVALID_ITEM}
+
+_FLAGS = RowLayout({"id": ">i8", "flags": ">i4"})
+USER_FLAGS_SQL = f"""
+    SELECT id, (CASE WHEN is_bot THEN {BOT} ELSE 0 END)
+               | (CASE WHEN is_internal THEN {INTERNAL} ELSE 0 END)
+               | (CASE WHEN NOT consent THEN {NO_CONSENT} ELSE 0 END)
+    FROM catalog_enduser WHERE tenant_id = %s"""
+ITEM_FLAGS_SQL = f"""
+    SELECT id, CASE WHEN deleted_at IS NOT NULL OR banned_at IS NOT NULL OR is_placeholder
+                    THEN {INVALID_ITEM} ELSE 0 END
+    FROM catalog_item WHERE tenant_id = %s"""
+EVENTS = RowLayout({"id": ">i8", "timestamp": ">i8", "user_id": ">i8", "item_id": ">i8",
+                    "event_type_id": ">i8", "value": ">f8"})
+EVENTS_SQL = """
+    SELECT id, "timestamp", user_id, item_id, event_type_id, coalesce(value, 'NaN')::float8
+    FROM catalog_event
+    WHERE tenant_id = %s AND "timestamp" >= %s AND "timestamp" < %s
+      AND event_type_id = ANY(%s::int8[])"""
 # timestamptz on the wire: microseconds since 2000-01-01 00:00 UTC.
 _PG_EPOCH_UNIX_SECONDS = 946_684_800
-
-
-class CopyFormatError(ValueError):
-    """The server's binary COPY stream is not the fixed row layout this module reads."""
+_FLAG_CHUNK_ROWS = 1 << 20
 
 
 @dataclass
 class StreamedEvents:
-    """The kept events, in (timestamp, id) order; counts of what each filter dropped."""
+    """The kept events in (timestamp, id) order and what each filter dropped."""
 
     user_ids: np.ndarray  # int64
     item_ids: np.ndarray  # int64
-    type_pks: np.ndarray  # int64 EventType primary keys
-    values: np.ndarray  # float64
+    type_codes: np.ndarray  # int16: positions in the type primary keys given
+    values: np.ndarray  # float64, NaN where the event had no value
     timestamps: np.ndarray  # int64 unix seconds, rounded down
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int]
 
 
-def _check_layout(rows: np.ndarray) -> None:
-    bad = rows["n_fields"] != len(COLUMNS)
-    for name in COLUMNS:
-        bad |= rows[f"len_{name}"] != np.dtype(_WIRE[name]).itemsize
-    if bad.any():
-        raise CopyFormatError("a streamed row is not the fixed layout (a NULL or a wrong type "
-                              f"in {COLUMNS})")
+def positions(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of each key in sorted_keys, whether it is there at all)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=np.intp), np.zeros(len(keys), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
+    return at, sorted_keys[at] == keys
 
 
-class _Chunks:
-    """Parses the byte stream chunk by chunk, keeps the unfiltered rows' columns."""
+def _flag_table(cursor, sql: str, tenant_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted primary keys, their flags)."""
+    rows = copy_columns(cursor, sql, [tenant_id], _FLAGS, _FLAG_CHUNK_ROWS)
+    order = np.argsort(rows["id"], kind="stable")
+    return rows["id"][order], rows["flags"][order]
 
-    def __init__(self, filters: dict[str, int], chunk_rows: int) -> None:
-        self.filters = filters  # counts key -> flag bit, applied in this order
-        self.chunk_bytes = max(1, chunk_rows) * ROW.itemsize
+
+class _Kept:
+    """The kept events' columns, chunk by chunk, and the counts."""
+
+    def __init__(self, cursor, tenant_id: int, type_pks: np.ndarray,
+                 filters: dict[str, int]) -> None:
+        self.users = _flag_table(cursor, USER_FLAGS_SQL, tenant_id)
+        self.items = _flag_table(cursor, ITEM_FLAGS_SQL, tenant_id)
+        self.type_pks = type_pks
+        self.filters = filters  # counts key -> bit, the first matching filter counts a row
         self.counts = {"events_read": 0, **{f"filtered_{name}": 0 for name in filters}}
-        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in COLUMNS[:-1]}
-        self.buffer = bytearray()
-        self.header_done = False
+        self.parts: dict[str, list[np.ndarray]] = {
+            name: [] for name in ("id", "timestamp", "user_id", "item_id", "type_code",
+                                  "value")}
 
-    def feed(self, data) -> None:
-        self.buffer += data
-        if not self.header_done:
-            if len(self.buffer) < _HEADER_FIXED:
-                return
-            if bytes(self.buffer[:len(_SIGNATURE)]) != _SIGNATURE:
-                raise CopyFormatError("not a binary COPY stream")
-            extension = int.from_bytes(self.buffer[_HEADER_FIXED - 4:_HEADER_FIXED], "big")
-            if len(self.buffer) < _HEADER_FIXED + extension:
-                return
-            del self.buffer[:_HEADER_FIXED + extension]
-            self.header_done = True
-        if len(self.buffer) >= self.chunk_bytes:
-            self._parse(len(self.buffer) // ROW.itemsize)
-
-    def finish(self) -> None:
-        if not self.header_done or not self.buffer.endswith(_TRAILER):
-            raise CopyFormatError("the binary COPY stream ended early")
-        del self.buffer[-len(_TRAILER):]
-        if len(self.buffer) % ROW.itemsize:
-            raise CopyFormatError("the binary COPY stream ended inside a row")
-        self._parse(len(self.buffer) // ROW.itemsize)
-
-    def _parse(self, n_rows: int) -> None:
-        size = n_rows * ROW.itemsize
-        rows = np.frombuffer(self.buffer[:size], dtype=ROW)  # a copy: the buffer moves on
-        del self.buffer[:size]
-        _check_layout(rows)
-        self.counts["events_read"] += len(rows)
-        flags = rows["flags"]
-        keep = np.ones(len(rows), dtype=bool)
+    def add(self, chunk: dict[str, np.ndarray]) -> None:
+        user_at, user_known = positions(self.users[0], chunk["user_id"])
+        item_at, item_known = positions(self.items[0], chunk["item_id"])
+        type_at, type_known = positions(self.type_pks, chunk["event_type_id"])
+        keep = user_known & item_known & type_known  # what the join would have returned
+        self.counts["events_read"] += int(keep.sum())
+        flags = self.users[1][user_at] | self.items[1][item_at]
         for name, bit in self.filters.items():
             hit = (flags & bit) != 0
             self.counts[f"filtered_{name}"] += int((hit & keep).sum())
             keep &= ~hit
-        for name, part in self.parts.items():
-            part.append(rows[name][keep].astype(np.float64 if name == "value" else np.int64))
+        chunk["type_code"] = type_at.astype(np.int16)
+        for name, parts in self.parts.items():
+            parts.append(chunk[name][keep])
 
     def column(self, name: str, order: np.ndarray | None = None) -> np.ndarray:
-        """One column, all chunks joined (and put in `order`); the chunks are let go."""
+        """One column, all chunks joined (in `order`); the chunks are let go."""
         parts = self.parts.pop(name)
         joined = np.concatenate(parts) if parts else np.zeros(
-            0, dtype=np.float64 if name == "value" else np.int64)
+            0, dtype=np.int16 if name == "type_code" else np.float64 if name == "value"
+            else np.int64)
         parts.clear()
         return joined if order is None else joined[order]
 
-
-def parse_stream(blocks: Iterable, filters: dict[str, int], chunk_rows: int) -> StreamedEvents:
-    """The events of a binary COPY stream (`blocks`: the byte blocks as they arrive) whose
-    rows follow COLUMNS; rows with any flag of `filters` (name -> bit) are dropped and counted
-    under `filtered_<name>`, the first matching filter counting each row."""
-    chunks = _Chunks(filters, chunk_rows)
-    for block in blocks:
-        chunks.feed(block)
-    chunks.finish()
-    # (timestamp, id) order: the stamps (microseconds) and ids decide, then every column.
-    stamps = chunks.column("timestamp")
-    order = np.lexsort((chunks.column("id"), stamps))
-    seconds = np.floor_divide(stamps[order], 1_000_000) + _PG_EPOCH_UNIX_SECONDS
-    del stamps
-    return StreamedEvents(
-        user_ids=chunks.column("user_id", order), item_ids=chunks.column("item_id", order),
-        type_pks=chunks.column("event_type_id", order), values=chunks.column("value", order),
-        timestamps=seconds, counts=chunks.counts)
+    def result(self) -> StreamedEvents:
+        stamps = self.column("timestamp")
+        order = np.lexsort((self.column("id"), stamps))
+        seconds = np.floor_divide(stamps[order], 1_000_000) + _PG_EPOCH_UNIX_SECONDS
+        del stamps
+        self.counts["events_kept"] = int(len(order))
+        return StreamedEvents(
+            user_ids=self.column("user_id", order), item_ids=self.column("item_id", order),
+            type_codes=self.column("type_code", order), values=self.column("value", order),
+            timestamps=seconds, counts=self.counts)
 
 
-def copy_events(cursor, select_sql: str, params, filters: dict[str, int],
-                chunk_rows: int) -> StreamedEvents:
-    """Run `COPY (select_sql) TO STDOUT (FORMAT binary)` on a raw psycopg cursor (the session's
-    tenant scope already applied) and parse it chunk by chunk."""
-    with cursor.copy(f"COPY ({select_sql}) TO STDOUT (FORMAT binary)", params) as copy:
-        return parse_stream(copy, filters, chunk_rows)
+def stream_events(cursor, tenant_id: int, start, cutoff, type_pks: np.ndarray,
+                  filters: dict[str, int], chunk_rows: int) -> StreamedEvents:
+    """The tenant's events of the given types (sorted primary keys, at most 32,767) in
+    [start, cutoff), with the filters (name -> bit) applied. `cursor` is the raw psycopg
+    cursor, the session's tenant scope already applied."""
+    if len(type_pks) > np.iinfo(np.int16).max:
+        raise ValueError("more event types than int16 codes")
+    kept = _Kept(cursor, tenant_id, np.asarray(type_pks, dtype=np.int64), filters)
+    for chunk in copy_chunks(cursor, EVENTS_SQL, [tenant_id, start, cutoff,
+                                                  [int(pk) for pk in type_pks]],
+                             EVENTS, chunk_rows):
+        kept.add(chunk)
+    return kept.result()
