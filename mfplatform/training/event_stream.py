@@ -76,6 +76,14 @@ def _flag_table(cursor, sql: str, tenant_id: int) -> tuple[np.ndarray, np.ndarra
     return rows["id"][order], rows["flags"][order]
 
 
+def _flags_of(table: tuple[np.ndarray, np.ndarray], pks: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(flags of each primary key, whether the table has it at all)."""
+    at, known = positions(table[0], pks)
+    flags = table[1][at] if len(table[1]) else np.zeros(len(pks), dtype=np.int32)
+    return flags, known
+
+
 class _Kept:
     """The kept events' columns, chunk by chunk, and the counts."""
 
@@ -91,12 +99,12 @@ class _Kept:
                                   "value")}
 
     def add(self, chunk: dict[str, np.ndarray]) -> None:
-        user_at, user_known = positions(self.users[0], chunk["user_id"])
-        item_at, item_known = positions(self.items[0], chunk["item_id"])
+        user_flags, user_known = _flags_of(self.users, chunk["user_id"])
+        item_flags, item_known = _flags_of(self.items, chunk["item_id"])
         type_at, type_known = positions(self.type_pks, chunk["event_type_id"])
         keep = user_known & item_known & type_known  # what the join would have returned
         self.counts["events_read"] += int(keep.sum())
-        flags = self.users[1][user_at] | self.items[1][item_at]
+        flags = user_flags | item_flags
         for name, bit in self.filters.items():
             hit = (flags & bit) != 0
             self.counts[f"filtered_{name}"] += int((hit & keep).sum())
