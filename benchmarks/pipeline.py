@@ -119,9 +119,9 @@ def _iso(timestamps):
     return (datetime.fromtimestamp(ts, tz=UTC).isoformat() for ts in timestamps.tolist())
 
 
-def peak_rss_mb(pid: int) -> float:
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -184,6 +184,7 @@ def main() -> None:
             cwd=ROOT, env=env)
         time.sleep(3)  # let the worker start (and load numba's cache) before the clock does
         with tenant_context(tenant):
+            idle = peak_rss_mb(worker.pid, "VmRSS") if worker is not None else float("nan")
             clock = time.perf_counter()
             run = queue_run(tenant, plan, trigger="command")
             if args.in_process:
@@ -248,7 +249,8 @@ Training stage in the worker {stage:.1f} s vs the same fits in this process {ref
 
 Dataset build: {build:.1f} s, {build / millions:.1f} s per million events. Worker peak
 memory (VmHWM) by the end of the build: {build_peak:,.0f} MB ({build_peak / millions:,.0f} MB per
-million events; sampled every 0.1 s when the run leaves the build stage).
+million events; sampled every 0.1 s when the run leaves the build stage); the idle worker
+held {idle:,.0f} MB before the run, so the build added {build_peak - idle:,.0f} MB.
 
 Worker peak memory (VmHWM) over the whole run: {peak:,.0f} MB. Goal: under 90 s end to end:
 {"met" if total < 90 else "NOT met"}. Largest stage: {largest}
