@@ -6,9 +6,11 @@ Runs against a throwaway database `mfbench` on the embedded server (created, mig
 dropped by this script), with a real Celery worker process (solo pool, filesystem broker).
 Measures each stage as the run records it (dataset build, fit, evaluation, publication with
 the HNSW index), the end-to-end time from queueing to a published candidate, and the worker's
-peak resident memory (VmHWM). The training stage is compared with the same fits run in this
-process (no thread pinning in either: the worker runs as in production). Loading the data is
-setup, not measured.
+peak resident memory (VmHWM): by the end of the dataset build (sampled when the run leaves that
+stage, against the idle worker's resident memory) and over the whole run. The worker consumes
+every training queue (a run of this size goes to `training_large`). The training stage is
+compared with the same fits run in this process (no thread pinning in either: the worker runs
+as in production). Loading the data is setup, not measured.
 """
 
 from __future__ import annotations
