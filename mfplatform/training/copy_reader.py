@@ -7,9 +7,9 @@ width and none may be NULL, so every row has the same size and a chunk of rows i
 `np.frombuffer` with a structured dtype (big-endian, as on the wire), checked field by field.
 No Python object per row ever exists; the bytes held at once are one chunk's.
 
-Measured on 1M events against a server-side cursor with fetchmany (psycopg builds a tuple per
-row, numpy copies them): COPY 2.95 s and 105 MB peak, the cursor 4.32 s and 156 MB
-(benchmarks/RESULTS.md, pipeline section).
+Measured on 1M events against a server-side cursor with fetchmany into preallocated arrays
+(psycopg builds a tuple per row): COPY 3.69 s, the cursor 5.00 s, at the same peak memory
+(benchmarks/event_read.py; benchmarks/RESULTS.md, pipeline section).
 """
 
 from __future__ import annotations
