@@ -180,6 +180,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ROUTES = ("mfplatform.training.queues.route_by_tenant_size",)
 # A tenant with at least this many events trains on the large-tenant queue.
 TRAINING_LARGE_TENANT_EVENTS = int(os.environ.get("TRAINING_LARGE_TENANT_EVENTS", "200000"))
+# The dataset build streams a tenant's events out of Postgres this many rows at a time
+# (mfplatform/training/event_stream.py): the bytes held before they become numpy columns.
+DATASET_READ_CHUNK_ROWS = int(os.environ.get("DATASET_READ_CHUNK_ROWS", "65536"))
 CELERY_TIMEZONE = TIME_ZONE
 
 REST_FRAMEWORK = {

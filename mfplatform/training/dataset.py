@@ -13,46 +13,69 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
 
 from mfengine.data import PrepareConfig, PreparedData, prepare_interactions
+from mfplatform.training.event_stream import FILTER_BITS, stream_events
 from mfplatform.training.models import DatasetVersion, PlanRevision
+from tenants.context import apply_scope
 from tenants.models import Tenant
-
-# Bit flags computed in SQL for each event: why it would be filtered out.
-_BOT, _INTERNAL, _NO_CONSENT, _INVALID_ITEM = 1, 2, 4, 8
-_FILTER_BITS = {"exclude_bot": _BOT, "exclude_internal": _INTERNAL,
-                "consent_required": _NO_CONSENT, "valid_item": _INVALID_ITEM}
 
 
 @dataclass
 class EventArrays:
-    """One entry per event, in time order."""
+    """One entry per event, in time order. Event types are small integer codes into a name
+    table (one entry per type of the tenant), never a name per event."""
 
-    user_ids: np.ndarray  # EndUser primary keys
-    item_ids: np.ndarray  # Item primary keys
-    type_names: np.ndarray  # event type name per event
+    user_ids: np.ndarray  # int64 EndUser primary keys
+    item_ids: np.ndarray  # int64 Item primary keys
+    type_codes: np.ndarray  # small ints: positions in type_table
+    type_table: np.ndarray  # str: the event type names the codes index
     values: np.ndarray  # float64, NaN where the event had no value
-    timestamps: np.ndarray  # unix seconds (rounded down)
+    timestamps: np.ndarray  # int64 unix seconds (rounded down)
     counts: dict[str, int]
     # Types the catalogue marks negative (hide, dislike): whatever weight a plan gives them,
     # they suppress and never count as interest, in the model or in popularity.
     negative_types: frozenset[str] = frozenset()
 
+    @property
+    def type_names(self) -> np.ndarray:
+        """The type name of each event (a str array as long as the events: for small uses)."""
+        return self.type_table[self.type_codes]
+
+    def of_types(self, names) -> np.ndarray:
+        """Mask of the events whose type is one of `names`, by code (no name per event)."""
+        wanted = np.isin(self.type_table, np.array(list(names), dtype=str))
+        return wanted[self.type_codes]
+
     def take(self, mask: np.ndarray) -> EventArrays:
-        return EventArrays(self.user_ids[mask], self.item_ids[mask], self.type_names[mask],
-                           self.values[mask], self.timestamps[mask], dict(self.counts),
-                           self.negative_types)
+        return EventArrays(self.user_ids[mask], self.item_ids[mask], self.type_codes[mask],
+                           self.type_table, self.values[mask], self.timestamps[mask],
+                           dict(self.counts), self.negative_types)
 
 
-def prepare_config(config: dict, negative_types: frozenset[str] = frozenset()
-                   ) -> PrepareConfig:
+def code_strings(n_types: int) -> np.ndarray:
+    """"0", "1", ... as a numpy str array as narrow as the largest code needs."""
+    return np.array([str(code) for code in range(n_types)], dtype=str)
+
+
+def prepare_config(config: dict, negative_types: frozenset[str] = frozenset(),
+                   type_table: np.ndarray | None = None) -> PrepareConfig:
+    """mfengine's settings for the plan. With a type table, event types are named by their
+    codes (as strings, see `prepare`); their weights and negative flags follow the names."""
     transform = config["transform"]
+    weights = dict(config["events"])
+    negatives = set(config["negative_events"]) | negative_types
+    if type_table is not None:
+        names = [str(name) for name in type_table.tolist()]
+        weights = {str(code): weights[name] for code, name in enumerate(names) if name in weights}
+        negatives = {str(code) for code, name in enumerate(names) if name in negatives}
     return PrepareConfig(
-        event_weights=dict(config["events"]),
-        negative_event_types=tuple(sorted(set(config["negative_events"]) | negative_types)),
+        event_weights=weights,
+        negative_event_types=tuple(sorted(negatives)),
         use_values=transform["use_values"],
         half_life_days=config["window"]["recency_half_life_days"],
         window_days=config["window"]["days"],
@@ -63,56 +86,32 @@ def prepare_config(config: dict, negative_types: frozenset[str] = frozenset()
     )
 
 
-def load_events(tenant: Tenant, config: dict, cutoff: datetime) -> EventArrays:
+def load_events(tenant: Tenant, config: dict, cutoff: datetime,
+                chunk_rows: int | None = None) -> EventArrays:
     """The tenant's events in the plan's window before the cutoff, with the plan's filters
-    applied and the number dropped by each filter counted. Policy events never load."""
+    applied and the number dropped by each filter counted. Policy events never load. The rows
+    stream out of Postgres `chunk_rows` at a time (DATASET_READ_CHUNK_ROWS) into numpy
+    (mfplatform.training.event_stream)."""
     window_days = config["window"]["days"]
     start = cutoff - timedelta(days=window_days) if window_days else datetime.min.replace(
         tzinfo=cutoff.tzinfo)
-    wanted = list(config["events"]) + list(config["negative_events"])
-    sql = f"""
-        SELECT array_agg(e.user_id ORDER BY e.timestamp, e.id),
-               array_agg(e.item_id ORDER BY e.timestamp, e.id),
-               array_agg(e.event_type_id ORDER BY e.timestamp, e.id),
-               array_agg(coalesce(e.value, 'NaN'::float8) ORDER BY e.timestamp, e.id),
-               array_agg(floor(extract(epoch FROM e.timestamp))::bigint ORDER BY e.timestamp, e.id),
-               array_agg(
-                 (CASE WHEN u.is_bot THEN {_BOT} ELSE 0 END)
-                 | (CASE WHEN u.is_internal THEN {_INTERNAL} ELSE 0 END)
-                 | (CASE WHEN NOT u.consent THEN {_NO_CONSENT} ELSE 0 END)
-                 | (CASE WHEN i.deleted_at IS NOT NULL OR i.banned_at IS NOT NULL
-                         OR i.is_placeholder THEN {_INVALID_ITEM} ELSE 0 END)
-                 ORDER BY e.timestamp, e.id)
-        FROM catalog_event e
-        JOIN catalog_enduser u ON u.id = e.user_id
-        JOIN catalog_item i ON i.id = e.item_id
-        JOIN catalog_eventtype t ON t.id = e.event_type_id
-        WHERE e.tenant_id = %s AND e.timestamp >= %s AND e.timestamp < %s
-          AND t.kind <> 'policy' AND t.name = ANY(%s)
-    """
+    wanted = set(config["events"]) | set(config["negative_events"])
     with connection.cursor() as cursor:
-        cursor.execute(sql, [tenant.pk, start, cutoff, wanted])
-        row = cursor.fetchone()
-        cursor.execute("SELECT id, name, kind FROM catalog_eventtype WHERE tenant_id = %s",
-                       [tenant.pk])
+        cursor.execute("SELECT id, name, kind FROM catalog_eventtype WHERE tenant_id = %s"
+                       " ORDER BY id", [tenant.pk])
         type_rows = cursor.fetchall()
-    type_names = {pk: name for pk, name, _kind in type_rows}
+        loaded = [(pk, name) for pk, name, kind in type_rows
+                  if name in wanted and kind != "policy"]
+        apply_scope(connection)  # COPY runs on the raw cursor, past Django's statement hooks
+        streamed = stream_events(
+            cursor.cursor, tenant.pk, start, cutoff,
+            np.array([pk for pk, _name in loaded], dtype=np.int64),
+            {name: FILTER_BITS[name] for name in config["filters"]},
+            chunk_rows or settings.DATASET_READ_CHUNK_ROWS)
     negative_types = frozenset(name for _pk, name, kind in type_rows if kind == "negative")
-    users, items, types, values, stamps, flags = (
-        np.asarray(col if col is not None else [], dtype=dtype)
-        for col, dtype in zip(row, (np.int64, np.int64, np.int64, np.float64, np.int64,
-                                    np.int64), strict=True))
-    counts = {"events_read": int(len(users))}
-    keep = np.ones(len(users), dtype=bool)
-    for name in config["filters"]:
-        hit = (flags & _FILTER_BITS[name]) != 0
-        counts[f"filtered_{name}"] = int((hit & keep).sum())
-        keep &= ~hit
-    counts["events_kept"] = int(keep.sum())
-    type_ids, inverse = np.unique(types, return_inverse=True)
-    names = np.array([type_names.get(int(t), "") for t in type_ids], dtype=object)[inverse]
-    return EventArrays(users[keep], items[keep], names[keep], values[keep], stamps[keep],
-                       counts, negative_types)
+    return EventArrays(streamed.user_ids, streamed.item_ids, streamed.type_codes,
+                       np.array([name for _pk, name in loaded], dtype=str), streamed.values,
+                       streamed.timestamps, streamed.counts, negative_types)
 
 
 def cutoff_seconds(cutoff: datetime) -> int:
@@ -126,9 +125,12 @@ def prepare(events: EventArrays, config: dict, cutoff: datetime,
             catalogue_item_ids: np.ndarray | None = None) -> PreparedData:
     return prepare_interactions(
         events.user_ids, events.item_ids, events.timestamps, cutoff=cutoff_seconds(cutoff),
-        event_types=events.type_names,
+        # The codes as the shortest strings, the weights keyed by them (prepare_config):
+        # mfengine compares types as str, and sorts them (np.unique); at 4M events a name
+        # (or an int's default str width) took seconds where one character takes one.
+        event_types=code_strings(len(events.type_table))[events.type_codes],
         values=np.nan_to_num(events.values, nan=1.0),
-        config=prepare_config(config, events.negative_types),
+        config=prepare_config(config, events.negative_types, events.type_table),
         catalogue_item_ids=catalogue_item_ids)
 
 
