@@ -1,6 +1,7 @@
 """A model version's files in the default storage: the fitted model, its id maps and the
-popularity and content fallbacks serving falls back to. Serving reads them through
-`artifact_path`; publication writes them."""
+popularity and content fallbacks serving falls back to. Publication writes them; serving
+and re-evaluation read them through the storage API (`open_artifact`), never a local path,
+so a web process need not share a disk with the worker that wrote them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from django.core.files import File
 from django.core.files.storage import default_storage
 
 from mfengine.baselines import ContentRecommender, PopularityRecommender, item_tokens
@@ -25,7 +27,22 @@ def new_artifact_dir(run: TrainingRun) -> str:
 
 
 def artifact_path(version: ModelVersion, filename: str) -> Path:
+    """The file's local path (the writers' side: a storage with local files only)."""
     return Path(default_storage.path(version.artifact)) / filename
+
+
+def artifact_name(version: ModelVersion, filename: str) -> str:
+    return f"{version.artifact}/{filename}"
+
+
+def open_artifact(version: ModelVersion, filename: str) -> File:
+    """The file, opened for reading through the default storage (local folder, object
+    storage, ...). Raises FileNotFoundError (an OSError) when it is not there."""
+    return default_storage.open(artifact_name(version, filename), "rb")
+
+
+def artifact_exists(version: ModelVersion, filename: str) -> bool:
+    return default_storage.exists(artifact_name(version, filename))
 
 
 def save_fallbacks(version: ModelVersion, prepared, catalogue) -> None:
