@@ -50,7 +50,7 @@ class ByteLRU:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
 
-    def keys(self) -> list[Hashable]:
+    def ordered_keys(self) -> list[Hashable]:
         """Least recently used first."""
         with self._lock:
             return list(self._entries)
