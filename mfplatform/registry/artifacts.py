@@ -32,6 +32,10 @@ def artifact_path(version: ModelVersion, filename: str) -> Path:
 
 
 def artifact_name(version: ModelVersion, filename: str) -> str:
+    """The file's name in the default storage; FileNotFoundError for a version without
+    files (a row made by hand, never published)."""
+    if not version.artifact:
+        raise FileNotFoundError(f"model version {version.pk} has no artifact folder")
     return f"{version.artifact}/{filename}"
 
 
@@ -42,7 +46,7 @@ def open_artifact(version: ModelVersion, filename: str) -> File:
 
 
 def artifact_exists(version: ModelVersion, filename: str) -> bool:
-    return default_storage.exists(artifact_name(version, filename))
+    return bool(version.artifact) and default_storage.exists(artifact_name(version, filename))
 
 
 def save_fallbacks(version: ModelVersion, prepared, catalogue) -> None:

@@ -31,6 +31,8 @@ class ByteLRU:
         self._max_bytes = max_bytes
         self._entries: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
+        self._kind_bytes: dict[str, int] = {}
+        self._kind_entries: dict[str, int] = {}
         self._lock = threading.Lock()
         self._loading: dict[Hashable, threading.Lock] = {}
 
@@ -93,10 +95,10 @@ class ByteLRU:
                 return False
             while self._entries and self._bytes + size > budget:
                 evicted, (_value, evicted_size) = self._entries.popitem(last=False)
-                self._bytes -= evicted_size
+                self._account(evicted, -evicted_size, -1)
                 metrics.CACHE_EVICTIONS.labels(_kind(evicted)).inc()
             self._entries[key] = (value, size)
-            self._bytes += size
+            self._account(key, size, 1)
             self._report()
             return True
 
@@ -109,6 +111,8 @@ class ByteLRU:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+            self._kind_bytes = dict.fromkeys(self._kind_bytes, 0)
+            self._kind_entries = dict.fromkeys(self._kind_entries, 0)
             self._report()
 
     def _hit(self, key: Hashable, default: Any) -> Any:
@@ -122,11 +126,20 @@ class ByteLRU:
     def _discard(self, key: Hashable) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self._bytes -= entry[1]
+            self._account(key, -entry[1], -1)
+
+    def _account(self, key: Hashable, size: int, entries: int) -> None:
+        kind = _kind(key)
+        self._bytes += size
+        self._kind_bytes[kind] = self._kind_bytes.get(kind, 0) + size
+        self._kind_entries[kind] = self._kind_entries.get(kind, 0) + entries
 
     def _report(self) -> None:
-        metrics.CACHE_BYTES.set(self._bytes)
-        metrics.CACHE_ENTRIES.set(len(self._entries))
+        if self is not CACHE:  # a cache made for a test or a measurement: not the process's
+            return
+        for kind, size in self._kind_bytes.items():
+            metrics.CACHE_BYTES.labels(kind).set(size)
+            metrics.CACHE_ENTRIES.labels(kind).set(self._kind_entries[kind])
 
 
 _MISSING = object()

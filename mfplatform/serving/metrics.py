@@ -30,9 +30,9 @@ CACHE_OVERSIZE = Counter("mf_serving_cache_oversize_total",
                          "Loads served but not kept: larger than the whole cache budget",
                          ["kind"])
 CACHE_BYTES = Gauge("mf_serving_cache_bytes", "Bytes held by the serving cache, per process",
-                    multiprocess_mode="liveall")
+                    ["kind"], multiprocess_mode="liveall")
 CACHE_ENTRIES = Gauge("mf_serving_cache_entries", "Entries in the serving cache, per process",
-                      multiprocess_mode="liveall")
+                      ["kind"], multiprocess_mode="liveall")
 
 
 def record_response(tenant: str, selector, fallback_used: bool) -> None:
