@@ -104,6 +104,7 @@ def start_server(port: int, *gunicorn_args: str):
     /healthz answers; the caller stops it."""
     import subprocess
     import time
+    import urllib.error
     import urllib.request
 
     server = subprocess.Popen(
@@ -114,6 +115,8 @@ def start_server(port: int, *gunicorn_args: str):
     while time.time() < deadline:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            return server
+        except urllib.error.HTTPError:  # it answers; 503 names what is down (no worker here)
             return server
         except OSError:
             time.sleep(0.3)

@@ -13,7 +13,9 @@ a few thousand items each, each trained by the real pipeline), then:
   candidate query for the large tenant (EXPLAIN ANALYZE; warm on one connection and on new
   connections), and the time to publish one more version's vectors;
 - traffic: one tenant vs uniform vs Zipf-skewed requests over all tenants (requests/s, p50,
-  p99, closed loop at 16 connections), and the web workers' RSS after the load;
+  p99, closed loop at 16 connections, model reloads from the serving cache's counters), and
+  the web workers' RSS after start and after the load (written to RESULTS.md as a section of
+  its own, so that a `--parts traffic` run keeps the storage numbers);
 - queue: a small tenant's queue wait (queued -> started) while the large tenant trains, with
   one real worker per training queue.
 Develop with small sizes (e.g. `--small-tenants 5 --large-items 5000 --large-users 3000
@@ -244,10 +246,40 @@ def web_rss_mb(server: subprocess.Popen) -> list[float]:
             continue
         if int(fields.get("PPid", "0").strip()) == server.pid:
             sizes.append(int(fields["VmRSS"].split()[0]) / 1024)
-    return sizes
+    return sorted(sizes)
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The serving cache's counters summed over the workers, and its bytes per worker, from
+    GET /metrics (gunicorn's workers share PROMETHEUS_MULTIPROC_DIR)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        if not family.name.startswith("mf_serving_cache"):
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            key = ".".join((sample.name, sample.labels.get("kind", ""),
+                            sample.labels.get("pid", "")))
+            out[key] = out.get(key, 0.0) + sample.value
+    return out
+
+
+def bundle_loads(before: dict, after: dict) -> float:
+    return (after.get("mf_serving_cache_misses_total.bundle.", 0.0)
+            - before.get("mf_serving_cache_misses_total.bundle.", 0.0))
 
 
 def traffic(tenants: list[dict], args) -> dict:
+    """Each mix against the shipped gunicorn settings (2 workers x 4 threads, the cache budget
+    of SERVING_CACHE_BYTES each): a warm-up that asks for every tenant of the mix a few times
+    (each worker loads what it serves), then `--requests` measured requests; model loads
+    during those are the cache's reloads."""
     from benchmarks import serving
 
     rng = np.random.default_rng(5)
@@ -258,22 +290,44 @@ def traffic(tenants: list[dict], args) -> dict:
              "uniform over all tenants": rng.integers(len(tenants), size=n),
              "Zipf (s=1) over all tenants": rng.choice(len(tenants), size=n, p=zipf)}
     port = free_port()
-    server = serving.start_server(port)
-    results = {}
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(ROOT / "var" / "bench-prometheus")
+    server = serving.start_server(port, "--config", "python:mfplatform.gunicorn_conf")
+    results: dict = {"rss_start": web_rss_mb(server), "uptime_before": uptime()}
     try:
         for name, choice in mixes.items():
             keys, paths = [], []
             for t in choice:
                 owner = tenants[t]
-                user = int(rng.integers(owner["users"]))
                 keys.append(owner["key"])
-                paths.append(f"/api/v1/recommendations?user=user-{user}&k=20")
-            results[name] = serving.measure(port, keys, paths, n)
+                paths.append(f"/api/v1/recommendations?user=user-{int(rng.integers(owner['users']))}"
+                             f"&k=20")
+            warm = sorted(set(choice.tolist()))
+            # Each tenant 8 times: a worker misses one with probability 2 x 2^-8.
+            warm_keys = [tenants[t]["key"] for t in warm] * 8
+            warm_paths = ["/api/v1/recommendations?user=user-0&k=20" for _ in warm] * 8
+            serving.load_test(port, warm_keys, warm_paths, len(warm_paths))
+            before = scrape(port)
+            latencies, wall = serving.load_test(port, keys, paths, n)
+            after = scrape(port)
+            ms = np.array(latencies) * 1000
+            run = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+                   "rps": n / wall, "reloads": bundle_loads(before, after) / n,
+                   "tenants": len(warm)}
+            print(f"{name}: p50 {run['p50']:.1f} ms, p99 {run['p99']:.1f} ms, "
+                  f"{run['rps']:.0f} requests/s, reloads {100 * run['reloads']:.2f}% "
+                  f"({len(warm)} tenants)", flush=True)
+            results[name] = run
         results["rss"] = web_rss_mb(server)
+        results["cache"] = scrape(port)
+        results["uptime_after"] = uptime()
     finally:
         server.terminate()
         server.wait(timeout=30)
     return results
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 def queue_wait(large: dict, small: dict) -> dict:
@@ -333,8 +387,7 @@ def queue_wait(large: dict, small: dict) -> dict:
 # ---------------------------------------------------------------- report
 
 
-def report(args, storage: list[dict], traffic_result: dict | None, queue: dict | None,
-           load: float) -> str:
+def report(args, storage: list[dict], queue: dict | None, load: float) -> str:
     lines = [f"## Many tenants on one deployment\n\n`{command_line()}` — {machine_line()}\n",
              f"1 large tenant ({args.large_items:,} items, {args.large_users:,} users, "
              f"{args.large_events:,} events, ALS 64 factors) and {args.small_tenants} small "
@@ -368,15 +421,6 @@ def report(args, storage: list[dict], traffic_result: dict | None, queue: dict |
                      f"({met(last['plan_warm'] <= 0.2)}), <= 5 ms on a new connection "
                      f"({met(last['plan_new'] <= 5)}); publication <= 1.2x the first "
                      f"({met(last['publish'] <= 1.2 * base['publish'])}).\n")
-    if traffic_result:
-        lines += ["### Traffic (closed loop, 16 connections)\n",
-                  "| requests | p50 | p99 | requests/s |", "|---|---|---|---|"]
-        for name, run in traffic_result.items():
-            if name != "rss":
-                lines.append(f"| {name} | {run['p50']:.1f} ms | {run['p99']:.1f} ms | "
-                             f"{run['rps']:.0f} |")
-        lines.append("\nWeb workers' RSS after the load: "
-                     + ", ".join(f"{mb:.0f} MB" for mb in traffic_result["rss"]) + ".\n")
     if queue:
         lines += ["### Training fairness\n",
                   f"With a worker per training queue, a small tenant's run queued while the "
@@ -386,6 +430,60 @@ def report(args, storage: list[dict], traffic_result: dict | None, queue: dict |
                   f"Goal: start within 5 s "
                   f"({'met' if queue['started'] <= 5 else 'NOT met'}).\n"]
     return "\n".join(lines)
+
+
+def traffic_report(args, result: dict) -> str:
+    """The traffic part, a section of its own in RESULTS.md (below the storage part)."""
+    from django.conf import settings
+
+    budget = settings.SERVING_CACHE_BYTES / 2**20
+    single = result["single tenant (large)"]
+    lines = ["### Traffic: one tenant vs all tenants (closed loop, 16 connections)\n",
+             f"`{command_line()}` — {machine_line()}\n",
+             f"1 large tenant ({args.large_items:,} items, {args.large_users:,} users, "
+             f"{args.large_events:,} events, ALS 64 factors) and {args.small_tenants} small ones "
+             f"(300-3,000 items, ALS 32 factors), all trained by the pipeline. The shipped "
+             f"gunicorn settings (2 workers x 4 threads), serving cache "
+             f"{budget:,.0f} MiB a worker (SERVING_CACHE_BYTES). Each mix: a warm-up asking "
+             f"every tenant of the mix 8 times, then {args.requests:,} requests (random users, "
+             f"k=20); a reload is a bundle load during those (mf_serving_cache_misses_total). "
+             f"The machine is shared with other sessions' work: `uptime` before: "
+             f"`{result['uptime_before']}`; after: `{result['uptime_after']}`.\n",
+             "| traffic | tenants asked | requests/s | p50 | p99 | reloads | "
+             "requests/s vs single | p99 vs single |", "|---|---|---|---|---|---|---|---|"]
+    goals = []
+    for name, run in result.items():
+        if not isinstance(run, dict) or "rps" not in run:
+            continue
+        rps_ratio, p99_ratio = run["rps"] / single["rps"], run["p99"] / single["p99"]
+        lines.append(f"| {name} | {run['tenants']} | {run['rps']:.0f} | {run['p50']:.1f} ms | "
+                     f"{run['p99']:.1f} ms | {100 * run['reloads']:.2f}% | {rps_ratio:.2f}x | "
+                     f"{p99_ratio:.2f}x |")
+        if run is not single:
+            goals.append(f"{name}: throughput >= 0.9x ({_met(rps_ratio >= 0.9)}), p99 <= "
+                         f"1.25x ({_met(p99_ratio <= 1.25)}), reloads < 1% "
+                         f"({_met(run['reloads'] < 0.01)})")
+    cache = result["cache"]
+    per_worker: dict[str, float] = {}
+    for key, value in cache.items():
+        if key.startswith("mf_serving_cache_bytes."):
+            pid = key.rsplit(".", 1)[1]
+            per_worker[pid] = per_worker.get(pid, 0.0) + value
+    held = [v / 2**20 for v in per_worker.values()]
+    lines += ["", "Goals (issue #15): " + "; ".join(goals) + ".\n",
+              "Web workers' RSS after start: "
+              + ", ".join(f"{mb:.0f} MB" for mb in result["rss_start"])
+              + "; after the load: " + ", ".join(f"{mb:.0f} MB" for mb in result["rss"])
+              + "; serving cache held: " + ", ".join(f"{mb:.1f} MiB" for mb in held)
+              + f" (budget {budget:,.0f} MiB each; evictions "
+              f"{cache.get('mf_serving_cache_evictions_total.bundle.', 0):.0f}). RSS within "
+              f"the budget plus the base after start: "
+              f"{_met(max(result['rss']) <= max(result['rss_start']) + budget)}.\n"]
+    return "\n".join(lines)
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
 def main() -> None:
@@ -410,10 +508,14 @@ def main() -> None:
         traffic_result = traffic([large, *smalls], args) if "traffic" in parts else None
         queue = queue_wait(large, smalls[-1]) if "queue" in parts else None
         load = os.getloadavg()[0]
-    markdown = report(args, storage, traffic_result, queue, load)
-    print(markdown)
+        traffic_markdown = traffic_report(args, traffic_result) if traffic_result else ""
+    markdown = report(args, storage, queue, load) if storage or queue else ""
+    print(markdown + "\n" + traffic_markdown)
     if not args.no_write:
-        write_section("tenants", markdown)
+        if markdown:
+            write_section("tenants", markdown)
+        if traffic_markdown:
+            write_section("tenants-traffic", traffic_markdown)
 
 
 if __name__ == "__main__":

@@ -232,6 +232,12 @@ MODEL_RETENTION_KEEP = int(os.environ.get("MODEL_RETENTION_KEEP", "3"))
 SERVING_SESSION_WEIGHT = float(os.environ.get("SERVING_SESSION_WEIGHT", "0.3"))
 # Precompute every user's top-N after each promotion (served with ?precomputed=true).
 SERVING_PRECOMPUTE = env_bool("SERVING_PRECOMPUTE", True)
+# Bytes each web process may keep of the models it serves (item factors, id maps, fallbacks,
+# version rows; least recently used evicted first). Sized for a 2-core box with two workers.
+SERVING_CACHE_BYTES = int(os.environ.get("SERVING_CACHE_BYTES", str(512 * 1024 * 1024)))
+# Seconds a tenant without a model keeps its recent-popularity list (30 days of events).
+SERVING_RECENT_POPULARITY_SECONDS = float(os.environ.get("SERVING_RECENT_POPULARITY_SECONDS",
+                                                         "60"))
 
 # The cache counts API calls per key (throttling): per process unless CACHE_URL names a
 # Redis that all processes share.

@@ -1,8 +1,9 @@
 """A model version's files in the default storage: the fitted model, its id maps and the
-popularity and content fallbacks serving falls back to. Serving reads them through
-`artifact_path`; publication writes them all, and records their sha256, before the version's
-row commits, so a committed version always has its files, and promotion can tell a damaged
-one (`damaged_artifacts`)."""
+popularity and content fallbacks serving falls back to. Publication writes them all, and
+records their sha256, before the version's row commits, so a committed version always has its
+files and promotion can tell a damaged one (`damaged_artifacts`); serving and re-evaluation
+read them through the storage API (`open_artifact`), never a local path, so a web process need
+not share a disk with the worker that wrote them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from django.core.files import File
 from django.core.files.storage import default_storage
 
 from mfengine.baselines import ContentRecommender, PopularityRecommender, item_tokens
@@ -28,7 +30,26 @@ def new_artifact_dir(run: TrainingRun) -> str:
 
 
 def artifact_path(version: ModelVersion, filename: str) -> Path:
+    """The file's local path (the writers' side: a storage with local files only)."""
     return Path(default_storage.path(version.artifact)) / filename
+
+
+def artifact_name(version: ModelVersion, filename: str) -> str:
+    """The file's name in the default storage; FileNotFoundError for a version without
+    files (a row made by hand, never published)."""
+    if not version.artifact:
+        raise FileNotFoundError(f"model version {version.pk} has no artifact folder")
+    return f"{version.artifact}/{filename}"
+
+
+def open_artifact(version: ModelVersion, filename: str) -> File:
+    """The file, opened for reading through the default storage (local folder, object
+    storage, ...). Raises FileNotFoundError (an OSError) when it is not there."""
+    return default_storage.open(artifact_name(version, filename), "rb")
+
+
+def artifact_exists(version: ModelVersion, filename: str) -> bool:
+    return bool(version.artifact) and default_storage.exists(artifact_name(version, filename))
 
 
 def save_fallbacks(folder: str, prepared, catalogue) -> None:

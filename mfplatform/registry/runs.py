@@ -13,7 +13,7 @@ from django.utils import timezone
 import mfengine
 from mfengine.data import PreparedData
 from mfengine.remap import RemappedModel
-from mfplatform.registry.artifacts import artifact_path
+from mfplatform.registry.artifacts import open_artifact
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.publication import publish
 from mfplatform.registry.services import active_version, apply_retention, decide_promotion
@@ -64,8 +64,10 @@ def _remapped_model(version: ModelVersion, prepared: PreparedData) -> RemappedMo
     if version.kind != ModelKind.MF:
         return None
     try:
-        model = mfengine.load(artifact_path(version, "model.npz"))
-        with np.load(artifact_path(version, "ids.npz"), allow_pickle=False) as ids:
+        with open_artifact(version, "model.npz") as handle:
+            model = mfengine.load(handle)
+        with open_artifact(version, "ids.npz") as handle, np.load(handle,
+                                                                  allow_pickle=False) as ids:
             item_ids = ids["item_ids"]
         model.fold_in(np.zeros(1, np.int64), np.ones(1, np.float32))
     except (OSError, ValueError, KeyError, IndexError, NotImplementedError) as exc:

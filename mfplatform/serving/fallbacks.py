@@ -3,13 +3,17 @@ editorial picks, popularity (the model version's, then recent events')."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.sparse as sp
+from django.conf import settings
 from django.db import connection
 
 from mfengine.baselines import item_tokens, top_n
 from mfplatform.catalog.models import Item
 from mfplatform.serving.bundle import ModelBundle
+from mfplatform.serving.cache import serving_cache
 from mfplatform.serving.explain import (
     category_popular_reason,
     content_reason,
@@ -100,14 +104,28 @@ def popularity(selector: Selector, bundle: ModelBundle | None, category: str | N
 
 
 def _recent_popularity(selector: Selector) -> None:
+    rows = recent_popular(selector.tenant.pk, max(selector.k * 5, 100))
+    selector.offer([pk for pk, _c in rows], [float(c) for _pk, c in rows], "popularity",
+                   popular_reason)
+
+
+def recent_popular(tenant_id: int, limit: int) -> list[tuple[int, int]]:
+    """(Item pk, positive events) of the tenant's last 30 days, most first. A tenant without
+    an active model gets this on every request, and it counts every recent event of the
+    tenant: kept in the serving cache for SERVING_RECENT_POPULARITY_SECONDS."""
+    cache, key, now = serving_cache(), ("recent", tenant_id, limit), time.monotonic()
+    cached = cache.get(key)
+    if cached is not None and cached[0] > now:
+        return cached[1]
     with connection.cursor() as cursor:
         cursor.execute(
             # Positive kinds only: hides, dislikes and reports never make an item popular.
             "SELECT e.item_id, count(*) FROM catalog_event e JOIN catalog_eventtype t"
             " ON t.id = e.event_type_id WHERE e.tenant_id = %s AND t.kind = 'positive'"
             " AND e.timestamp >= now() - interval '30 days' GROUP BY e.item_id "
-            "ORDER BY count(*) DESC, e.item_id LIMIT %s",
-            [selector.tenant.pk, max(selector.k * 5, 100)])
+            "ORDER BY count(*) DESC, e.item_id LIMIT %s", [tenant_id, limit])
         rows = cursor.fetchall()
-    selector.offer([pk for pk, _c in rows], [float(c) for _pk, c in rows], "popularity",
-                   popular_reason)
+    ttl = settings.SERVING_RECENT_POPULARITY_SECONDS
+    if ttl > 0:
+        cache.put(key, (now + ttl, rows), 128 + 64 * len(rows))
+    return rows

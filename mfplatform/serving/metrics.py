@@ -7,7 +7,7 @@ process's own registry.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter("mf_serving_requests_total", "Serving requests",
                    ["tenant", "endpoint", "status"])
@@ -19,6 +19,20 @@ SOURCES = Counter("mf_serving_items_total", "Items served, per source", ["tenant
 FALLBACKS = Counter("mf_serving_fallback_responses_total",
                     "Responses that needed a fallback source", ["tenant"])
 EMPTY = Counter("mf_serving_empty_responses_total", "Responses with no items", ["tenant"])
+# The per-process serving cache (serving/cache.py), by kind of entry: bundle (a version's
+# item-side data), version (its row), active (a tenant's last active version).
+CACHE_HITS = Counter("mf_serving_cache_hits_total", "Serving cache hits", ["kind"])
+CACHE_MISSES = Counter("mf_serving_cache_misses_total", "Serving cache misses (loads)", ["kind"])
+CACHE_EVICTIONS = Counter("mf_serving_cache_evictions_total",
+                          "Entries evicted from the serving cache (least recently used)",
+                          ["kind"])
+CACHE_OVERSIZE = Counter("mf_serving_cache_oversize_total",
+                         "Loads served but not kept: larger than the whole cache budget",
+                         ["kind"])
+CACHE_BYTES = Gauge("mf_serving_cache_bytes", "Bytes held by the serving cache, per process",
+                    ["kind"], multiprocess_mode="liveall")
+CACHE_ENTRIES = Gauge("mf_serving_cache_entries", "Entries in the serving cache, per process",
+                      ["kind"], multiprocess_mode="liveall")
 
 
 def record_response(tenant: str, selector, fallback_used: bool) -> None:

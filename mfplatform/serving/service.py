@@ -80,8 +80,7 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
     personalised = state.personalised
     precomputed = (request.precomputed and personalised and precomputed_candidates(
         selector, state.version, bundle, state.user, state.history))
-    vector = (user_vector(bundle, state.user, state.history, session.items)
-              if personalised else None)
+    vector = user_vector(bundle, state, session.items) if personalised else None
     if vector is not None and not selector.full:
         _model_candidates(selector, state, bundle, vector, session, request.explain)
     fallback_used = fallback_chain(selector, bundle, state.history, session.items,

@@ -1,7 +1,7 @@
-"""What a request starts from: the active version, the user, their history, suppressions and
-the tenant's rules (one round trip), the session's items, the version's model files, and the
-user's vector (stored, or folded in from events the model has not seen, blended with the
-session)."""
+"""What a request starts from: the active version, the user, their history, suppressions,
+the tenant's rules and the user's stored vector (one round trip), the session's items, the
+version's item-side model data (the process's cache), and the user's vector as served
+(stored, or folded in from events the model has not seen, blended with the session)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from django.conf import settings
 
 from mfplatform.catalog.models import EndUser
 from mfplatform.registry.models import ModelVersion
-from mfplatform.serving.bundle import ModelBundle, load_bundle
+from mfplatform.registry.vectors import PARENTS
+from mfplatform.serving.bundle import ModelBundle, serving_bundle
+from mfplatform.serving.cache import serving_cache
 from mfplatform.serving.items import items_by_external_id, prepared_cursor
 from tenants.models import Tenant
 
@@ -32,6 +34,7 @@ class RequestState:
     history: History
     suppressed: set[int]
     rules: list[tuple[str, str, dict, bool]]  # the tenant's (name, kind, params, enabled)
+    stored_vector: np.ndarray | None = None  # the user's vector in the version, if any
 
     @property
     def personalised(self) -> bool:
@@ -40,7 +43,9 @@ class RequestState:
         return self.user is None or self.user.consent
 
 
-_VERSIONS: dict[int, ModelVersion] = {}
+# Bytes a version row is charged in the cache (the row, its plan revision's config and its
+# dataset version: a few kilobytes; the report, checks and decision are not loaded).
+VERSION_BYTES = 16 * 1024
 
 _STATE_SQL = f"""
 WITH u AS (SELECT id, consent FROM catalog_enduser
@@ -58,21 +63,43 @@ SELECT
             WHERE e.user_id = (SELECT id FROM u) AND (SELECT consent FROM u)
               AND t.kind <> 'policy'
             ORDER BY e.timestamp DESC LIMIT {HISTORY_LIMIT}) h),
-  (SELECT coalesce(array_agg(item_id), '{{}}') FROM catalog_suppression
+  (SELECT coalesce(array_agg(item_id), '{{{{}}}}') FROM catalog_suppression
     WHERE user_id = (SELECT id FROM u)),
   (SELECT coalesce(json_agg(json_build_array(r.name, r.kind, r.params, r.enabled)
                             ORDER BY r."order", r.id), '[]')
-     FROM serving_eligibilityrule r WHERE r.tenant_id = %(tenant)s)
+     FROM serving_eligibilityrule r WHERE r.tenant_id = %(tenant)s),
+  {{vector}}
 """
+_VECTOR_SQL = (f"SELECT embedding FROM {PARENTS['user']} "
+               "WHERE model_version_id = {version} AND user_id = %(user_pk)s")
+
+
+def state_sql(version_id: int | None) -> str:
+    """The state statement, with the user's vector in `version_id` (the tenant's active
+    version when this process last served it). The version is part of the text, as in the
+    candidate query: the plan prunes to that version's partition of the user vectors at
+    planning time, whatever the number of versions stored."""
+    if version_id is None:
+        return _STATE_SQL.format(vector="NULL::vector")
+    return _STATE_SQL.format(vector=(
+        f"(SELECT embedding FROM {PARENTS['user']} WHERE model_version_id = {int(version_id)}"
+        f" AND user_id = (SELECT id FROM u))"))
 
 
 def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
-    """The active version, the user, their history and suppressions and the tenant's rules in
-    one round trip (every table is also behind row-level security)."""
+    """The active version, the user, their history, suppressions and stored vector and the
+    tenant's rules in one round trip (every table is also behind row-level security); a
+    second one for the vector only when the active version is not the one this process
+    served the tenant last (its first request, or after a promotion)."""
+    cache = serving_cache()
+    expected = cache.get(("active", tenant.pk))
     with prepared_cursor() as cursor:
-        cursor.execute(_STATE_SQL, {"tenant": tenant.pk, "user": user_external_id or ""},
-                       prepare=True)
-        version_id, user_id, consent, history, suppressed, rules = cursor.fetchone()
+        cursor.execute(state_sql(expected),
+                       {"tenant": tenant.pk, "user": user_external_id or ""}, prepare=True)
+        version_id, user_id, consent, history, suppressed, rules, vector = cursor.fetchone()
+    if version_id != expected:
+        cache.put(("active", tenant.pk), version_id, 64)
+        vector = stored_user_vector(version_id, user_id)
     user = None
     if user_id is not None and user_external_id:
         user = EndUser(pk=user_id, tenant=tenant, external_id=user_external_id,
@@ -81,18 +108,43 @@ def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
         version=_active_version(tenant, version_id), user=user,
         history=[(int(i), name, float(ts)) for i, name, ts in _json(history)],
         suppressed=set(suppressed or ()),
-        rules=[(name, kind, params, enabled) for name, kind, params, enabled in _json(rules)])
+        rules=[(name, kind, params, enabled) for name, kind, params, enabled in _json(rules)],
+        stored_vector=_as_array(vector))
+
+
+def stored_user_vector(version_id: int | None, user_id: int | None) -> np.ndarray | None:
+    """The user's vector in the version (pgvector), None when either is unknown."""
+    if version_id is None or user_id is None:
+        return None
+    with prepared_cursor() as cursor:
+        cursor.execute(_VECTOR_SQL.format(version=int(version_id)), {"user_pk": user_id},
+                       prepare=True)
+        row = cursor.fetchone()
+    return None if row is None else _as_array(row[0])
+
+
+def _as_array(vector) -> np.ndarray | None:
+    """pgvector's value (a numpy array, or its Vector type, by how psycopg read it)."""
+    if vector is None:
+        return None
+    if hasattr(vector, "to_numpy"):
+        vector = vector.to_numpy()
+    return np.asarray(vector, dtype=np.float32)
 
 
 def _active_version(tenant: Tenant, version_id: int | None) -> ModelVersion | None:
+    """The version's row, from the process's cache (what serving reads of a version never
+    changes)."""
     if version_id is None:
         return None
-    version = _VERSIONS.get(version_id)
-    if version is None:  # what serving reads of a version never changes: cache it
+
+    def load():
         version = (ModelVersion.objects.filter(tenant=tenant, pk=version_id)
-                   .select_related("plan_revision", "dataset_version").get())
-        _VERSIONS[version_id] = version
-    return version
+                   .select_related("plan_revision", "dataset_version")
+                   .defer("report", "checks", "decision").get())
+        return version, VERSION_BYTES
+
+    return serving_cache().get_or_load(("version", version_id), load)
 
 
 def _json(value):
@@ -124,7 +176,7 @@ def load_model(version: ModelVersion | None) -> ModelBundle | None:
     if version is None:
         return None
     try:
-        return load_bundle(version)
+        return serving_bundle(version)
     except Exception as exc:  # noqa: BLE001 - a damaged file (BadZipFile, EOFError, zlib...)
         # must cost the tenant its personalisation, never a 500 on every request.
         log.error("model v%s of tenant %s unreadable, serving without it: %s",
@@ -137,13 +189,14 @@ def newer_than_model(bundle: ModelBundle, history: History) -> bool:
     return bool(history) and history[0][2] >= bundle.cutoff
 
 
-def user_vector(bundle: ModelBundle | None, user: EndUser | None, history: History,
-                session: list[int]) -> np.ndarray | None:
+def user_vector(bundle: ModelBundle | None, state: RequestState, session: list[int]
+                ) -> np.ndarray | None:
     """The user's vector, blended with the session's; None without a factor model or
     anything to build a vector from."""
     if bundle is None or bundle.model is None:
         return None
-    vector = _history_vector(bundle, user, history) if user is not None else None
+    vector = (_history_vector(bundle, state.stored_vector, state.history)
+              if state.user is not None else None)
     session_vector = fold_in(bundle, [(pk, 1.0) for pk in session]) if session else None
     if session_vector is None:
         return vector
@@ -153,13 +206,13 @@ def user_vector(bundle: ModelBundle | None, user: EndUser | None, history: Histo
     return (1 - weight) * vector + weight * session_vector
 
 
-def _history_vector(bundle: ModelBundle, user: EndUser, history: History
+def _history_vector(bundle: ModelBundle, stored: np.ndarray | None, history: History
                     ) -> np.ndarray | None:
-    """The model's vector for the user, or one folded in from their history when they have
-    events the model has not seen (or no vector)."""
-    row = bundle.row(user.pk)
-    if row >= 0 and not newer_than_model(bundle, history):
-        return bundle.model.user_factors_[row]
+    """The model's vector for the user (as stored in Postgres: the factors, then a 1 for
+    the item bias of strategies that have one), or one folded in from their history when
+    they have events the model has not seen (or no vector)."""
+    if stored is not None and not newer_than_model(bundle, history):
+        return stored[: bundle.model.n_factors_]
     if not history:
         return None
     return fold_in(bundle, [(pk, bundle.event_weights.get(event_type, 0.0))
