@@ -43,7 +43,10 @@ def test_a_damaged_active_version_serves_fallbacks_and_cannot_be_promoted_again(
     bundle_module._CACHE.clear()  # as a web process that had not loaded it yet
 
     body = _serve(served, "user=user-1&k=10")
-    assert len(body["items"]) == 10 and "mf" not in {i["source"] for i in body["items"]}
+    assert len(body["items"]) == 10
+    if damage != "flip a byte":  # a flipped byte may sit in the user factors, which a web
+        # process never reads (user vectors come from Postgres): only the checksum sees it.
+        assert "mf" not in {i["source"] for i in body["items"]}
     similar = served.client().get("/api/v1/items/item-1/similar?k=5")
     assert similar.status_code == 200 and len(similar.json()["items"]) == 5
 
