@@ -17,7 +17,9 @@ from typing import Any
 from django.db import transaction
 from tqdm import tqdm
 
-from mfplatform.catalog.ingest import IngestResult, RowError
+from mfplatform.catalog.event_validation import EVENT_FIELDS, EventColumns
+from mfplatform.catalog.events import ensure_default_event_types, ingest_events, prepare_events
+from mfplatform.catalog.ingest import IngestResult, RowError, upsert_items
 
 CHUNK = 20_000  # rows per batch written (the REST limit is for requests)
 ITEM_COLUMNS = {"item", "title", "category", "tags"}
@@ -256,8 +258,6 @@ def import_for_command(command, slug: str, path: Path, mapping: dict[str, str],
 def item_writer(tenant, tags_sep: str = "|"):
     """(write, prepare) of run_import for items: `category` keeps the first of several values
     separated by `tags_sep`, `tags` are split by it."""
-    from mfplatform.catalog.ingest import upsert_items
-
     def convert(row: dict) -> dict:
         item = {"external_id": row["item"]}
         if "title" in row:
@@ -281,13 +281,6 @@ def item_writer(tenant, tags_sep: str = "|"):
 
 def event_writer(tenant, default_type: str | None, create_items: bool = False):
     """(write, prepare) of run_import for events; `prepare` runs in the reading thread."""
-    from mfplatform.catalog.event_validation import EVENT_FIELDS, EventColumns
-    from mfplatform.catalog.events import (
-        ensure_default_event_types,
-        ingest_events,
-        prepare_events,
-    )
-
     types = ensure_default_event_types(tenant)
 
     def prepare(chunk):  # no database here

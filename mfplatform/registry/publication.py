@@ -29,26 +29,37 @@ def publish(run: TrainingRun, trained: TrainedRun) -> ModelVersion:
                       trained.prepared, trained.catalogue, trained.report, trained.checks)
 
 
+def _write_files(run, prepared, catalogue, model=None) -> dict:
+    """Every file of the version, before its row: a committed version always has them all (a
+    worker killed in between leaves an unreferenced folder, never a version without its
+    files). The row's fields that point at them and vouch for them."""
+    folder = new_artifact_dir(run)
+    if model is not None:
+        model.save(Path(default_storage.path(folder)) / "model.npz")
+    save_fallbacks(folder, prepared, catalogue)
+    return {"artifact": folder, "checksums": checksums(folder)}
+
+
+def _run_fields(run) -> dict:
+    """What every version records of the run that made it."""
+    return {"tenant": run.tenant, "plan": run.plan, "plan_revision": run.plan_revision,
+            "dataset_version": run.dataset_version, "training_run": run,
+            "version": _next_version(run)}
+
+
 def publish_mf(run, model, strategy, training, prepared, catalogue, report, checks
                ) -> ModelVersion:
-    folder = new_artifact_dir(run)
-    model.save(Path(default_storage.path(folder)) / "model.npz")
-    # Every file before the row: a committed version always has them all (a worker killed in
-    # between leaves an unreferenced folder, never a version without its files).
-    save_fallbacks(folder, prepared, catalogue)
-    sums = checksums(folder)
+    files = _write_files(run, prepared, catalogue, model)
     item_vectors = model.item_vectors()
     user_vectors = model.user_vectors()
     passed = all_passed(checks)
     with transaction.atomic():
         lock_active_run(run)
         version = ModelVersion.objects.create(
-            tenant=run.tenant, plan=run.plan, plan_revision=run.plan_revision,
-            dataset_version=run.dataset_version, training_run=run,
-            version=_next_version(run), kind=ModelKind.MF, strategy=strategy,
+            **_run_fields(run), **files, kind=ModelKind.MF, strategy=strategy,
             hyperparameters=training, dimensions=int(item_vectors.shape[1]),
             status=ModelStatus.CANDIDATE if passed else ModelStatus.REJECTED,
-            artifact=folder, checksums=sums, report=report, checks=checks,
+            report=report, checks=checks,
             decision={} if passed else {"verdict": "rejected", "reasons": [
                 f"quality check {c['name']} failed: {c['reason']}" for c in checks
                 if not c["passed"]]})
@@ -63,17 +74,12 @@ def publish_fallback(run, prepared, catalogue) -> ModelVersion:
     """Too little data for MF: popularity + content-based from day one, marked as such."""
     config = run.plan_revision.config
     minimums = config["minimums"]
-    folder = new_artifact_dir(run)
-    save_fallbacks(folder, prepared, catalogue)
-    sums = checksums(folder)
+    files = _write_files(run, prepared, catalogue)
     with transaction.atomic():
         lock_active_run(run)
         version = ModelVersion.objects.create(
-            tenant=run.tenant, plan=run.plan, plan_revision=run.plan_revision,
-            dataset_version=run.dataset_version, training_run=run,
-            version=_next_version(run), kind=ModelKind.FALLBACK,
+            **_run_fields(run), **files, kind=ModelKind.FALLBACK,
             strategy="content_based+popularity", hyperparameters={}, dimensions=0,
-            artifact=folder, checksums=sums,
             status=ModelStatus.CANDIDATE,
             report={"fallback": True, "dataset": prepared.counts, "minimums": minimums,
                     "reason": (f"dataset below the plan's minimums for MF: "

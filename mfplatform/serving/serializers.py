@@ -34,6 +34,8 @@ class RecommendationQuerySerializer(serializers.Serializer):
     def validate_exclude(self, value):
         return _csv(value)
 
+    require_user = True  # a batch (`users`) checks its own
+
     def validate(self, attrs):
         if self.require_user and attrs["anonymous"] == bool(attrs.get("user")):
             raise serializers.ValidationError({"user": [
@@ -41,8 +43,6 @@ class RecommendationQuerySerializer(serializers.Serializer):
                 "required: the user's external id (or anonymous=true for a request "
                 "without a user)"]})
         return attrs
-
-    require_user = True
 
     def unknown_keys(self, keys) -> dict[str, list[str]]:
         """Errors for request keys that are no parameter (a typo like `usr` would otherwise

@@ -69,8 +69,10 @@ class RecommendationsView(Timed, APIView):
                    responses=BatchRecommendationsSerializer)
     def post(self, request):
         body = BatchRecommendationSerializer(data=request.data)
-        if isinstance(request.data, dict) and body.unknown_keys(request.data.keys()):
-            raise ValidationError(body.unknown_keys(request.data.keys()))
+        unknown = body.unknown_keys(request.data.keys() if isinstance(request.data, dict)
+                                    else ())
+        if unknown:
+            raise ValidationError(unknown)
         body.is_valid(raise_exception=True)
         data = body.validated_data
         users = data.get("users") or ([data["user"]] if data.get("user") else [])
