@@ -202,14 +202,29 @@ def candidate_query_times(large: dict, repeat: int) -> dict:
         plan = conn.execute(sql, params).fetchone()[0][0]
         return plan["Planning Time"], plan["Execution Time"]
 
+    # As serving runs it: a statement prepared once per connection (cursor.execute(...,
+    # prepare=True)); from the sixth execution PostgreSQL may keep a generic plan and then
+    # plans nothing per request. EXPLAIN needs the statement's name, so PREPARE it by hand.
+    named = (candidate_sql(version, 100).replace("%(query)s", "$1")
+             .replace("%(head)s", "$2").replace("%(scores)s", "$3"))
+    literal = "[" + ",".join(map(repr, query.tolist())) + "]"
+
+    def explain_prepared(conn) -> tuple[float, float]:
+        plan = conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE candidates("
+                            f"'{literal}', '{{}}', '{{}}')").fetchone()[0][0]
+        return plan["Planning Time"], plan["Execution Time"]
+
     with connect() as conn:
         explain(conn)
         warm = [explain(conn) for _ in range(repeat)]
+        conn.execute(f"PREPARE candidates AS {named}")
+        prepared = [explain_prepared(conn) for _ in range(repeat + 6)][6:]
     cold = []
     for _ in range(repeat // 4 + 1):
         with connect() as conn:
             cold.append(explain(conn))
-    return {"plan_warm": statistics.median(p for p, _ in warm),
+    return {"plan_prepared": statistics.median(p for p, _ in prepared),
+            "plan_warm": statistics.median(p for p, _ in warm),
             "exec_warm": statistics.median(e for _, e in warm),
             "plan_new": statistics.median(p for p, _ in cold),
             "exec_new": statistics.median(e for _, e in cold)}
@@ -226,7 +241,8 @@ def storage_row(large: dict, publisher: dict, repeat: int) -> dict:
     times = candidate_query_times(large, repeat)
     times["publish"] = publication_time(publisher)
     times["versions"] = stored_versions()
-    print(f"{times['versions']:,} versions: planning {times['plan_warm']:.3f} ms warm, "
+    print(f"{times['versions']:,} versions: planning {times['plan_warm']:.3f} ms warm "
+          f"({times['plan_prepared']:.3f} ms prepared), "
           f"{times['plan_new']:.2f} ms new connection; execution {times['exec_warm']:.2f} ms; "
           f"publication {times['publish']:.2f} s", flush=True)
     return times
@@ -401,15 +417,19 @@ def report(args, storage: list[dict], queue: dict | None, load: float) -> str:
                   f"`registry.vectors` as the pipeline publishes). The candidate query is "
                   f"serving's (`candidate_sql`, 100 rows) for the large tenant's active "
                   f"version, EXPLAIN ANALYZE: medians of {args.repeat} on one warm connection "
+                  f"(prepared: a PREPAREd statement from its 7th execution on, as serving "
+                  f"prepares it once per connection; unprepared: the text planned each time) "
                   f"and of {args.repeat // 4 + 1} new connections. Publication: one more "
                   f"version's vectors ({PUBLISHED_ROWS:,} items and users, 64 dims; write, "
                   f"HNSW index, ANALYZE, attach), median of 3.\n",
-                  "| versions stored | planning warm | planning new connection | "
+                  "| versions stored | planning warm, prepared (as serving) | "
+                  "planning warm, unprepared | planning new connection | "
                   "execution warm | publication | publication / at "
                   f"{base['versions']} |",
-                  "|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|"]
         for row in storage:
-            lines.append(f"| {row['versions']:,} | {row['plan_warm']:.3f} ms | "
+            lines.append(f"| {row['versions']:,} | {row['plan_prepared']:.3f} ms | "
+                         f"{row['plan_warm']:.3f} ms | "
                          f"{row['plan_new']:.2f} ms | {row['exec_warm']:.2f} ms | "
                          f"{row['publish']:.2f} s | {row['publish'] / base['publish']:.2f}x |")
         last = storage[-1]
@@ -417,8 +437,10 @@ def report(args, storage: list[dict], queue: dict | None, load: float) -> str:
         def met(ok: bool) -> str:
             return "met" if ok else "NOT met"
 
-        lines.append(f"\nGoals at the largest size: planning <= 0.2 ms warm "
-                     f"({met(last['plan_warm'] <= 0.2)}), <= 5 ms on a new connection "
+        lines.append(f"\nGoals at the largest size: planning <= 0.2 ms warm as serving "
+                     f"runs the statement, prepared ({met(last['plan_prepared'] <= 0.2)}; "
+                     f"unprepared {met(last['plan_warm'] <= 0.2)}), <= 5 ms on a new "
+                     f"connection "
                      f"({met(last['plan_new'] <= 5)}); publication <= 1.2x the first "
                      f"({met(last['publish'] <= 1.2 * base['publish'])}).\n")
     if queue:
