@@ -128,9 +128,10 @@ BENCH_DB = "mfbench"
 
 
 @contextlib.contextmanager
-def bench_database(name: str = BENCH_DB):
-    """A throwaway database on the embedded server, migrated; dropped afterwards. Sets the
-    environment so that this process (Django) and its children use it."""
+def bench_database(name: str = BENCH_DB, keep: bool = False):
+    """A throwaway database on the embedded server, migrated; dropped afterwards (with `keep`:
+    reused when it exists and left in place, so a later run can measure without rebuilding).
+    Sets the environment so that this process (Django) and its children use it."""
     import subprocess
 
     import psycopg
@@ -144,8 +145,12 @@ def bench_database(name: str = BENCH_DB):
                              autocommit=True) as conn:
             conn.execute(sql)
 
-    admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin(f"CREATE DATABASE {name}")
+    if not keep:
+        admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with psycopg.connect(host=str(socket_dir), user=APP_ROLE, dbname=APP_DATABASE) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+    if not exists:
+        admin(f"CREATE DATABASE {name}")
     env = {"EMBEDDED_DB_NAME": name, "DEBUG": "0", "SECRET_KEY": "benchmark-only-secret",
            "CELERY_BROKER_DIR": str(ROOT / "var" / "bench-broker"),
            "DJANGO_SETTINGS_MODULE": "mfplatform.settings", "API_RATE_LIMIT": "1000000/s"}
@@ -158,4 +163,5 @@ def bench_database(name: str = BENCH_DB):
         from django.db import connections
 
         connections.close_all()
-        admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if not keep:
+            admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
