@@ -15,6 +15,7 @@ from typing import Any
 DEFAULT_MASTER_URL = "local[2]"
 # The Spark UI is a web server per session: a worker has no use for it.
 DEFAULT_CONF = {"spark.ui.enabled": "false"}
+LOCAL_CONF = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
 
 _lock = threading.Lock()
 _session: Any = None
@@ -43,8 +44,12 @@ def spark_session():
         if _session is None:
             from pyspark.sql import SparkSession
 
-            builder = SparkSession.builder.master(master_url()).appName("mfengine-spark-als")
-            for key, value in {**DEFAULT_CONF, **_conf}.items():
+            master = master_url()
+            builder = SparkSession.builder.master(master).appName("mfengine-spark-als")
+            conf = dict(DEFAULT_CONF)
+            if master.startswith("local"):  # one JVM: nothing needs to reach it from outside
+                conf.update(LOCAL_CONF)
+            for key, value in {**conf, **_conf}.items():
                 builder = builder.config(key, value)
             _session = builder.getOrCreate()
             _session.sparkContext.setLogLevel("ERROR")
