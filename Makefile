@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml tests/plugins/mfengine_example_plugin/pyproject.toml \
 		tests/plugins/mfplatform_example_rule/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
 	$(BIN)/pip install --quiet -e tests/plugins/mfengine_example_plugin \
 		-e tests/plugins/mfplatform_example_rule
 	touch $(STAMP)

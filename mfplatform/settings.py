@@ -185,6 +185,14 @@ TRAINING_LARGE_TENANT_EVENTS = int(os.environ.get("TRAINING_LARGE_TENANT_EVENTS"
 DATASET_READ_CHUNK_ROWS = int(os.environ.get("DATASET_READ_CHUNK_ROWS", "65536"))
 CELERY_TIMEZONE = TIME_ZONE
 
+# Spark MLlib ALS (strategy "spark_als", the `spark` extra; README "Spark ALS"). The cluster a
+# worker's one SparkSession connects to (local[2]: inside the worker, two threads), and the
+# dataset size (interactions) above which an "als" plan trains on Spark; unset: never
+# automatically, only plans that name spark_als.
+SPARK_MASTER_URL = os.environ.get("SPARK_MASTER_URL", "local[2]")
+SPARK_MIN_INTERACTIONS = (int(os.environ["SPARK_MIN_INTERACTIONS"])
+                          if os.environ.get("SPARK_MIN_INTERACTIONS") else None)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["tenants.auth.HasTenantScope"],

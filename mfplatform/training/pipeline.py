@@ -32,6 +32,7 @@ from mfengine.data import PreparedData
 from mfengine.report import build_report
 from mfplatform.catalog.models import Item
 from mfplatform.training.dataset import EventArrays, build_dataset_version
+from mfplatform.training.engines import choose_engine, save_spark_input
 from mfplatform.training.liveness import RunStopped, beat
 from mfplatform.training.models import ACTIVE_RUN_STATUSES, RunStatus, TrainingRun
 from mfplatform.training.signals import run_failed
@@ -122,8 +123,12 @@ def train_and_evaluate(run: TrainingRun, timer: StageTimer,
     training = dict(config["training"])
     strategy = training.pop("strategy")
     tune = training.pop("tune", None)
+    engine = choose_engine(strategy, training, dataset, tuning=bool(tune))
+    strategy, training = engine.strategy, engine.hyperparameters
 
     with timer.stage(RunStatus.TRAINING):
+        if engine.spark:
+            engine.record["input"] = save_spark_input(dataset, prepared)
         tuning = None
         if tune:
             tuning = tune_training(config, strategy, training, tune, events, prepared,
@@ -139,6 +144,7 @@ def train_and_evaluate(run: TrainingRun, timer: StageTimer,
                            active_model(prepared))
         if tuning is not None:
             report["tuning"] = tuning
+        report["engine"] = engine.record
         checks = check_model(model, prepared.matrix)
 
     return TrainedRun(prepared, catalogue, model, strategy, training, report, checks)

@@ -1,0 +1,159 @@
+"""``spark_als``: implicit-feedback ALS trained by Spark MLlib, served like any mfengine model.
+
+Spark does the alternating least squares on its executors; the factors come back to this
+process as float32 numpy arrays in the matrix's row and column order, so everything after
+``fit`` (vectors, evaluation, artifacts, fold-in, serving) is mfengine's.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from mfengine.base import MatrixFactorization, RandomState, check_user_items
+from mfengine_spark.parquet import write_interactions
+from mfengine_spark.session import spark_session
+
+# Observed entries scored per block when the objective is computed (bounds nnz x factors).
+_LOSS_BLOCK = 1 << 20
+
+
+class SparkALS(MatrixFactorization):
+    """``pyspark.ml.recommendation.ALS(implicitPrefs=True)`` behind mfengine's interface.
+
+    Hyperparameters map one to one: ``factors`` -> rank, ``regularization`` -> regParam,
+    ``alpha`` -> alpha, ``iterations`` -> maxIter, ``random_state`` -> seed; ``blocks`` ->
+    numUserBlocks and numItemBlocks (0: the cluster's default parallelism).
+
+    The objective is mfengine ALS's (confidence c = 1 + alpha * strength on observed entries)
+    except the penalty: Spark scales it per row by the row's number of observed entries
+    (``regularization * n_u * |x_u|^2``, "ALS-WR"), where mfengine's ALS uses one absolute
+    ``regularization``; hence the much smaller default here (Spark's own, 0.1). ``fold_in``
+    solves this same objective for one user, the item factors fixed.
+
+    Spark runs every iteration in one job and reports no loss on the way: the loss history
+    holds NaN for each iteration but the last, which is the objective of the final factors
+    divided by the number of observed entries. The callback is called for every iteration
+    after Spark is done.
+    """
+
+    name = "spark_als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.1,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        blocks: int = 0,
+        random_state: RandomState = None,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.blocks = blocks
+        self.random_state = random_state
+
+    def _prepare(self, user_items: sp.spmatrix) -> sp.csr_matrix:
+        if self.factors < 1 or self.iterations < 1 or self.blocks < 0:
+            raise ValueError("factors and iterations must be >= 1 and blocks >= 0")
+        if self.alpha < 0 or self.regularization < 0:
+            raise ValueError("alpha and regularization must be >= 0")
+        matrix = check_user_items(user_items, allow_negative=False)
+        if matrix.nnz == 0:
+            raise ValueError("user_items has no interactions to train on")
+        return matrix
+
+    def _initialize(self, user_items: sp.csr_matrix, rng: np.random.Generator) -> None:
+        """The whole Spark fit: the iterations below only report it."""
+        self.__dict__.pop("_fold_in_gram_cache", None)
+        seed = int(rng.integers(0, 2**31 - 1))
+        session = spark_session()
+        from pyspark.ml.recommendation import ALS as SparkMLlibALS
+
+        blocks = self.blocks or session.sparkContext.defaultParallelism
+        estimator = SparkMLlibALS(
+            rank=self.factors, maxIter=self.iterations, regParam=float(self.regularization),
+            alpha=float(self.alpha), implicitPrefs=True, seed=seed, numUserBlocks=blocks,
+            numItemBlocks=blocks, userCol="user", itemCol="item", ratingCol="value",
+            nonnegative=False)
+        with tempfile.TemporaryDirectory(prefix="mfengine-spark-",
+                                         dir=os.environ.get("SPARK_SCRATCH_DIR")) as folder:
+            path = write_interactions(user_items, folder)
+            fitted = estimator.fit(session.read.parquet(str(path)))
+            n_users, n_items = user_items.shape
+            self.user_factors_ = _dense_factors(fitted.userFactors, n_users, self.factors)
+            self.item_factors_ = _dense_factors(fitted.itemFactors, n_items, self.factors)
+
+    def _iterate(
+        self, user_items: sp.csr_matrix, iteration: int, rng: np.random.Generator
+    ) -> float:
+        if iteration + 1 < self.iterations:
+            return float("nan")
+        return self._loss(user_items)
+
+    def _loss(self, user_items: sp.csr_matrix) -> float:
+        """Spark's implicit objective of the factors, per observed entry."""
+        X = self.user_factors_.astype(np.float64)
+        Y = self.item_factors_.astype(np.float64)
+        coo = user_items.tocoo()
+        observed = 0.0
+        for start in range(0, coo.nnz, _LOSS_BLOCK):
+            rows, cols = coo.row[start:start + _LOSS_BLOCK], coo.col[start:start + _LOSS_BLOCK]
+            predicted = np.einsum("ij,ij->i", X[rows], Y[cols])
+            confidence = 1.0 + self.alpha * coo.data[start:start + _LOSS_BLOCK]
+            # c (1 - s)^2 on observed entries replaces the s^2 the all-pairs term counts
+            observed += float(np.sum(confidence * (1.0 - predicted) ** 2 - predicted**2))
+        everything = float(np.sum((X.T @ X) * (Y.T @ Y)))
+        user_counts = np.diff(user_items.indptr)
+        item_counts = np.bincount(user_items.indices, minlength=user_items.shape[1])
+        penalty = self.regularization * (float(user_counts @ np.sum(X * X, axis=1))
+                                         + float(item_counts @ np.sum(Y * Y, axis=1)))
+        return (observed + everything + penalty) / user_items.nnz
+
+    def _fold_in_gram(self) -> np.ndarray:
+        """Y^T Y (float64), kept until a fit replaces the item factors (per-request fold-in
+        must not cost a pass over every item)."""
+        Y = self.item_factors_
+        key = (id(Y), Y.shape)
+        cached = self.__dict__.get("_fold_in_gram_cache")
+        if cached is None or cached[0] != key:
+            Yd = Y.astype(np.float64)
+            cached = (key, Yd.T @ Yd)
+            self._fold_in_gram_cache = cached
+        return cached[1]
+
+    def fold_in(self, item_ids: Any, strengths: Any = None) -> np.ndarray:
+        """The user vector Spark's last half-iteration would compute for this history:
+        (Y^T Y + Y^T (C - I) Y + regularization * n I) x = Y^T C p, n = positive entries."""
+        ids, values = self._fold_in_inputs(item_ids, strengths)
+        gram = self._fold_in_gram()
+        if ids.size == 0:
+            return np.zeros(gram.shape[0], dtype=np.float32)
+        selected = self.item_factors_[ids].astype(np.float64)
+        extra = self.alpha * np.abs(values.astype(np.float64))
+        positive = values > 0
+        A = gram + (selected.T * extra) @ selected
+        A[np.diag_indices_from(A)] += self.regularization * int(positive.sum())
+        b = selected.T @ np.where(positive, 1.0 + extra, 0.0)
+        try:
+            return np.linalg.solve(A, b).astype(np.float32)
+        except np.linalg.LinAlgError:  # all-zero item factors: no unique solution
+            return np.linalg.lstsq(A, b, rcond=None)[0].astype(np.float32)
+
+
+def _dense_factors(frame: Any, rows: int, factors: int) -> np.ndarray:
+    """A Spark factor DataFrame (id, features) as a (rows, factors) float32 array indexed by
+    id; rows Spark has no factors for (no observed entries) stay zero."""
+    table = frame.toArrow()
+    dense = np.zeros((rows, factors), dtype=np.float32)
+    if table.num_rows:
+        ids = table.column("id").to_numpy()
+        features = table.column("features").combine_chunks().flatten().to_numpy()
+        dense[ids] = features.astype(np.float32).reshape(-1, factors)
+    return dense

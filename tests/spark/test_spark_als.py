@@ -1,0 +1,92 @@
+"""The Spark strategy against mfengine's conformance suite, and what is its own: the order of
+the factors, ALS-WR fold-in, Spark's hyperparameter mapping, the Parquet it trains from."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import scipy.sparse as sp
+
+import mfengine
+from mfengine.testing import StrategyConformance, planted_split
+from mfengine_spark import SparkALS, write_interactions
+
+HYPERPARAMETERS = {"factors": 8, "iterations": 3}
+
+
+@functools.cache
+def _default_fit() -> SparkALS:
+    train, _ = planted_split()
+    return mfengine.create("spark_als", **HYPERPARAMETERS, random_state=0).fit(train)
+
+
+class TestSparkALS(StrategyConformance):
+    strategy_name = "spark_als"
+    hyperparameters = HYPERPARAMETERS
+
+    def fitted(self, **overrides):
+        # A Spark fit costs seconds: the tests that only read the default model share one
+        # (the fit is deterministic for a seed; the seed tests still fit for themselves).
+        if not overrides:
+            return _default_fit()
+        return super().fitted(**overrides)
+
+
+def test_factors_come_back_in_matrix_order() -> None:
+    """Row u of the user factors is matrix row u: a user's top items are the items of the
+    users that share them, whatever order Spark's partitions returned."""
+    model = _default_fit()
+    train, _ = planted_split()
+    learned = model.user_factors_
+    for user in (0, 17, 399):
+        folded = model.fold_in(train[user].indices, train[user].data)
+        np.testing.assert_allclose(folded, learned[user], rtol=1e-3, atol=1e-4)
+
+
+def test_users_and_items_without_events_get_zero_vectors() -> None:
+    matrix = sp.random(30, 20, density=0.3, random_state=1, format="csr", dtype=np.float32)
+    matrix = sp.vstack([matrix, sp.csr_matrix((2, 20))]).tocsr()  # two users, no events
+    matrix[:, 5] = 0
+    matrix.eliminate_zeros()
+    model = SparkALS(factors=4, iterations=2, random_state=0).fit(matrix)
+    assert model.user_factors_.shape == (32, 4)
+    assert not model.user_factors_[30:].any()
+    assert not model.item_factors_[5].any()
+    assert model.user_factors_[:30].any()
+
+
+def test_fold_in_penalty_is_scaled_by_the_history_length() -> None:
+    """Spark's ALS-WR: regularization times the number of positive entries."""
+    model = _default_fit()
+    Y = model.item_factors_.astype(np.float64)
+    ids, strengths = np.array([1, 4, 9]), np.array([1.0, 2.0, 0.5], np.float32)
+    extra = model.alpha * strengths
+    A = Y.T @ Y + (Y[ids].T * extra) @ Y[ids] + model.regularization * 3 * np.eye(Y.shape[1])
+    expected = np.linalg.solve(A, Y[ids].T @ (1.0 + extra))
+    np.testing.assert_allclose(model.fold_in(ids, strengths), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_empty_matrix_and_bad_values_are_named() -> None:
+    with pytest.raises(ValueError, match="no interactions"):
+        SparkALS(factors=4, iterations=1).fit(sp.csr_matrix((3, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="iterations"):
+        SparkALS(iterations=0).fit(sp.eye(3, format="csr"))
+    with pytest.raises(ValueError, match="alpha"):
+        SparkALS(alpha=-1).fit(sp.eye(3, format="csr"))
+
+
+def test_parquet_holds_every_entry_by_position(tmp_path) -> None:
+    matrix = sp.csr_matrix(np.array([[0, 2.5, 0], [1, 0, 3]], dtype=np.float32))
+    table = pq.read_table(write_interactions(matrix, tmp_path))
+    rows = sorted(zip(table["user"].to_pylist(), table["item"].to_pylist(),
+                      table["value"].to_pylist(), strict=True))
+    assert rows == [(0, 1, 2.5), (1, 0, 1.0), (1, 2, 3.0)]
+
+
+def test_last_loss_is_the_objective_of_the_final_factors() -> None:
+    model = _default_fit()
+    assert np.isnan(model.loss_history_[:-1]).all()
+    assert np.isfinite(model.loss_history_[-1]) and model.loss_history_[-1] > 0
