@@ -189,11 +189,16 @@ def offer_hits(selector: Selector, hits: list[tuple[ItemInfo, float]], cold: dic
 def similar_candidates(selector: Selector, version: ModelVersion | None,
                        bundle: ModelBundle | None, item_pk: int, label: str) -> None:
     """The item's nearest items by inner product of factors, from one index search; nothing
-    when the model has no vector for the item."""
-    column = bundle.columns([item_pk])[0] if bundle is not None else -1
-    if bundle is None or bundle.model is None or column < 0:
+    when the model has no vector for the item (a new item's is read from its partition)."""
+    if bundle is None or bundle.model is None:
         return
-    vector = bundle.model.item_factors_[column]
+    column = bundle.columns([item_pk])[0]
+    if column >= 0:
+        vector = bundle.model.item_factors_[column]
+    else:
+        vector = _cold_item_factors(version, bundle, item_pk)
+        if vector is None:
+            return
     # As wide as the indexed vectors (item_vectors() would copy every item to find out).
     query = np.zeros(int(version.dimensions), dtype=np.float32)
     query[: vector.size] = vector  # no bias component: a pure factor inner product
@@ -201,6 +206,21 @@ def similar_candidates(selector: Selector, version: ModelVersion | None,
     hits, _indexed = candidate_search(version, bundle, query, _first_fetch(selector, version),
                                       cold=cold)
     offer_hits(selector, hits, cold, "mf", similar_reason(label))
+
+
+def _cold_item_factors(version: ModelVersion, bundle: ModelBundle, item_pk: int
+                       ) -> np.ndarray | None:
+    """The factors of a new item placed by its content (registry.cold), None when it has no
+    vector in the version either."""
+    with prepared_cursor() as cursor:
+        cursor.execute(f"SELECT embedding FROM {partition_name('item', version.pk)} "
+                       f"WHERE item_id = %(item)s AND cold", {"item": int(item_pk)},
+                       prepare=True)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    vector = row[0].to_numpy() if hasattr(row[0], "to_numpy") else row[0]
+    return np.asarray(vector, dtype=np.float32)[: bundle.model.n_factors_]
 
 
 def precomputed_candidates(selector: Selector, version: ModelVersion | None,

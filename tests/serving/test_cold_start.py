@@ -62,6 +62,14 @@ def test_a_new_item_is_placed_by_its_content_and_recommended_as_mf_cold(served):
     assert by_id["new-category-only"]["reason"] == "new item, placed with its category"
     assert {i["source"] for i in body["items"]} == {"mf", "mf_cold"}
 
+    # Its neighbours are items of its category, by its placed vector.
+    similar = served.client().get("/api/v1/items/new-tagged/similar?k=5").json()
+    assert len(similar["items"]) == 5
+    assert {i["source"] for i in similar["items"]} <= {"mf", "mf_cold"}
+    with served.scope():
+        categories = dict(Item.objects.values_list("external_id", "category"))
+    assert sum(categories[i["item"]] == category for i in similar["items"]) >= 4
+
     # A user of another taste is not shown the item near the top.
     other = _get(served, f"user={_cluster_user(served, 3)}&k=5")
     assert "new-tagged" not in {i["item"] for i in other["items"]}
