@@ -31,7 +31,8 @@ def _planted(n_items=600, factors=8, n_tags=40, seed=0):
 def test_the_mapping_places_unseen_items_near_their_true_vectors():
     tokens, vectors, _ = _planted()
     train, test = slice(0, 500), slice(500, None)
-    mapping = ContentToFactors(regularization=0.1).fit(tokens[train], vectors[train])
+    mapping = ContentToFactors(regularization=0.1, norm_quantile=None).fit(
+        tokens[train], vectors[train])
     placed, placements = mapping.transform(tokens[test])
     assert set(placements) == {"attributes"}
     truth = vectors[test]
@@ -45,7 +46,7 @@ def test_the_mapping_places_unseen_items_near_their_true_vectors():
 
 def test_items_without_attributes_get_their_category_mean_else_the_catalogue_mean():
     tokens, vectors, categories = _planted()
-    mapping = ContentToFactors().fit(tokens, vectors)
+    mapping = ContentToFactors(norm_quantile=None).fit(tokens, vectors)
     placed, placements = mapping.transform([["category=c2"], ["category=unknown"], [],
                                             ["tag=never-seen"]])
     assert placements == ["category", "catalogue", "catalogue", "catalogue"]
@@ -55,9 +56,30 @@ def test_items_without_attributes_get_their_category_mean_else_the_catalogue_mea
     assert placed.dtype == np.float32 and placed.shape == (4, vectors.shape[1])
 
 
+def test_placed_vectors_keep_their_direction_at_the_trained_items_upper_norm():
+    tokens, vectors, _ = _planted()
+    shrunk = ContentToFactors(norm_quantile=None).fit(tokens[:500], vectors[:500])
+    loud = ContentToFactors().fit(tokens[:500], vectors[:500])
+    target = np.quantile(np.linalg.norm(vectors[:500], axis=1), 0.9)
+    quiet, _ = shrunk.transform(tokens[500:] + [["category=c1"]])
+    placed, kinds = loud.transform(tokens[500:] + [["category=c1"], []])
+    np.testing.assert_allclose(np.linalg.norm(placed[:-1], axis=1), target, rtol=1e-4)
+    cosine = np.sum(placed[:-1] * quiet, axis=1) / (
+        np.linalg.norm(placed[:-1], axis=1) * np.linalg.norm(quiet, axis=1))
+    np.testing.assert_allclose(cosine, 1.0, rtol=1e-4)
+    # An item with nothing to place it by stays at the catalogue's mean.
+    assert kinds[-1] == "catalogue"
+    np.testing.assert_allclose(placed[-1], vectors[:500].mean(axis=0), rtol=1e-4, atol=1e-5)
+
+
 def test_saved_and_loaded_without_pickle_it_places_the_same():
     tokens, vectors, _ = _planted(n_items=200)
     mapping = ContentToFactors().fit(tokens, vectors)
+    for other in (ContentToFactors(norm_quantile=None).fit(tokens, vectors),):
+        buffer = io.BytesIO()
+        other.save(buffer)
+        buffer.seek(0)
+        assert ContentToFactors.load(buffer).norm_quantile is None
     buffer = io.BytesIO()
     mapping.save(buffer)
     buffer.seek(0)
