@@ -118,7 +118,9 @@ class Exploring:
     @classmethod
     def start(cls, version: ModelVersion | None, bundle, selector: Selector,
               recommendation_id: uuid.UUID) -> Exploring:
-        options = exploration_options(version) if bundle is not None else None
+        # New items have vectors only in a factor model's partition (not a fallback version's).
+        factor_model = bundle is not None and bundle.model is not None
+        options = exploration_options(version) if factor_model else None
         if options is None:
             return cls()
         rng = generator(recommendation_id)

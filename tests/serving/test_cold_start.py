@@ -193,3 +193,19 @@ def test_user_attributes_are_kept_when_a_batch_does_not_name_them(segmented):
         assert EndUser.objects.get(external_id="joiner").attributes == {"segment": "taste-1"}
         bad = upsert_users(segmented.tenant, [{"external_id": "x", "attributes": [1]}])
     assert bad.rejected[0].field == "attributes"
+
+
+def test_exploration_on_a_fallback_version_explores_nothing(tenant_a):
+    """A tenant below the minimums serves a fallback version: it has no item vectors, so
+    no new item to explore, and the request is answered as before."""
+    with tenant_a.scope():
+        load_synthetic(tenant_a.tenant, synthetic(n_users=60, n_items=30, n_interactions=400))
+        plan = make_plan(tenant_a.tenant, "main", **{
+            **TEST_PLAN, "minimums": {"users": 10_000, "items": 20, "interactions": 500},
+            "serving": {"exploration": {"share": 0.5}}})
+        version = execute_run(queue_run(tenant_a.tenant, plan))
+        upsert_items(tenant_a.tenant, [{"external_id": "fresh", "category": "books"}])
+    assert version.kind == "fallback" and version.status == ModelStatus.ACTIVE
+    body = _get(tenant_a, "user=user-1&k=10")
+    assert len(body["items"]) == 10
+    assert "exploration" not in {i["source"] for i in body["items"]}
