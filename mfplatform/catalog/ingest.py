@@ -19,7 +19,8 @@ from django.db import connection, transaction
 from django.utils.dateparse import parse_datetime
 from psycopg.types.json import Jsonb
 
-from mfplatform.catalog.models import EndUser
+from mfplatform.catalog.models import EndUser, Item
+from mfplatform.catalog.signals import items_written
 from tenants.models import Tenant
 
 MAX_BATCH = 10_000
@@ -222,6 +223,8 @@ def upsert_items(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> 
              [v["category"] for v in values], [Jsonb(v["tags"]) for v in values],
              [Jsonb(v["attributes"]) for v in values], [v["available"] for v in values]])
         inserted = [row[0] for row in cursor.fetchall()]
+        tenant_id = tenant.pk
+        transaction.on_commit(lambda: items_written.send(sender=Item, tenant_id=tenant_id))
     result.created = sum(inserted)
     result.updated = len(inserted) - result.created
     return result
@@ -229,7 +232,7 @@ def upsert_items(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> 
 
 # -- users --------------------------------------------------------------------------------------
 
-USER_FIELDS = {"id", "external_id", "consent", "is_internal", "is_bot"}
+USER_FIELDS = {"id", "external_id", "consent", "is_internal", "is_bot", "attributes"}
 
 
 def upsert_users(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> IngestResult:
@@ -256,7 +259,12 @@ def upsert_users(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> 
                 break
             flags[name] = value
         else:
-            users[external_id] = {"external_id": external_id, **flags}
+            attributes = row.get("attributes")
+            if attributes is not None and not isinstance(attributes, dict):
+                errors.append(RowError(index, "attributes", "expected an object"))
+                continue
+            users[external_id] = {"external_id": external_id, **flags,
+                                  "attributes": attributes}
     result = IngestResult(rejected=errors)
     if errors and not partial:
         result.written = False
@@ -268,18 +276,30 @@ def upsert_users(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> 
         cursor.execute(
             """
             INSERT INTO catalog_enduser (tenant_id, external_id, consent, is_internal, is_bot,
-                                         created_at, updated_at)
-            SELECT %s, r.external_id, r.consent, r.is_internal, r.is_bot, now(), now()
-            FROM unnest(%s::text[], %s::bool[], %s::bool[], %s::bool[])
-                 AS r(external_id, consent, is_internal, is_bot)
+                                         attributes, created_at, updated_at)
+            SELECT %s, r.external_id, r.consent, r.is_internal, r.is_bot,
+                   coalesce(r.attributes, '{}'::jsonb), now(), now()
+            FROM unnest(%s::text[], %s::bool[], %s::bool[], %s::bool[], %s::jsonb[])
+                 AS r(external_id, consent, is_internal, is_bot, attributes)
             ON CONFLICT (tenant_id, external_id) DO UPDATE SET
                 consent = EXCLUDED.consent, is_internal = EXCLUDED.is_internal,
                 is_bot = EXCLUDED.is_bot, updated_at = now()
             RETURNING (xmax = 0)
             """,
             [tenant.pk, [v["external_id"] for v in values], [v["consent"] for v in values],
-             [v["is_internal"] for v in values], [v["is_bot"] for v in values]])
+             [v["is_internal"] for v in values], [v["is_bot"] for v in values],
+             [None if v["attributes"] is None else Jsonb(v["attributes"]) for v in values]])
         inserted = [row[0] for row in cursor.fetchall()]
+        # Attributes change only where a row gives them: a row without (and the users that
+        # events create) keeps what the user has. The rows are already locked, in order.
+        given = [v for v in values if v["attributes"] is not None]
+        if given:
+            cursor.execute(
+                "UPDATE catalog_enduser u SET attributes = r.attributes FROM unnest("
+                "%s::text[], %s::jsonb[]) AS r(external_id, attributes) "
+                "WHERE u.tenant_id = %s AND u.external_id = r.external_id",
+                [[v["external_id"] for v in given], [Jsonb(v["attributes"]) for v in given],
+                 tenant.pk])
     result.created = sum(inserted)
     result.updated = len(inserted) - result.created
     return result

@@ -42,6 +42,9 @@ class EndUser(TenantOwned):
     consent = models.BooleanField(default=True)
     is_internal = models.BooleanField(default=False)
     is_bot = models.BooleanField(default=False)
+    # What the tenant knows of the user before any event (onboarding answers); `segment`
+    # places a user without events at the mean vector of that segment's users.
+    attributes = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

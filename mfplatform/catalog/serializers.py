@@ -17,9 +17,12 @@ class ItemSerializer(serializers.ModelSerializer):
 
 
 class EndUserSerializer(serializers.ModelSerializer):
+    attributes = StorableJSONField(required=False, objects_only=True)
+
     class Meta:
         model = EndUser
-        fields = ["external_id", "consent", "is_internal", "is_bot", "created_at", "updated_at"]
+        fields = ["external_id", "consent", "is_internal", "is_bot", "attributes", "created_at",
+                  "updated_at"]
         read_only_fields = ["external_id", "created_at", "updated_at"]
 
 

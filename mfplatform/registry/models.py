@@ -85,6 +85,11 @@ class ItemVector(TenantOwned):
                                       related_name="item_vectors")
     item = models.ForeignKey("catalog.Item", on_delete=models.CASCADE, related_name="+")
     embedding = VectorField()
+    # An item added after the version was trained, placed by its content (registry.cold):
+    # how (one of mfengine.cold.PLACEMENTS). Defaults in the database too: publication
+    # writes its rows with SQL that does not name these columns.
+    cold = models.BooleanField(default=False, db_default=False)
+    cold_placement = models.CharField(max_length=16, blank=True, default="", db_default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["model_version", "item"],

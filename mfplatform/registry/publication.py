@@ -26,16 +26,23 @@ def publish(run: TrainingRun, trained: TrainedRun) -> ModelVersion:
     if trained.model is None:
         return publish_fallback(run, trained.prepared, trained.catalogue)
     return publish_mf(run, trained.model, trained.strategy, trained.hyperparameters,
-                      trained.prepared, trained.catalogue, trained.report, trained.checks)
+                      trained.prepared, trained.catalogue, trained.report, trained.checks,
+                      cold=(trained.cold_items, trained.segments))
 
 
-def _write_files(run, prepared, catalogue, model=None) -> dict:
+def _write_files(run, prepared, catalogue, model=None, cold=(None, None)) -> dict:
     """Every file of the version, before its row: a committed version always has them all (a
     worker killed in between leaves an unreferenced folder, never a version without its
     files). The row's fields that point at them and vouch for them."""
     folder = new_artifact_dir(run)
     if model is not None:
         model.save(Path(default_storage.path(folder)) / "model.npz")
+    cold_items, segments = cold
+    # Where new items and users without events go: registry.cold, serving's bundle.
+    if cold_items is not None:
+        cold_items.save(Path(default_storage.path(folder)) / "cold.npz")
+    if segments is not None:
+        segments.save(Path(default_storage.path(folder)) / "segments.npz")
     save_fallbacks(folder, prepared, catalogue)
     return {"artifact": folder, "checksums": checksums(folder)}
 
@@ -47,9 +54,9 @@ def _run_fields(run) -> dict:
             "version": _next_version(run)}
 
 
-def publish_mf(run, model, strategy, training, prepared, catalogue, report, checks
-               ) -> ModelVersion:
-    files = _write_files(run, prepared, catalogue, model)
+def publish_mf(run, model, strategy, training, prepared, catalogue, report, checks,
+               cold=(None, None)) -> ModelVersion:
+    files = _write_files(run, prepared, catalogue, model, cold)
     item_vectors = model.item_vectors()
     user_vectors = model.user_vectors()
     passed = all_passed(checks)

@@ -8,12 +8,14 @@ import traceback
 from celery import shared_task
 from django.db import InterfaceError, OperationalError, close_old_connections
 
+from mfplatform.registry.cold import place_cold_items
 from mfplatform.registry.runs import execute_run
 from mfplatform.training.liveness import RunStopped
 from mfplatform.training.models import TrainingRun
 from mfplatform.training.pipeline import fail_run
 from mfplatform.training.services import RUN_TASK
 from tenants.context import tenant_context
+from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +45,14 @@ def train_plan(self, tenant_id: int, run_id: int) -> None:
             log.exception("run %s failed", run_id)
             fail_run(run_id, tenant_id, f"{type(exc).__name__}: {exc}\n"
                                         f"{traceback.format_exc(limit=8)}")
+
+
+@shared_task(name="registry.place_new_items", acks_late=True, max_retries=3,
+             time_limit=1800)
+def place_new_items(tenant_id: int) -> None:
+    """Vectors for the tenant's items its active versions were not trained on
+    (registry.cold)."""
+    with tenant_context(tenant_id):
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        if tenant is not None:  # deleted meanwhile
+            place_cold_items(tenant)

@@ -139,6 +139,36 @@ def create_item_index(model_version: ModelVersion) -> None:
         attach_partition(cursor, "item", model_version.pk)
 
 
+def add_cold_item_vectors(model_version: ModelVersion, ids: np.ndarray, vectors: np.ndarray,
+                          placements: list[str]) -> int:
+    """Add vectors of items the version was not trained on to its attached partition, flagged
+    cold with their placement; the HNSW index takes them in as they are inserted. An item
+    that has a vector already keeps it. Runs in the caller's transaction."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("add_cold_item_vectors must run inside transaction.atomic()")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    ids = np.asarray(ids, dtype=np.int64)
+    if not (len(ids) == len(vectors) == len(placements)):
+        raise ValueError("one vector and one placement per id")
+    raw = raw_connection()
+    with raw.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging_cold_vectors "
+                       "(ref bigint, embedding vector, placement text) ON COMMIT DROP")
+        cursor.execute("TRUNCATE staging_cold_vectors")
+        with cursor.copy("COPY staging_cold_vectors (ref, embedding, placement) FROM STDIN "
+                         "WITH (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "vector", "text"])
+            for ref, vector, placement in zip(ids.tolist(), vectors, placements, strict=True):
+                copy.write_row((ref, vector, placement))
+        cursor.execute(
+            f"INSERT INTO {partition_name('item', model_version.pk)} (tenant_id, "
+            f"model_version_id, item_id, embedding, cold, cold_placement) "
+            f"SELECT %s, %s, ref, embedding, true, placement FROM staging_cold_vectors "
+            f"ON CONFLICT (item_id, model_version_id) DO NOTHING",
+            [model_version.tenant_id, model_version.pk])
+        return cursor.rowcount
+
+
 def drop_vectors(model_version: ModelVersion) -> None:
     """Drop the version's partitions (rows and index go with them); nothing else is touched."""
     with connection.cursor() as cursor:

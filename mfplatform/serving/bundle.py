@@ -19,6 +19,7 @@ import scipy.sparse as sp
 import mfengine
 from mfengine.base import ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION
 from mfengine.baselines import ContentRecommender, PopularityRecommender
+from mfengine.cold import SegmentVectors
 from mfengine.ids import positions
 from mfengine.recommender import METADATA_KEY
 from mfplatform.registry.artifacts import artifact_exists, open_artifact
@@ -43,6 +44,9 @@ class ModelBundle:
     cutoff: float  # unix seconds of the dataset version's cutoff
     # (Item pks, item vectors) of the NORM_HEAD largest item vectors, for candidate search.
     head: tuple[np.ndarray, np.ndarray] | None = None
+    # The mean user vector per `segment` attribute, for users without events (versions
+    # published before cold start have none).
+    segments: SegmentVectors | None = None
     _popular: dict = field(default_factory=dict, repr=False)
 
     def columns(self, item_pks) -> np.ndarray:
@@ -145,6 +149,9 @@ def _load(version: ModelVersion, users: bool) -> ModelBundle:
     if model is not None:
         bundle.head = _norm_head(bundle)
         _warm_fold_in(model)
+        if artifact_exists(version, "segments.npz"):
+            with open_artifact(version, "segments.npz") as handle:
+                bundle.segments = SegmentVectors.load(handle)
     bundle.popular()
     return bundle
 

@@ -11,13 +11,14 @@ from mfplatform.catalog.models import EndUser
 from mfplatform.registry.models import ModelVersion
 from mfplatform.registry.vectors import nearest_items, partition_name
 from mfplatform.serving.bundle import NORM_HEAD, ModelBundle  # noqa: F401 (benchmarks)
-from mfplatform.serving.explain import similar_reason
+from mfplatform.serving.explain import cold_item_reason, similar_reason
 from mfplatform.serving.items import ITEM_COLUMNS, prepared_cursor
 from mfplatform.serving.models import PrecomputedRecommendation
 from mfplatform.serving.rules import ItemInfo
 from mfplatform.serving.selector import Selector
 from mfplatform.serving.state import History, newer_than_model
 
+COLD_SOURCE = "mf_cold"  # a new item, placed in the model by its content
 EF_SEARCH_MIN = 40  # pgvector's default hnsw.ef_search: never search narrower
 EF_SEARCH_MAX = 1000  # pgvector's upper bound for hnsw.ef_search
 _PGVECTOR_VERSION: dict[str, tuple[int, ...]] = {}
@@ -82,12 +83,15 @@ def norm_head(bundle: ModelBundle) -> tuple[np.ndarray, np.ndarray]:
 
 
 def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarray,
-                     limit: int, ef_search: int | None = None
+                     limit: int, ef_search: int | None = None,
+                     cold: dict[int, str] | None = None
                      ) -> tuple[list[tuple[ItemInfo, float]], int]:
     """The best `limit` items for `query`: the version's HNSW index merged with the exactly
     scored norm head, catalogue rows joined in, best first; one round trip. Returns the hits
     and how many rows the index gave (fewer than `limit`: it has no more at this ef_search).
-    `ef_search` overrides the search width serving derives from `limit` (for measurements)."""
+    `ef_search` overrides the search width serving derives from `limit` (for measurements).
+    `cold`, when given, receives {item pk: placement} of the hits that are new items placed
+    by their content (registry.cold) rather than trained."""
     search_settings(search_ef(ef_search or limit))
     head_pks, head_vectors = norm_head(bundle)
     head_scores = head_vectors @ query
@@ -106,6 +110,8 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
     for row in rows:
         hits.append((ItemInfo(*row[:width]), float(row[width])))
         indexed += bool(row[width + 1])
+        if row[width + 2] and cold is not None:
+            cold[row[0]] = row[width + 2]
     return hits[:limit], indexed
 
 
@@ -119,7 +125,7 @@ def candidate_sql(version: ModelVersion, limit: int) -> str:
     embedding = f"embedding::vector({dims})"
     columns = ", ".join(f"i.{c}" for c in ITEM_COLUMNS)
     return (
-        f"WITH idx AS MATERIALIZED (SELECT item_id, "
+        f"WITH idx AS MATERIALIZED (SELECT item_id, cold_placement, "
         f"-({embedding} <#> %(query)s::vector({dims})) AS score "
         f"FROM {partition_name('item', version_id)} "
         f"ORDER BY {embedding} <#> %(query)s::vector({dims}) LIMIT {int(limit)}), "
@@ -127,8 +133,9 @@ def candidate_sql(version: ModelVersion, limit: int) -> str:
         f"%(scores)s::float8[]) AS x(item_id, score) "
         f"WHERE x.score > (SELECT min(score) FROM idx) "
         f"AND x.item_id NOT IN (SELECT item_id FROM idx)) "
-        f"SELECT {columns}, h.score, h.indexed FROM (SELECT item_id, score, true AS indexed "
-        f"FROM idx UNION ALL SELECT item_id, score, false FROM head) h "
+        f"SELECT {columns}, h.score, h.indexed, h.cold_placement FROM (SELECT item_id, score, "
+        f"true AS indexed, cold_placement FROM idx "
+        f"UNION ALL SELECT item_id, score, false, '' FROM head) h "
         f"JOIN catalog_item i ON i.id = h.item_id ORDER BY h.score DESC")
 
 
@@ -137,17 +144,19 @@ def _first_fetch(selector: Selector, version: ModelVersion) -> int:
 
 
 def mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundle,
-                  vector: np.ndarray) -> None:
+                  vector: np.ndarray, source: str = "mf") -> None:
     """Over-fetch from the index (with the norm head), doubling the batch (and ef_search)
     until `k` candidates pass the rules; when the index cannot give more (pgvector < 0.8
     returns at most ef_search rows, filters apply after the scan) or the catalogue is
-    exhausted, finish exactly."""
+    exhausted, finish exactly. Items are labelled `source` (how the user's vector was made),
+    new items placed by their content "mf_cold"."""
     query = bundle.model.user_vectors(vector)[0]
     n_items = version.n_item_vectors
     fetch = _first_fetch(selector, version)
     while not selector.full:
-        hits, indexed = candidate_search(version, bundle, query, fetch)
-        selector.offer_items(hits, "mf")  # rows offered before are skipped by the selector
+        cold: dict[int, str] = {}
+        hits, indexed = candidate_search(version, bundle, query, fetch, cold=cold)
+        offer_hits(selector, hits, cold, source)  # rows offered before are skipped
         if selector.full:
             return
         if indexed < fetch or fetch >= n_items:
@@ -157,22 +166,61 @@ def mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundle
     # before k items are accepted costs item rows).
     scores = bundle.model.score(vector[None, :])[0]
     order = np.argsort(-scores, kind="stable")
-    selector.offer(bundle.item_pks(order), scores[order], "mf")
+    selector.offer(bundle.item_pks(order), scores[order], source)
+
+
+def offer_hits(selector: Selector, hits: list[tuple[ItemInfo, float]], cold: dict[int, str],
+               source: str, reason=None) -> None:
+    """The search's hits in order, each new item (in `cold`) as "mf_cold" with the reason
+    saying how it was placed, the others as `source`."""
+    if not cold:
+        selector.offer_items(hits, source, reason)
+        return
+    for item, score in hits:
+        if selector.full:
+            return
+        placement = cold.get(item.id)
+        if placement is None:
+            selector.offer_items([(item, score)], source, reason)
+        else:
+            selector.offer_items([(item, score)], COLD_SOURCE, cold_item_reason(placement))
 
 
 def similar_candidates(selector: Selector, version: ModelVersion | None,
                        bundle: ModelBundle | None, item_pk: int, label: str) -> None:
     """The item's nearest items by inner product of factors, from one index search; nothing
-    when the model has no vector for the item."""
-    column = bundle.columns([item_pk])[0] if bundle is not None else -1
-    if bundle is None or bundle.model is None or column < 0:
+    when the model has no vector for the item (a new item's is read from its partition)."""
+    if bundle is None or bundle.model is None:
         return
-    vector = bundle.model.item_factors_[column]
+    column = bundle.columns([item_pk])[0]
+    if column >= 0:
+        vector = bundle.model.item_factors_[column]
+    else:
+        vector = _cold_item_factors(version, bundle, item_pk)
+        if vector is None:
+            return
     # As wide as the indexed vectors (item_vectors() would copy every item to find out).
     query = np.zeros(int(version.dimensions), dtype=np.float32)
     query[: vector.size] = vector  # no bias component: a pure factor inner product
-    hits, _indexed = candidate_search(version, bundle, query, _first_fetch(selector, version))
-    selector.offer_items(hits, "mf", similar_reason(label))
+    cold: dict[int, str] = {}
+    hits, _indexed = candidate_search(version, bundle, query, _first_fetch(selector, version),
+                                      cold=cold)
+    offer_hits(selector, hits, cold, "mf", similar_reason(label))
+
+
+def _cold_item_factors(version: ModelVersion, bundle: ModelBundle, item_pk: int
+                       ) -> np.ndarray | None:
+    """The factors of a new item placed by its content (registry.cold), None when it has no
+    vector in the version either."""
+    with prepared_cursor() as cursor:
+        cursor.execute(f"SELECT embedding FROM {partition_name('item', version.pk)} "
+                       f"WHERE item_id = %(item)s AND cold", {"item": int(item_pk)},
+                       prepare=True)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    vector = row[0].to_numpy() if hasattr(row[0], "to_numpy") else row[0]
+    return np.asarray(vector, dtype=np.float32)[: bundle.model.n_factors_]
 
 
 def precomputed_candidates(selector: Selector, version: ModelVersion | None,

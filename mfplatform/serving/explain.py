@@ -48,6 +48,19 @@ def give_reasons(picks: list[Pick], reason: Reason) -> None:
         pick.reason = pick.reason or reason(pick.item)
 
 
+# How a new item was placed in the model (mfengine.cold.PLACEMENTS) -> what the user reads.
+COLD_ITEM_REASONS = {
+    "attributes": "new item, placed by its attributes",
+    "category": "new item, placed with its category",
+    "catalogue": "new item, placed at the catalogue's average",
+}
+
+
+def cold_item_reason(placement: str) -> Reason:
+    reason = COLD_ITEM_REASONS.get(placement, COLD_ITEM_REASONS["catalogue"])
+    return lambda _item: reason
+
+
 def similar_reason(label: str) -> Reason:
     return lambda _item: f"often liked together with {label}"
 

@@ -94,7 +94,9 @@ class EligibilityRuleSerializer(serializers.ModelSerializer):
 class RecommendedItemSerializer(serializers.Serializer):
     item = serializers.CharField(help_text="the item's external id")
     score = serializers.FloatField()
-    source = serializers.CharField(help_text="mf, content, editorial, popularity or a plugin")
+    source = serializers.CharField(help_text=(
+        "mf, mf_cold (a new item placed by its content), mf_onboarding, mf_segment, "
+        "exploration, content, editorial, popularity or a plugin"))
     reason = serializers.CharField(required=False, help_text="with explain=true")
 
 

@@ -27,7 +27,9 @@ from mfplatform.serving.candidates import (
     precomputed_candidates,
     similar_candidates,
 )
+from mfplatform.serving.cold import SEGMENT_SOURCE, segment_reason, served_vector
 from mfplatform.serving.explain import give_reasons, mf_reason
+from mfplatform.serving.exploration import Exploring
 from mfplatform.serving.fallbacks import content, fallback_chain, popularity
 from mfplatform.serving.models import Impression
 from mfplatform.serving.rules import CategoryFilter, Rule
@@ -38,7 +40,6 @@ from mfplatform.serving.state import (
     load_model,
     request_state,
     session_items,
-    user_vector,
 )
 from tenants.models import Tenant
 
@@ -78,17 +79,21 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
                         rule_context(tenant, state.user, state.history, state.suppressed),
                         request.k, session.excluded)
     personalised = state.personalised
+    recommendation_id = uuid.uuid4()
+    exploring = Exploring.start(state.version, bundle, selector, recommendation_id)
     precomputed = (request.precomputed and personalised and precomputed_candidates(
         selector, state.version, bundle, state.user, state.history))
-    vector = user_vector(bundle, state, session.items) if personalised else None
+    vector, source = (served_vector(bundle, state, session.items, bool(user_external_id))
+                      if personalised else (None, "mf"))
     if vector is not None and not selector.full:
-        _model_candidates(selector, state, bundle, vector, session, request.explain)
+        _model_candidates(selector, state, bundle, vector, session, request.explain, source)
+    exploring.finish(selector)
     fallback_used = fallback_chain(selector, bundle, state.history, session.items,
                                    request.category, personalised)
     _record_impressions(tenant, state.user, selector)
     metrics.record_response(tenant.slug, selector, fallback_used)
     return {
-        "recommendation_id": str(uuid.uuid4()),
+        "recommendation_id": str(recommendation_id),
         "user": user_external_id,
         "personalised": bool(personalised and vector is not None),
         "model_version": None if state.version is None else {
@@ -123,11 +128,14 @@ def _request_rules(request: Request) -> list[Rule]:
 
 
 def _model_candidates(selector: Selector, state: RequestState, bundle: ModelBundle,
-                      vector: np.ndarray, session: Session, explain: bool) -> None:
+                      vector: np.ndarray, session: Session, explain: bool,
+                      source: str = "mf") -> None:
     """The model's candidates for the user's vector, with reasons when asked for."""
-    reason = (mf_reason(selector.tenant, bundle, state.history, session.items)
-              if explain else None)
-    mf_candidates(selector, state.version, bundle, vector)
+    reason = None
+    if explain:
+        reason = (segment_reason if source == SEGMENT_SOURCE else
+                  mf_reason(selector.tenant, bundle, state.history, session.items))
+    mf_candidates(selector, state.version, bundle, vector, source)
     if reason is not None:  # the precomputed picks get their reasons too
         give_reasons(selector.picks, reason)
 

@@ -28,9 +28,10 @@ from django.utils import timezone
 import mfengine
 from mfengine.baselines import ContentRecommender, PopularityRecommender, item_tokens
 from mfengine.checks import check_model
+from mfengine.cold import ContentToFactors, SegmentVectors
 from mfengine.data import PreparedData
 from mfengine.report import build_report
-from mfplatform.catalog.models import Item
+from mfplatform.catalog.models import EndUser, Item
 from mfplatform.training.dataset import EventArrays, build_dataset_version
 from mfplatform.training.engines import choose_engine, save_spark_input
 from mfplatform.training.liveness import RunStopped, beat
@@ -93,6 +94,10 @@ class TrainedRun:
     hyperparameters: dict | None = None
     report: dict | None = None
     checks: list | None = None
+    # Cold start: where new items go in the model's item space (by their content) and where
+    # users without events go (their segment's mean vector).
+    cold_items: ContentToFactors | None = None
+    segments: SegmentVectors | None = None
 
 
 def start_run(run: TrainingRun) -> None:
@@ -146,8 +151,25 @@ def train_and_evaluate(run: TrainingRun, timer: StageTimer,
             report["tuning"] = tuning
         report["engine"] = engine.record
         checks = check_model(model, prepared.matrix)
+        cold_items, segments = _cold_start(run, model, prepared, catalogue)
 
-    return TrainedRun(prepared, catalogue, model, strategy, training, report, checks)
+    return TrainedRun(prepared, catalogue, model, strategy, training, report, checks,
+                      cold_items, segments)
+
+
+def _cold_start(run: TrainingRun, model: mfengine.MatrixFactorization, prepared: PreparedData,
+                catalogue: dict) -> tuple[ContentToFactors, SegmentVectors]:
+    """The content-to-vector mapping of the items the model learned (their exported vectors,
+    bias included, as written to pgvector) and the mean user factors per `segment` attribute
+    of the users it learned."""
+    tokens = item_tokens(prepared.shape[1], **catalogue)
+    cold_items = ContentToFactors().fit(tokens, model.item_vectors())
+    by_pk = dict(EndUser.objects.filter(tenant=run.tenant, pk__in=list(map(
+        int, prepared.user_ids))).exclude(attributes__segment=None)
+        .values_list("id", "attributes__segment"))
+    segments = [by_pk.get(int(pk)) for pk in prepared.user_ids]
+    return cold_items, SegmentVectors().fit(
+        [None if s is None else str(s) for s in segments], model.user_factors_)
 
 
 def _progress(run: TrainingRun, iterations: int | None):

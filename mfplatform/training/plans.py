@@ -32,8 +32,9 @@ from mfengine.tuning import DEFAULT_SPACES
 
 FILTERS = ("exclude_bot", "exclude_internal", "valid_item", "consent_required")
 METRICS = RANKING_KEYS  # what the evaluation computes per k
-# Keys of older configurations that never controlled anything: dropped when a config is read.
-RETIRED_KEYS = ("model", "serving")
+# Keys of older configurations that never controlled anything: dropped when a config is read
+# (`serving` held other keys once: those are dropped, the section's own kept).
+RETIRED_KEYS = ("model",)
 MAX_EVENT_WEIGHT = 1000.0
 
 
@@ -156,6 +157,20 @@ class PromotionSerializer(StrictSerializer):
         return _validate_metric_at_k(value)
 
 
+class ExplorationSerializer(StrictSerializer):
+    """`serving.exploration`: a share of each list's slots reserved for new items (placed in
+    the model by their content), picked at random among those at most `max_item_age_days`
+    old, seeded by the recommendation id; labelled "exploration"."""
+
+    share = serializers.FloatField(min_value=0, max_value=0.5, default=0.05)
+    max_item_age_days = serializers.FloatField(min_value=0.01, max_value=3650, default=30)
+
+
+class ServingSerializer(StrictSerializer):
+    # Absent or null: no exploration.
+    exploration = ExplorationSerializer(required=False, allow_null=True, default=None)
+
+
 class PlanConfigSerializer(StrictSerializer):
     events = serializers.DictField(child=serializers.FloatField(
         min_value=0, max_value=MAX_EVENT_WEIGHT), default=dict(
@@ -172,6 +187,7 @@ class PlanConfigSerializer(StrictSerializer):
         default=lambda: EvaluationSerializer().to_internal_value({}))
     minimums = MinimumsSerializer(default=lambda: MinimumsSerializer().to_internal_value({}))
     promotion = PromotionSerializer(default=lambda: PromotionSerializer().to_internal_value({}))
+    serving = ServingSerializer(default=lambda: ServingSerializer().to_internal_value({}))
     schedule = serializers.CharField(allow_null=True, allow_blank=True, default=None)
 
     def validate_events(self, value: dict) -> dict:
@@ -223,7 +239,15 @@ def default_plan_config(**overrides: Any) -> dict:
 
 def stored_plan_config(stored: dict) -> dict:
     """A configuration as stored, without the keys retired since it was written."""
-    return {key: value for key, value in stored.items() if key not in RETIRED_KEYS}
+    config = {key: value for key, value in stored.items() if key not in RETIRED_KEYS}
+    serving = config.get("serving")
+    if isinstance(serving, dict):
+        kept = {key: value for key, value in serving.items() if key in ServingSerializer().fields}
+        if kept:
+            config["serving"] = kept
+        else:
+            config.pop("serving")
+    return config
 
 
 # Values that are replaced whole by a PATCH: a mapping of event names is one setting.

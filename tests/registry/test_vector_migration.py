@@ -16,11 +16,12 @@ SEED = """
 import numpy as np
 from django.apps import apps
 from django.core.management import call_command
+from django.db import connection
 call_command("migrate", "registry", "0004_version_file_checksums", verbosity=0)
 for app in apps.get_app_configs():  # everything else as far as it goes without registry 0005
     if app.label != "registry" and app.models_module is not None:
         call_command("migrate", app.label, verbosity=0)
-from mfplatform.registry.models import ItemVector, UserVector
+from mfplatform.registry.models import UserVector
 from mfplatform.catalog.models import EndUser, Item
 from tenants.context import tenant_context
 from tests.conftest import make_tenant
@@ -34,9 +35,13 @@ for slug, n_items in (("alpha", 15), ("bravo", 12)):
         users = list(EndUser.objects.all())
         for _ in range(2):
             version = make_model_version(plan)
-            ItemVector.objects.bulk_create(ItemVector(
-                tenant=fixture.tenant, model_version=version, item=item,
-                embedding=np.full(4, item.pk, np.float32)) for item in items)
+            # In SQL: today's ItemVector has columns (cold, cold_placement) 0004 does not.
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO registry_itemvector (tenant_id, model_version_id, item_id, "
+                    "embedding) VALUES (%s, %s, %s, %s::vector)",
+                    [(fixture.tenant.pk, version.pk, item.pk, str([float(item.pk)] * 4))
+                     for item in items])
             UserVector.objects.bulk_create(UserVector(
                 tenant=fixture.tenant, model_version=version, user=user,
                 embedding=np.ones(4, np.float32)) for user in users)

@@ -19,7 +19,8 @@ def _create(tenant_fixture, config, name="main", **fields):
     ({"training": {"strategy": "als", "factorz": 8}}, ["training", "factorz"]),
     ({"promotion": {"metrik": "ndcg@10"}}, ["promotion", "metrik"]),
     ({"model": "implicit_matrix_factorization_v1"}, ["model"]),
-    ({"serving": {"candidates": 10}}, ["serving"]),
+    ({"serving": {"candidates": 10}}, ["serving", "candidates"]),
+    ({"serving": {"exploration": {"shar": 0.1}}}, ["serving", "exploration", "shar"]),
 ])
 def test_unknown_keys_are_refused_with_their_path(tenant_a, config, path):
     response = _create(tenant_a, config)
@@ -40,6 +41,10 @@ def test_unknown_keys_are_refused_with_their_path(tenant_a, config, path):
     ({"promotion": {"min_improvement_over_active": 1e308}},
      ["promotion", "min_improvement_over_active"]),
     ({"minimums": {"users": 10**30}}, ["minimums", "users"]),
+    ({"serving": {"exploration": {"share": 0.6}}}, ["serving", "exploration", "share"]),
+    ({"serving": {"exploration": {"share": -0.1}}}, ["serving", "exploration", "share"]),
+    ({"serving": {"exploration": {"max_item_age_days": 0}}},
+     ["serving", "exploration", "max_item_age_days"]),
 ])
 def test_numbers_out_of_bounds_are_refused_with_their_path(tenant_a, config, path):
     response = _create(tenant_a, config)
@@ -48,6 +53,15 @@ def test_numbers_out_of_bounds_are_refused_with_their_path(tenant_a, config, pat
     for key in path:
         errors = errors[key]
     assert errors
+
+
+def test_exploration_is_off_unless_given_and_takes_its_defaults(tenant_a):
+    created = _create(tenant_a, {"serving": {"exploration": {"share": 0.1}}})
+    assert created.status_code == 201, created.json()
+    assert created.json()["config"]["serving"] == {
+        "exploration": {"share": 0.1, "max_item_age_days": 30.0}}
+    plain = _create(tenant_a, {}, name="other")
+    assert plain.json()["config"]["serving"] == {"exploration": None}
 
 
 def test_promotion_metric_at_an_evaluated_k_is_accepted(tenant_a):
@@ -84,7 +98,8 @@ def test_patch_of_an_old_config_with_retired_keys_still_works(tenant_a):
     assert response.status_code == 200, response.json()
     with tenant_a.scope():
         stored = TrainingPlan.objects.get(pk=plan.pk).config
-    assert "model" not in stored and "serving" not in stored
+    # The old serving keys are gone; the section is today's (exploration off).
+    assert "model" not in stored and stored["serving"] == {"exploration": None}
     assert stored["schedule"] == "0 3 * * *"
 
 

@@ -1,0 +1,135 @@
+"""Exploration: a share of a list's slots reserved for new items, so that items without
+events get shown and learn from their first reactions (plan option `serving.exploration`:
+{share, max_item_age_days}).
+
+Eligible are the active version's cold items (placed by their content after it was trained,
+registry.cold) created at most `max_item_age_days` ago; they pass the rules like every other
+candidate. The number of slots is share x k, its fraction drawn at random (5% of 10 slots:
+one slot in every other list), and which items and where they go are drawn from a generator
+seeded by the recommendation id: the same id gives the same list."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import numpy as np
+from django.db import connection
+
+from mfplatform.registry.models import ModelVersion
+from mfplatform.registry.vectors import partition_name
+from mfplatform.serving.cache import serving_cache
+from mfplatform.serving.selector import Selector
+from mfplatform.training.models import TrainingPlan
+
+SOURCE = "exploration"
+# How long a process keeps a plan's serving options and a version's eligible items: a
+# change to the plan, or a new item, applies within this.
+REFRESH_SECONDS = 30
+
+
+def exploration_options(version: ModelVersion | None) -> dict | None:
+    """The serving plan's current `serving.exploration` ({share, max_item_age_days}), None
+    when off (a plan change applies without a new version)."""
+    if version is None:
+        return None
+
+    def load():
+        config = (TrainingPlan.objects.filter(pk=version.plan_id)
+                  .values_list("config", flat=True).first()) or {}
+        return (config.get("serving") or {}).get("exploration")
+
+    options = _cached(("exploration-options", version.plan_id), load, 256)
+    return options if options and options.get("share", 0) > 0 else None
+
+
+def generator(recommendation_id: uuid.UUID) -> np.random.Generator:
+    return np.random.default_rng(recommendation_id.int)
+
+
+def reserved_slots(options: dict, k: int, rng: np.random.Generator) -> int:
+    """share x k slots, the fraction rounded up with its probability."""
+    expected = float(options["share"]) * k
+    slots = int(expected)
+    if rng.random() < expected - slots:
+        slots += 1
+    return min(slots, k)
+
+
+def explore(selector: Selector, version: ModelVersion, options: dict, slots: int,
+            rng: np.random.Generator) -> None:
+    """Fill up to `slots` more places of the selector with eligible new items, drawn at
+    random, each put at a random place of the list."""
+    eligible = eligible_items(version, float(options["max_item_age_days"]))
+    if not slots or not eligible.size:
+        return
+    before = len(selector.picks)
+    selector.k, wanted = before + slots, selector.k
+    try:
+        order = rng.permutation(eligible)
+        selector.offer(order, np.zeros(order.size), SOURCE, _reason)
+    finally:
+        selector.k = wanted
+    explored = selector.picks[before:]
+    del selector.picks[before:]
+    for pick in explored:
+        selector.picks.insert(int(rng.integers(0, len(selector.picks) + 1)), pick)
+
+
+def eligible_items(version: ModelVersion, max_age_days: float) -> np.ndarray:
+    """Pks of the version's cold items created within `max_age_days`, newest first."""
+
+    def load():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT v.item_id FROM {partition_name('item', version.pk)} v "
+                f"JOIN catalog_item i ON i.id = v.item_id WHERE v.cold "
+                f"AND i.created_at >= now() - make_interval(secs => %s) "
+                f"ORDER BY i.created_at DESC, v.item_id LIMIT 10000",
+                [max_age_days * 86400.0])
+            return np.array([row[0] for row in cursor.fetchall()], dtype=np.int64)
+
+    return _cached(("exploration-items", version.pk, max_age_days), load, None)
+
+
+def _cached(key, load, size: int | None):
+    cache, now = serving_cache(), time.monotonic()
+    entry = cache.get(key)
+    if entry is not None and entry[0] > now:
+        return entry[1]
+    value = load()
+    nbytes = size if size is not None else 128 + int(getattr(value, "nbytes", 0))
+    cache.put(key, (now + REFRESH_SECONDS, value), nbytes)
+    return value
+
+
+def _reason(_item) -> str:
+    return "new in the catalogue: shown to learn who likes it"
+
+
+class Exploring:
+    """One request's exploration: its slots are held back from the model's candidates
+    (`start`) and filled with new items before the fallbacks (`finish`)."""
+
+    def __init__(self, version: ModelVersion | None = None, options: dict | None = None,
+                 slots: int = 0, rng: np.random.Generator | None = None):
+        self.version, self.options, self.slots, self.rng = version, options, slots, rng
+
+    @classmethod
+    def start(cls, version: ModelVersion | None, bundle, selector: Selector,
+              recommendation_id: uuid.UUID) -> Exploring:
+        # New items have vectors only in a factor model's partition (not a fallback version's).
+        factor_model = bundle is not None and bundle.model is not None
+        options = exploration_options(version) if factor_model else None
+        if options is None:
+            return cls()
+        rng = generator(recommendation_id)
+        slots = reserved_slots(options, selector.k, rng)
+        selector.k -= slots
+        return cls(version, options, slots, rng)
+
+    def finish(self, selector: Selector) -> None:
+        if not self.slots:
+            return
+        selector.k += self.slots
+        explore(selector, self.version, self.options, self.slots, self.rng)
