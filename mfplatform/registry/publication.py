@@ -3,13 +3,10 @@ with their HNSW index, in one transaction (a failure leaves nothing half-written
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from mfengine.checks import all_passed
-from mfplatform.registry.artifacts import checksums, new_artifact_dir, save_fallbacks
+from mfplatform.registry.artifacts import checksums, new_artifact_dir, save_fallbacks, store_file
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.vectors import create_item_index, write_vectors
 from mfplatform.training.liveness import lock_active_run
@@ -35,7 +32,7 @@ def _write_files(run, prepared, catalogue, model=None) -> dict:
     files). The row's fields that point at them and vouch for them."""
     folder = new_artifact_dir(run)
     if model is not None:
-        model.save(Path(default_storage.path(folder)) / "model.npz")
+        store_file(folder, "model.npz", model.save)
     save_fallbacks(folder, prepared, catalogue)
     return {"artifact": folder, "checksums": checksums(folder)}
 
