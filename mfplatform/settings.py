@@ -168,6 +168,9 @@ def artifact_storage(kind: str) -> dict:
         # once each keep their own file, and the loser deletes only its own.
         "file_overwrite": False,
         "default_acl": None,  # the bucket's policy decides; artifacts are never public
+        # A file read from the bucket is buffered in memory up to this size, beyond in a
+        # temporary file: the download's copy of a large model never doubles a process's RSS.
+        "max_memory_size": int(os.environ.get("AWS_S3_MAX_MEMORY_SIZE", str(64 * 1024 * 1024))),
         "querystring_auth": True,
     }}
 
