@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Sequence
+from typing import IO
 
 import numpy as np
 import scipy.linalg
@@ -189,7 +190,7 @@ class ContentToFactors:
         return np.where(found, at, -1)
 
     # -- artifacts --------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str] | IO[bytes]) -> None:
         self._check_fitted()
         np.savez(path, regularization=np.float64(self.regularization),
                  hashed_buckets=np.int64(self.hashed_buckets),
@@ -254,7 +255,7 @@ class SegmentVectors:
             return None
         return self.vectors_[at]
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str] | IO[bytes]) -> None:
         np.savez(path, min_users=np.int64(self.min_users), segments=self.segments_,
                  counts=self.counts_, vectors=self.vectors_)
 

@@ -13,7 +13,7 @@ import abc
 import inspect
 import json
 import os
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,11 +42,16 @@ def as_id_array(ids: Any, name: str) -> np.ndarray:
 
 
 def write_artifact(
-    path: str | os.PathLike[str], arrays: dict[str, np.ndarray], metadata: dict[str, Any]
+    path: str | os.PathLike[str] | IO[bytes], arrays: dict[str, np.ndarray],
+    metadata: dict[str, Any]
 ) -> None:
-    """One ``.npz``: ``arrays`` plus the JSON ``metadata`` as a one-element string array."""
+    """One ``.npz``: ``arrays`` plus the JSON ``metadata`` as a one-element string array,
+    into a file at ``path`` or into a writable binary stream (the caller stores it)."""
     contents = dict(arrays)
     contents[METADATA_KEY] = np.array([json.dumps(metadata)])
+    if hasattr(path, "write"):
+        np.savez(path, **contents)
+        return
     with open(path, "wb") as handle:  # open() so numpy does not append ".npz"
         np.savez(handle, **contents)
 
@@ -163,7 +168,8 @@ class Recommender(abc.ABC):
     def _artifact_arrays(self) -> dict[str, np.ndarray]:
         """The learned arrays written into artifacts."""
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the model to one ``.npz`` file (arrays + ``__metadata__`` JSON string)."""
+    def save(self, path: str | os.PathLike[str] | IO[bytes]) -> None:
+        """Write the model to one ``.npz`` file or binary stream (arrays + ``__metadata__``
+        JSON string)."""
         self._check_fitted()
         write_artifact(path, self._artifact_arrays(), self.metadata())

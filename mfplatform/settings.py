@@ -145,8 +145,39 @@ STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "media/"
+
+
+def artifact_storage(kind: str) -> dict:
+    """The default storage, which holds every artifact (dataset matrices, model files, CSV
+    uploads): a folder on this machine (MEDIA_ROOT), or an S3-compatible bucket that web
+    processes and workers on different machines share. The credentials of the bucket are
+    boto3's usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or an instance role)."""
+    if kind == "filesystem":
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    if kind != "s3":
+        raise ImproperlyConfigured(f"ARTIFACT_STORAGE is {kind!r}: use 'filesystem' or 's3'")
+    bucket = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
+    if not bucket:
+        raise ImproperlyConfigured("ARTIFACT_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME")
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": bucket,
+        "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,  # None: AWS itself
+        "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+        "location": os.environ.get("AWS_LOCATION", ""),  # a key prefix inside the bucket
+        # Never replace an object under the same name: two builds of one dataset version at
+        # once each keep their own file, and the loser deletes only its own.
+        "file_overwrite": False,
+        "default_acl": None,  # the bucket's policy decides; artifacts are never public
+        # A file read from the bucket is buffered in memory up to this size, beyond in a
+        # temporary file: the download's copy of a large model never doubles a process's RSS.
+        "max_memory_size": int(os.environ.get("AWS_S3_MAX_MEMORY_SIZE", str(64 * 1024 * 1024))),
+        "querystring_auth": True,
+    }}
+
+
+ARTIFACT_STORAGE = os.environ.get("ARTIFACT_STORAGE", "filesystem").strip().lower()
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": artifact_storage(ARTIFACT_STORAGE),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
                     if not DEBUG else "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }

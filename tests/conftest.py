@@ -75,10 +75,12 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 class Worker:
     """A real `celery worker` process on the test database."""
 
-    def __init__(self, broker_url: str | None = None, queues: list[str] | None = None):
+    def __init__(self, broker_url: str | None = None, queues: list[str] | None = None,
+                 env: dict[str, str] | None = None):
         from mfplatform.training.queues import WORKER_QUEUES
 
         extra = {"CELERY_BROKER_URL": broker_url} if broker_url else {}
+        extra.update(env or {})
         # The small-tenant worker's queues unless told otherwise (every test tenant is small):
         # a large-tenant run a test sends is only ever taken by a worker that test starts.
         queues = queues or WORKER_QUEUES["small"]

@@ -5,14 +5,16 @@ by default."""
 from __future__ import annotations
 
 import csv
+import io
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from queue import Full, Queue
-from typing import Any
+from typing import IO, Any
 
 from django.db import transaction
 from tqdm import tqdm
@@ -22,6 +24,9 @@ from mfplatform.catalog.events import ensure_default_event_types, ingest_events,
 from mfplatform.catalog.ingest import IngestResult, RowError, upsert_items
 
 CHUNK = 20_000  # rows per batch written (the REST limit is for requests)
+# A file on this machine (the import commands) or an opened binary stream (an import job's
+# upload, read through the storage API from wherever the storage keeps it).
+CsvSource = Path | IO[bytes]
 ITEM_COLUMNS = {"item", "title", "category", "tags"}
 
 
@@ -91,19 +96,36 @@ class Chunk:
                 for cells in zip(*self.columns.values(), strict=True)]
 
 
-def read_chunks(path: Path, mapping: dict[str, str], size: int = CHUNK,
+def source_name(source: CsvSource) -> str:
+    return Path(getattr(source, "name", "") or "upload.csv").name
+
+
+@contextmanager
+def _open_text(source: CsvSource) -> Iterator[IO[str]]:
+    if isinstance(source, Path):
+        with open(source, newline="", encoding="utf-8-sig") as handle:
+            yield handle
+        return
+    handle = io.TextIOWrapper(source, newline="", encoding="utf-8-sig")
+    try:
+        yield handle
+    finally:
+        handle.detach()  # the stream is the caller's to close
+
+
+def read_chunks(source: CsvSource, mapping: dict[str, str], size: int = CHUNK,
                 errors: list[RowError] | None = None) -> Iterator[Chunk]:
     """The file in chunks of `size` rows; blank lines are skipped, short rows padded with
     empty cells (which then fail validation as missing values). A row the csv module cannot
     read (a field over its size limit) or holding a NUL character is left out and reported in
     `errors`. A UTF-8 byte order mark before the header is dropped."""
     errors = [] if errors is None else errors
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with _open_text(source) as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
         missing = [c for c in mapping.values() if c not in header]
         if missing:
-            raise ValueError(f"{path.name} has no column(s) {missing}; it has {header}")
+            raise ValueError(f"{source_name(source)} has no column(s) {missing}; it has {header}")
         positions = {target: header.index(column) for target, column in mapping.items()}
         width = max(positions.values()) + 1
         numbered = _numbered_rows(reader, errors)
@@ -190,7 +212,7 @@ def prefetch(chunks: Iterator, depth: int = 2) -> Iterator:
         reader.join(timeout=5)
 
 
-def run_import(path: Path, mapping: dict[str, str],
+def run_import(source: CsvSource, mapping: dict[str, str],
                write: Callable[[Any, bool], IngestResult], partial: bool,
                progress: bool = True, chunk_size: int | None = None,
                prepare: Callable[[Chunk], Any] | None = None) -> ImportSummary:
@@ -200,11 +222,11 @@ def run_import(path: Path, mapping: dict[str, str],
     summary = ImportSummary()
     started = time.perf_counter()
     # disable=None: the bar only on a terminal, never in logs.
-    with transaction.atomic(), tqdm(unit=" rows", unit_scale=True, desc=path.name,
+    with transaction.atomic(), tqdm(unit=" rows", unit_scale=True, desc=source_name(source),
                                     disable=None if progress else True) as bar:
         failed = False
         unreadable: list[RowError] = []  # filled by the reading thread
-        chunks = read_chunks(path, mapping, chunk_size or CHUNK, errors=unreadable)
+        chunks = read_chunks(source, mapping, chunk_size or CHUNK, errors=unreadable)
         for chunk in prefetch(map(prepare, chunks) if prepare else chunks):
             summary.rows += len(chunk)
             # After a bad row the file is lost anyway; go on validating to report every one.

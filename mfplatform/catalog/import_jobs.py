@@ -79,8 +79,9 @@ def run_import_job(job: ImportJob) -> ImportJob:
                            bool(options.get("create_items"))))
     status, error = ImportStatus.SUCCEEDED, ""
     try:
-        summary = run_import(Path(default_storage.path(job.file)), job.mapping, writer[0],
-                             bool(options.get("partial")), progress=False, prepare=writer[1])
+        with default_storage.open(job.file, "rb") as upload:
+            summary = run_import(upload, job.mapping, writer[0], bool(options.get("partial")),
+                                 progress=False, prepare=writer[1])
     except ImportFailed as failed:
         summary, status, error = failed.summary, ImportStatus.FAILED, str(failed)
     except (ValueError, OSError, DatabaseError) as exc:

@@ -8,8 +8,10 @@ not share a disk with the worker that wrote them."""
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
-from pathlib import Path
+from collections.abc import Callable
+from typing import IO
 
 import numpy as np
 from django.core.files import File
@@ -22,16 +24,36 @@ from mfplatform.training.models import TrainingRun
 
 def new_artifact_dir(run: TrainingRun) -> str:
     """A folder of its own for a model version's files (model, fallbacks, id maps), in the
-    default storage. Unique, so that databases sharing a media folder (a test run beside the
-    development server, a benchmark) never overwrite each other's files."""
-    name = f"models/{run.tenant_id}/{run.plan_id}/{uuid.uuid4().hex}"
-    Path(default_storage.path(name)).mkdir(parents=True, exist_ok=True)
-    return name
+    default storage. Unique, so that databases sharing a storage (a test run beside the
+    development server, a benchmark) never overwrite each other's files. Nothing is created
+    yet: a storage makes the folder (or key prefix) when the first file is saved in it."""
+    return f"models/{run.tenant_id}/{run.plan_id}/{uuid.uuid4().hex}"
 
 
-def artifact_path(version: ModelVersion, filename: str) -> Path:
-    """The file's local path (the writers' side: a storage with local files only)."""
-    return Path(default_storage.path(version.artifact)) / filename
+def store_file(folder: str, filename: str, write: Callable[[IO[bytes]], None]) -> str:
+    """`write` fills a buffer that is saved as `folder/filename` through the default storage
+    (a local folder or a bucket: the writer never needs a local path). Its name in the
+    storage is returned."""
+    buffer = io.BytesIO()
+    write(buffer)
+    buffer.seek(0)
+    name = f"{folder}/{filename}"
+    saved = default_storage.save(name, File(buffer, name=filename))
+    if saved != name:  # the folder is new, so a taken name means someone else writes in it
+        default_storage.delete(saved)
+        raise FileExistsError(f"{name} already exists in the artifact storage")
+    return saved
+
+
+def delete_folder(folder: str) -> None:
+    """Every file in the folder, through the storage API (a bucket has no folders to remove;
+    a local storage keeps the empty folder)."""
+    try:
+        _dirs, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in files:
+        default_storage.delete(f"{folder}/{name}")
 
 
 def artifact_name(version: ModelVersion, filename: str) -> str:
@@ -55,15 +77,15 @@ def artifact_exists(version: ModelVersion, filename: str) -> bool:
 def save_fallbacks(folder: str, prepared, catalogue) -> None:
     """Popularity and content models next to every version, for serving's fallback chain,
     and the id maps, into the version's `folder`."""
-    base = Path(default_storage.path(folder))
     popularity = PopularityRecommender().fit(prepared.matrix,
                                              item_categories=catalogue["categories"])
-    popularity.save(base / "popularity.npz")
+    store_file(folder, "popularity.npz", popularity.save)
     tokens = item_tokens(prepared.shape[1], **catalogue)
     if any(tokens):
-        ContentRecommender().fit(prepared.matrix, tokens).save(base / "content.npz")
-    np.savez(base / "ids.npz", item_ids=prepared.item_ids.astype(np.int64),
-             user_ids=prepared.user_ids.astype(np.int64))
+        store_file(folder, "content.npz", ContentRecommender().fit(prepared.matrix, tokens).save)
+    store_file(folder, "ids.npz", lambda out: np.savez(
+        out, item_ids=prepared.item_ids.astype(np.int64),
+        user_ids=prepared.user_ids.astype(np.int64)))
 
 
 def _sha256(name: str) -> str:

@@ -3,13 +3,10 @@ with their HNSW index, in one transaction (a failure leaves nothing half-written
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from django.core.files.storage import default_storage
 from django.db import transaction
 
 from mfengine.checks import all_passed
-from mfplatform.registry.artifacts import checksums, new_artifact_dir, save_fallbacks
+from mfplatform.registry.artifacts import checksums, new_artifact_dir, save_fallbacks, store_file
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.vectors import create_item_index, write_vectors
 from mfplatform.training.liveness import lock_active_run
@@ -36,13 +33,13 @@ def _write_files(run, prepared, catalogue, model=None, cold=(None, None)) -> dic
     files). The row's fields that point at them and vouch for them."""
     folder = new_artifact_dir(run)
     if model is not None:
-        model.save(Path(default_storage.path(folder)) / "model.npz")
+        store_file(folder, "model.npz", model.save)
     cold_items, segments = cold
     # Where new items and users without events go: registry.cold, serving's bundle.
     if cold_items is not None:
-        cold_items.save(Path(default_storage.path(folder)) / "cold.npz")
+        store_file(folder, "cold.npz", cold_items.save)
     if segments is not None:
-        segments.save(Path(default_storage.path(folder)) / "segments.npz")
+        store_file(folder, "segments.npz", segments.save)
     save_fallbacks(folder, prepared, catalogue)
     return {"artifact": folder, "checksums": checksums(folder)}
 

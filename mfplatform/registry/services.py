@@ -7,16 +7,14 @@ result. Serving reads the active version in one query, so it never sees none or 
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from mfplatform.registry.artifacts import damaged_artifacts
+from mfplatform.registry.artifacts import damaged_artifacts, delete_folder
 from mfplatform.registry.models import (
     ModelKind,
     ModelStatus,
@@ -382,7 +380,6 @@ def apply_retention(plan: TrainingPlan, keep: int | None = None) -> list[ModelVe
             version.vectors_dropped_at = timezone.now()
             version.save(update_fields=["vectors_dropped_at"])
             if version.artifact:  # its model files can never serve again either
-                folder = default_storage.path(version.artifact)
-                transaction.on_commit(lambda f=folder: shutil.rmtree(f, ignore_errors=True))
+                transaction.on_commit(lambda f=version.artifact: delete_folder(f))
         dropped.append(version)
     return dropped

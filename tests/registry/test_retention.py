@@ -7,12 +7,12 @@ import pytest
 from django.db import connection, transaction
 
 from mfplatform.catalog.models import EndUser, Item
-from mfplatform.registry.artifacts import artifact_path
 from mfplatform.registry.models import ItemVector, ModelStatus, ModelVersion, UserVector
 from mfplatform.registry.runs import execute_run
 from mfplatform.registry.services import RegistryError, apply_retention, promote, rollback
 from mfplatform.registry.vectors import create_item_index, write_vectors
 from mfplatform.training.services import queue_run
+from tests import artifact_files
 from tests.factories import TEST_PLAN, load_synthetic, make_model_version, make_plan, synthetic
 from tests.registry.reports import full_report
 
@@ -112,5 +112,5 @@ def test_retention_runs_after_each_publication(tenant_a, settings,
         assert first.report["metrics"] and first.n_item_vectors > 0
         assert second.vectors_dropped_at is None and has_vectors(second)
     # The dropped version's model files went with its vectors; the kept one's are there.
-    assert not artifact_path(first, "model.npz").parent.exists()
-    assert artifact_path(second, "model.npz").exists()
+    assert not any(artifact_files.exists(first, name) for name in first.checksums)
+    assert all(artifact_files.exists(second, name) for name in second.checksums)

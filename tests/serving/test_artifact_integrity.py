@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from mfplatform.registry.artifacts import artifact_path, damaged_artifacts
+from mfplatform.registry.artifacts import damaged_artifacts
 from mfplatform.registry.models import ModelStatus, ModelVersion
 from mfplatform.registry.services import RegistryError, promote
 from mfplatform.serving import bundle as bundle_module
+from tests import artifact_files
 
 pytestmark = pytest.mark.django_db
 
@@ -31,15 +32,13 @@ def test_every_file_is_checksummed_at_publication(served):
 def test_a_damaged_active_version_serves_fallbacks_and_cannot_be_promoted_again(
         served, damage, caplog):
     version = served.version
-    model, ids = artifact_path(version, "model.npz"), artifact_path(version, "ids.npz")
     if damage == "truncate model":
-        model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+        model = artifact_files.read_bytes(version, "model.npz")
+        artifact_files.replace_bytes(version, "model.npz", model[: len(model) // 2])
     elif damage == "empty ids":
-        ids.write_bytes(b"")
+        artifact_files.replace_bytes(version, "ids.npz", b"")
     else:
-        raw = bytearray(model.read_bytes())
-        raw[len(raw) // 2] ^= 0xFF
-        model.write_bytes(bytes(raw))
+        artifact_files.flip_a_byte(version, "model.npz")
     bundle_module._CACHE.clear()  # as a web process that had not loaded it yet
 
     body = _serve(served, "user=user-1&k=10")
@@ -60,5 +59,5 @@ def test_a_damaged_active_version_serves_fallbacks_and_cannot_be_promoted_again(
 
 
 def test_a_missing_file_is_named(served):
-    artifact_path(served.version, "popularity.npz").unlink()
+    artifact_files.delete_file(served.version, "popularity.npz")
     assert damaged_artifacts(served.version) == "popularity.npz is missing"

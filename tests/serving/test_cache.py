@@ -2,7 +2,6 @@
 load per key, real bundles of real trained versions; the user's vector from Postgres; model
 files read through the storage API only."""
 
-import shutil
 import threading
 import time
 
@@ -13,7 +12,6 @@ from django.core.files.storage import default_storage
 from django.test import override_settings
 
 from mfplatform.catalog.models import EndUser
-from mfplatform.registry.artifacts import artifact_path
 from mfplatform.registry.models import ModelStatus
 from mfplatform.registry.runs import execute_run
 from mfplatform.serving import metrics, state
@@ -21,6 +19,7 @@ from mfplatform.serving.bundle import load_bundle, serving_bundle
 from mfplatform.serving.cache import CACHE, ByteLRU
 from mfplatform.serving.service import Request, recommend
 from mfplatform.training.services import queue_run
+from tests import artifact_files
 from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
 
 pytestmark = pytest.mark.django_db
@@ -184,13 +183,13 @@ def test_serving_reads_model_files_through_the_storage_backend_only(served):
     the local folder is gone, and serving gives the same answer from the storage API."""
     with served.scope():
         before = recommend(served.tenant, "user-3", Request(k=10))
-    folder = artifact_path(served.version, "model.npz").parent
-    files = {path.name: path.read_bytes() for path in folder.iterdir()}
+    files = {name: artifact_files.read_bytes(served.version, name)
+             for name in served.version.checksums}
+    artifact_files.delete_files(served.version)  # gone from the local folder
     memory = {"BACKEND": "django.core.files.storage.InMemoryStorage"}
     with override_settings(STORAGES={"default": memory}):
         for name, content in files.items():
             default_storage.save(f"{served.version.artifact}/{name}", ContentFile(content))
-        shutil.rmtree(folder)
         CACHE.clear()  # a web process that never loaded it
         with served.scope():
             after = recommend(served.tenant, "user-3", Request(k=10))

@@ -233,12 +233,10 @@ def test_precomputed_lists_are_served_with_rules_reapplied(served):
 
 
 def test_unreadable_model_files_still_serve_popular_items(served, caplog):
-    import shutil
-
-    from mfplatform.registry.artifacts import artifact_path
     from mfplatform.serving import bundle as bundle_module
+    from tests import artifact_files
 
-    shutil.rmtree(artifact_path(served.version, "model.npz").parent)
+    artifact_files.delete_files(served.version)
     bundle_module._CACHE.clear()  # as a worker that had not loaded it yet
     body = get(served, "user=user-1&k=10")
     assert len(body["items"]) == 10

@@ -87,10 +87,10 @@ def test_the_active_model_is_measured_again_on_the_candidates_split(tenant_a):
 
 
 def test_without_its_files_the_active_model_is_judged_by_its_own_report(tenant_a):
-    from mfplatform.registry.artifacts import artifact_path
+    from tests import artifact_files
 
     plan, _run, first = train(tenant_a)
-    artifact_path(first, "model.npz").unlink()
+    artifact_files.delete_file(first, "model.npz")
     second = _second_run(tenant_a, plan)
     assert second.report["active_baseline"] is None
     assert "active" not in second.report["baselines"]
