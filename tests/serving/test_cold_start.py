@@ -13,13 +13,14 @@ from django.utils import timezone
 
 from mfplatform.catalog.ingest import upsert_items, upsert_users
 from mfplatform.catalog.models import EndUser, Item
-from mfplatform.registry.artifacts import artifact_path, damaged_artifacts
+from mfplatform.registry.artifacts import damaged_artifacts
 from mfplatform.registry.cold import place_cold_items, place_in_version
 from mfplatform.registry.models import ItemVector, ModelStatus
 from mfplatform.registry.runs import execute_run
 from mfplatform.serving.cache import CACHE
 from mfplatform.serving.exploration import generator, reserved_slots
 from mfplatform.training.services import queue_run, update_plan
+from tests.artifact_files import flip_a_byte
 from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
 
 pytestmark = pytest.mark.django_db
@@ -77,10 +78,7 @@ def test_a_new_item_is_placed_by_its_content_and_recommended_as_mf_cold(served):
 
 def test_a_damaged_mapping_places_nothing_and_marks_the_version_damaged(served, caplog):
     assert "cold.npz" in served.version.checksums
-    path = artifact_path(served.version, "cold.npz")
-    raw = bytearray(path.read_bytes())
-    raw[len(raw) // 2] ^= 0xFF
-    path.write_bytes(bytes(raw))
+    flip_a_byte(served.version, "cold.npz")
     with served.scope():
         upsert_items(served.tenant, [{"external_id": "new-1", "category": "books"}])
         assert place_in_version(served.version) == 0
