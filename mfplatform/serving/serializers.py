@@ -103,11 +103,16 @@ class RuleKindFieldSchema(OpenApiSerializerFieldExtension):
                     f"{kind}: {cls.description}" for kind, cls in sorted(rule_kinds().items()))}
 
 
+@extend_schema_field({"type": "object"})
+class RuleParamsField(StorableJSONField):
+    """A rule's parameters, whatever its kind (a PATCH may leave the kind out)."""
+
+
 class EligibilityRuleSerializer(serializers.ModelSerializer):
     kind = RuleKindField()
-    params = extend_schema_field({"type": "object"})(StorableJSONField)(
-        required=False, objects_only=True,
-        help_text="the kind's parameters (typed per kind in EligibilityRuleOfKind)")
+    params = RuleParamsField(required=False, objects_only=True,
+                             help_text="the kind's parameters (typed per kind in "
+                                       "EligibilityRuleOfKind)")
 
     class Meta:
         model = EligibilityRule
