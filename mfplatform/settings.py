@@ -261,6 +261,12 @@ SPECTACULAR_SETTINGS = {
 # reaper (beat, every minute); a queued run that no worker took within the queue limit too.
 TRAINING_RUN_STALE_SECONDS = float(os.environ.get("TRAINING_RUN_STALE_SECONDS", "900"))
 TRAINING_RUN_QUEUE_SECONDS = float(os.environ.get("TRAINING_RUN_QUEUE_SECONDS", "86400"))
+# CSV import jobs (admin): rows per chunk (the job's counts and heartbeat are written after
+# each); a running job silent for the stale limit, or queued and never taken for the queue
+# limit, is failed by the reaper (beat, every minute).
+IMPORT_CHUNK_ROWS = int(os.environ.get("IMPORT_CHUNK_ROWS", "20000"))
+IMPORT_JOB_STALE_SECONDS = float(os.environ.get("IMPORT_JOB_STALE_SECONDS", "300"))
+IMPORT_JOB_QUEUE_SECONDS = float(os.environ.get("IMPORT_JOB_QUEUE_SECONDS", "86400"))
 # /healthz: a worker must have answered the beat's ping within this many seconds.
 WORKER_PING_MAX_AGE_SECONDS = float(os.environ.get("WORKER_PING_MAX_AGE_SECONDS", "120"))
 

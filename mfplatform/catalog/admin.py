@@ -3,11 +3,20 @@ from django.contrib import admin
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from mfplatform.catalog.import_jobs import ImportJobError, check_mapping, create_import_job
 from mfplatform.catalog.ingest import delete_end_user
-from mfplatform.catalog.models import EndUser, Event, EventType, ImportJob, Item, Suppression
+from mfplatform.catalog.models import (
+    EndUser,
+    Event,
+    EventType,
+    ImportJob,
+    ImportStatus,
+    Item,
+    Suppression,
+)
 from tenants.admin import TenantScopedAdmin, is_operator, member_tenant
 
 
@@ -105,12 +114,15 @@ class ImportJobForm(forms.ModelForm):
 class ImportJobAdmin(TenantScopedAdmin):
     """CSV imports from the admin, run by a worker; the row-error report is downloadable."""
 
-    list_display = ("queued_at", "tenant", "kind", "file_name", "status", "rows", "created",
-                    "updated", "rejected", "errors_link")
+    list_display = ("queued_at", "tenant", "kind", "file_name", "status", "progress",
+                    "created", "updated", "errors_link")
     list_filter = ("status", "kind")
-    readonly_fields = ("kind", "file_name", "mapping", "options", "status", "rows", "created",
-                       "updated", "duplicates", "rejected", "error", "errors_link",
-                       "requested_by", "queued_at", "started_at", "finished_at")
+    readonly_fields = ("kind", "file_name", "mapping", "options", "status", "progress", "rows",
+                       "created", "updated", "duplicates", "rejected", "error", "errors_link",
+                       "requested_by", "queued_at", "started_at", "heartbeat_at",
+                       "finished_at")
+    # The job page reloads itself while the job runs (its counts move every chunk).
+    change_form_template = "admin/catalog/importjob/change_form.html"
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -139,6 +151,16 @@ class ImportJobAdmin(TenantScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="progress")
+    def progress(self, obj):
+        """Rows read, accepted and rejected: written after every chunk while the job runs."""
+        text = (f"{obj.rows:,} rows read · {obj.accepted:,} accepted · "
+                f"{obj.rejected:,} rejected")
+        if obj.status == ImportStatus.RUNNING and obj.heartbeat_at is not None:
+            seconds = max((timezone.now() - obj.heartbeat_at).total_seconds(), 0)
+            text += f" (running; last report {seconds:,.0f} s ago)"
+        return text
 
     @admin.display(description="row errors")
     def errors_link(self, obj):

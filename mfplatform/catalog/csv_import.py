@@ -215,10 +215,12 @@ def prefetch(chunks: Iterator, depth: int = 2) -> Iterator:
 def run_import(source: CsvSource, mapping: dict[str, str],
                write: Callable[[Any, bool], IngestResult], partial: bool,
                progress: bool = True, chunk_size: int | None = None,
-               prepare: Callable[[Chunk], Any] | None = None) -> ImportSummary:
+               prepare: Callable[[Chunk], Any] | None = None,
+               on_chunk: Callable[[ImportSummary], None] | None = None) -> ImportSummary:
     """Every chunk is validated and written inside one transaction; without `partial`, any
     bad row rolls the whole file back (and every bad row is still reported). `prepare` (no
-    database access) runs on each chunk in the reading thread; `write` gets its result."""
+    database access) runs on each chunk in the reading thread; `write` gets its result.
+    `on_chunk` sees the running counts after each chunk; what it raises rolls back."""
     summary = ImportSummary()
     started = time.perf_counter()
     # disable=None: the bar only on a terminal, never in logs.
@@ -235,6 +237,8 @@ def run_import(source: CsvSource, mapping: dict[str, str],
                 failed = True
             summary.add(result)
             bar.update(len(chunk))
+            if on_chunk is not None:
+                on_chunk(summary)
         if unreadable:
             summary.rows += len(unreadable)
             summary.errors = sorted([*summary.errors, *unreadable], key=lambda e: e.index)

@@ -10,9 +10,10 @@ import logging
 import uuid
 from pathlib import Path
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from mfplatform.catalog.csv_import import (
@@ -25,6 +26,7 @@ from mfplatform.catalog.csv_import import (
     run_import,
 )
 from mfplatform.catalog.event_validation import EVENT_FIELDS
+from mfplatform.catalog.import_liveness import ImportStopped, ProgressReporter, finish_job
 from mfplatform.catalog.models import ImportJob, ImportKind, ImportStatus
 from tenants.models import Tenant
 
@@ -66,10 +68,12 @@ def create_import_job(tenant: Tenant, kind: str, upload, mapping: dict[str, str]
 
 def run_import_job(job: ImportJob) -> ImportJob:
     """Import the job's file (inside its tenant's context); the job ends succeeded or failed
-    with its counts and, when rows were bad, the error report."""
+    with its counts and, when rows were bad, the error report. Its counts and heartbeat are
+    written after every chunk while it runs (catalog.import_liveness)."""
+    now = timezone.now()
     claimed = ImportJob.objects.filter(pk=job.pk, status=ImportStatus.QUEUED).update(
-        status=ImportStatus.RUNNING, started_at=timezone.now())
-    if not claimed:  # already taken by an earlier delivery
+        status=ImportStatus.RUNNING, started_at=now, heartbeat_at=now)
+    if not claimed:  # already taken by an earlier delivery, or reaped
         return job
     job.refresh_from_db()
     options = job.options or {}
@@ -77,28 +81,36 @@ def run_import_job(job: ImportJob) -> ImportJob:
               if job.kind == ImportKind.ITEMS else
               event_writer(job.tenant, options.get("default_type") or None,
                            bool(options.get("create_items"))))
-    status, error = ImportStatus.SUCCEEDED, ""
     try:
-        with default_storage.open(job.file, "rb") as upload:
-            summary = run_import(upload, job.mapping, writer[0], bool(options.get("partial")),
-                                 progress=False, prepare=writer[1])
+        with (ProgressReporter(job) as reporter, transaction.atomic(),
+              default_storage.open(job.file, "rb") as upload):
+            summary = run_import(upload, job.mapping, writer[0],
+                                 bool(options.get("partial")), progress=False,
+                                 prepare=writer[1], on_chunk=reporter.report,
+                                 chunk_size=settings.IMPORT_CHUNK_ROWS)
+            # In the import's transaction: the rows and the job's "succeeded" commit
+            # together, or neither does (a worker killed here leaves a job to reap).
+            if not _finish(job, ImportStatus.SUCCEEDED, "", summary):
+                raise ImportStopped(job.pk)
+            return job
+    except ImportStopped:
+        log.warning("import job %s was ended while it ran: rolled back", job.pk)
+        job.refresh_from_db()
+        return job
     except ImportFailed as failed:
-        summary, status, error = failed.summary, ImportStatus.FAILED, str(failed)
+        summary, error = failed.summary, str(failed)
     except (ValueError, OSError, DatabaseError) as exc:
         log.exception("import job %s failed", job.pk)
-        summary, status, error = ImportSummary(), ImportStatus.FAILED, str(exc)
-    _finish(job, status, error, summary)
+        summary, error = ImportSummary(), str(exc)
+    _finish(job, ImportStatus.FAILED, error, summary)
     return job
 
 
-def _finish(job: ImportJob, status: str, error: str, summary: ImportSummary) -> None:
+def _finish(job: ImportJob, status: str, error: str, summary: ImportSummary) -> bool:
     if summary.errors:
         job.errors_file = default_storage.save(f"{job.file.removesuffix('.csv')}-errors.csv",
                                                ContentFile(_errors_csv(summary)))
-    job.status, job.error, job.finished_at = status, error[:5000], timezone.now()
-    job.rows, job.created, job.updated = summary.rows, summary.created, summary.updated
-    job.duplicates, job.rejected = summary.duplicates, summary.rejected_rows
-    job.save()
+    return finish_job(job, status, error, summary)
 
 
 def _errors_csv(summary: ImportSummary) -> bytes:

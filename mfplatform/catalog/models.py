@@ -162,10 +162,18 @@ class ImportJob(TenantOwned):
     requested_by = models.CharField(max_length=255, blank=True)
     queued_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Written with the counts after every chunk (catalog.import_liveness): a running job whose
+    # heartbeat is older than IMPORT_JOB_STALE_SECONDS has lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at"]
+
+    @property
+    def accepted(self) -> int:
+        """Rows read that passed validation (stored when the job succeeds)."""
+        return max(self.rows - self.rejected, 0)
 
     def __str__(self) -> str:
         return f"{self.kind} import {self.file_name or self.pk} ({self.status})"

@@ -1,5 +1,5 @@
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import ParseError
 from rest_framework.response import Response
@@ -78,6 +78,24 @@ class ExternalIdLookup:
     lookup_value_regex = "[^/]+"
 
 
+def _documented_lookup(name: str, description: str):
+    """The detail routes' path parameter, described (the model field has no help text)."""
+    parameter = OpenApiParameter(name, str, OpenApiParameter.PATH, description=description)
+
+    def decorate(viewset):
+        return extend_schema_view(**{
+            action: extend_schema(parameters=[parameter]) for action in (
+                "retrieve", "update", "partial_update", "destroy")
+            if hasattr(viewset, action)})(viewset)
+    return decorate
+
+
+@_documented_lookup("external_id", "the item's id in the tenant's own system")
+@extend_schema_view(list=extend_schema(parameters=[
+    OpenApiParameter("category", str, description="only items of this category"),
+    OpenApiParameter("available", bool, description="only available (true) or unavailable "
+                                                    "(false) items"),
+    OpenApiParameter("deleted", bool, description="true: include soft-deleted items")]))
 class ItemViewSet(ExternalIdLookup, TenantScopedMixin, mixins.ListModelMixin,
                   mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
                   mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -110,6 +128,7 @@ class ItemViewSet(ExternalIdLookup, TenantScopedMixin, mixins.ListModelMixin,
         instance.save(update_fields=["deleted_at", "is_available", "updated_at"])
 
 
+@_documented_lookup("external_id", "the user's id in the tenant's own system")
 class EndUserViewSet(ExternalIdLookup, TenantScopedMixin, mixins.ListModelMixin,
                      mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
                      mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -128,6 +147,7 @@ class EndUserViewSet(ExternalIdLookup, TenantScopedMixin, mixins.ListModelMixin,
         ingest.delete_end_user(request_tenant(self.request), instance)
 
 
+@_documented_lookup("name", "the event type's name, e.g. view or purchase")
 class EventTypeViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                        mixins.CreateModelMixin, mixins.UpdateModelMixin,
                        viewsets.GenericViewSet):

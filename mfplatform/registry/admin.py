@@ -281,10 +281,12 @@ class ModelVersionAdmin(TenantScopedAdmin):
 class PromotionLogAdmin(TenantScopedAdmin):
     """The audit log, read-only for everyone."""
 
-    list_display = ("created_at", "tenant", "plan", "action", "from_link", "to_link",
+    # The versions with the plan revision each was trained with (not the plan's current one).
+    list_display = ("created_at", "tenant", "plan_name", "action", "from_link", "to_link",
                     "actor", "reason")
     list_filter = ("action", ("plan", admin.RelatedOnlyFieldListFilter))
-    list_select_related = ("plan", "tenant", "from_version", "to_version")
+    list_select_related = ("plan", "tenant", "from_version__plan_revision",
+                           "to_version__plan_revision")
     search_fields = ("actor", "reason")
     readonly_fields = [f.name for f in PromotionLog._meta.fields]
 
@@ -297,11 +299,16 @@ class PromotionLogAdmin(TenantScopedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
+    @admin.display(description="plan", ordering="plan__name")
+    def plan_name(self, obj):
+        return obj.plan.name
+
     @staticmethod
     def _link(version):
         if version is None:
             return "-"
-        return format_html('<a href="{}">v{}</a>', _report_url(version), version.version)
+        return format_html('<a href="{}">v{}</a> (plan rev {})', _report_url(version),
+                           version.version, version.plan_revision.revision)
 
     @admin.display(description="from")
     def from_link(self, obj):

@@ -2,9 +2,11 @@
 
 A rule kind is a class with `kind`, `validate(params) -> params` (raising RuleParamsError
 naming the bad field) and `allows(item, context) -> bool`; optional `prepare(context)` loads
-what it needs once per request. Kinds, the built-in ones included, are registered under the
-entry-point group `mfplatform.rules` (see pyproject.toml); a plugin that fails to load or
-reuses a taken name is a warning, never a broken server.
+what it needs once per request. `params_schema` describes the parameters in JSON Schema (the
+OpenAPI subset) for the API's documentation; every params that `validate` returns conforms to
+it (tests/serving/test_rule_schemas.py checks each registered kind). Kinds, the built-in ones
+included, are registered under the entry-point group `mfplatform.rules` (see pyproject.toml);
+a plugin that fails to load or reuses a taken name is a warning, never a broken server.
 """
 
 from __future__ import annotations
@@ -63,9 +65,22 @@ class RuleContext:
     data: dict[str, Any] = field(default_factory=dict)  # what rules prepared
 
 
+NO_PARAMS_SCHEMA: dict = {"type": "object", "properties": {}, "additionalProperties": False}
+
+
+def _strings(description: str) -> dict:
+    return {"type": "array", "items": {"type": "string"}, "description": description}
+
+
+def _count(description: str) -> dict:
+    return {"type": "integer", "minimum": 1, "description": description}
+
+
 class Rule:
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    # None: a plugin that did not describe its parameters (documented as a free-form object).
+    params_schema: ClassVar[dict | None] = None
 
     def __init__(self, params: dict | None = None, name: str | None = None):
         self.params = self.validate(dict(params or {}))
@@ -76,6 +91,16 @@ class Rule:
         if params:
             raise RuleParamsError({next(iter(params)): "this rule takes no parameters"})
         return params
+
+    @classmethod
+    def schema(cls) -> dict:
+        """The JSON Schema of this kind's parameters, as the API documents it."""
+        if cls.params_schema is not None:
+            return cls.params_schema
+        if cls.validate.__func__ is Rule.validate.__func__:
+            return NO_PARAMS_SCHEMA
+        return {"type": "object", "additionalProperties": True,
+                "description": "parameters checked by the rule plugin itself"}
 
     def prepare(self, context: RuleContext) -> None:
         """Load per-request data (once) before `allows` is called."""
@@ -133,6 +158,8 @@ class NotSuppressed(Rule):
 class NotInteracted(Rule):
     kind = "not_interacted"
     description = "never items the user already interacted with (optionally: event types)"
+    params_schema = {"type": "object", "additionalProperties": False, "properties": {
+        "event_types": _strings("only these event types count as interacted (default: any)")}}
 
     @classmethod
     def validate(cls, params):
@@ -150,6 +177,13 @@ class NotInteracted(Rule):
 class CategoryFilter(Rule):
     kind = "category"
     description = "include only / exclude categories"
+    params_schema = {
+        "type": "object", "additionalProperties": False,
+        "properties": {"include": _strings("only items of these categories"),
+                       "exclude": _strings("never items of these categories")},
+        "description": "give include and/or exclude (not both empty)",
+        "anyOf": [{"required": ["include"], "properties": {"include": {"minItems": 1}}},
+                  {"required": ["exclude"], "properties": {"exclude": {"minItems": 1}}}]}
 
     @classmethod
     def validate(cls, params):
@@ -168,6 +202,17 @@ class CategoryFilter(Rule):
 class AttributePredicate(Rule):
     kind = "attribute"
     description = "an item attribute equals / is in / lies in a range"
+    params_schema = {
+        "type": "object", "additionalProperties": False, "required": ["key", "op"],
+        "properties": {
+            "key": {"type": "string", "minLength": 1, "description": "the attribute's name"},
+            "op": {"type": "string", "enum": ["equals", "in", "range"]},
+            "value": {"description": "op equals: the value (any JSON value)"},
+            "values": {"type": "array", "minItems": 1, "items": {},
+                       "description": "op in: the allowed values"},
+            "min": {"type": "number", "description": "op range: lowest value allowed"},
+            "max": {"type": "number", "description": "op range: highest value allowed"}},
+        "description": "op equals needs value, in needs values, range needs min and/or max"}
 
     @classmethod
     def validate(cls, params):
@@ -190,7 +235,10 @@ class AttributePredicate(Rule):
         else:
             raise RuleParamsError({"op": "one of equals, in, range"})
         _only(params, "key", "op", "value", "values", "min", "max")
-        return params
+        # Only what the op uses, and no null bounds: stored params match params_schema.
+        used = {"equals": ("value",), "in": ("values",), "range": ("min", "max")}[op]
+        return {"key": key, "op": op, **{name: params[name] for name in used
+                                         if params.get(name) is not None or name == "value"}}
 
     def allows(self, item, context):
         p = self.params
@@ -210,6 +258,8 @@ class AttributePredicate(Rule):
 class MaxPerCategory(Rule):
     kind = "max_per_category"
     description = "at most N items of one category in a response (diversity)"
+    params_schema = {"type": "object", "additionalProperties": False, "required": ["max"],
+                     "properties": {"max": _count("items of one category at most")}}
 
     @classmethod
     def validate(cls, params):
@@ -223,6 +273,10 @@ class MaxPerCategory(Rule):
 class FrequencyCap(Rule):
     kind = "frequency_cap"
     description = "not recommended to the same user more than N times in T hours"
+    params_schema = {"type": "object", "additionalProperties": False,
+                     "required": ["max", "hours"],
+                     "properties": {"max": _count("recommendations of one item at most"),
+                                    "hours": _count("within this many hours")}}
 
     @classmethod
     def validate(cls, params):

@@ -1,6 +1,12 @@
+import re
+from functools import cache
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from mfplatform.input_guard import StorableJSONField
+from mfplatform.registry.models import ModelKind
 from mfplatform.serving.models import EligibilityRule
 from mfplatform.serving.rules import RuleParamsError, make_rule, rule_kinds
 from mfplatform.serving.service import MAX_K
@@ -12,6 +18,17 @@ def _csv(value) -> list[str]:
     return [v for v in str(value or "").split(",") if v]
 
 
+@extend_schema_field({"type": "string"})
+class IdListField(serializers.JSONField):
+    """External ids as comma-separated text (a query string), or a JSON list in a body."""
+
+
+@extend_schema_field({"oneOf": [{"type": "string"},
+                                {"type": "array", "items": {"type": "string"}}]})
+class IdListBodyField(IdListField):
+    pass
+
+
 class RecommendationQuerySerializer(serializers.Serializer):
     user = serializers.CharField(required=False, allow_blank=True, max_length=255,
                                  help_text="the user's external id; required unless "
@@ -20,13 +37,21 @@ class RecommendationQuerySerializer(serializers.Serializer):
         required=False, default=False,
         help_text="a request for nobody in particular (popularity, or the session's "
                   "recent_items): the explicit way to leave out `user`")
-    k = serializers.IntegerField(min_value=1, max_value=MAX_K, default=10)
-    recent_items = serializers.JSONField(required=False, default=list,
-                                         help_text="comma-separated external ids (or a list)")
-    exclude = serializers.JSONField(required=False, default=list)
-    category = serializers.CharField(required=False, allow_blank=True)
-    explain = serializers.BooleanField(required=False, default=False)
-    precomputed = serializers.BooleanField(required=False, default=False)
+    k = serializers.IntegerField(min_value=1, max_value=MAX_K, default=10,
+                                 help_text="how many items at most")
+    recent_items = IdListField(required=False, default=list,
+                               help_text="items of the current session, comma-separated "
+                                         "external ids: they steer the recommendations")
+    exclude = IdListField(required=False, default=list,
+                          help_text="items never to return, comma-separated external ids")
+    category = serializers.CharField(required=False, allow_blank=True,
+                                     help_text="only items of this category")
+    explain = serializers.BooleanField(required=False, default=False,
+                                       help_text="true: a reason with every item")
+    precomputed = serializers.BooleanField(
+        required=False, default=False,
+        help_text="true: the user's list computed after the last promotion, when there is "
+                  "one (faster)")
 
     def validate_recent_items(self, value):
         return _csv(value)
@@ -54,13 +79,40 @@ class RecommendationQuerySerializer(serializers.Serializer):
 
 class BatchRecommendationSerializer(RecommendationQuerySerializer):
     users = serializers.ListField(child=serializers.CharField(max_length=255), required=False,
-                                  max_length=1000)
+                                  max_length=1000,
+                                  help_text="the users' external ids (up to 1,000)")
+    recent_items = IdListBodyField(required=False, default=list,
+                                   help_text="items of the current session: a list of "
+                                             "external ids or comma-separated text")
+    exclude = IdListBodyField(required=False, default=list,
+                              help_text="items never to return: a list of external ids or "
+                                        "comma-separated text")
     require_user = False  # `users` or `user`, checked by the view
 
 
+class RuleKindField(serializers.CharField):
+    """A rule kind's name; documented as the enum of the kinds registered (plugins too)."""
+
+
+class RuleKindFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = RuleKindField
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {"type": "string", "enum": sorted(rule_kinds()),
+                "description": "the rule's kind: " + "; ".join(
+                    f"{kind}: {cls.description}" for kind, cls in sorted(rule_kinds().items()))}
+
+
+@extend_schema_field({"type": "object"})
+class RuleParamsField(StorableJSONField):
+    """A rule's parameters, whatever its kind (a PATCH may leave the kind out)."""
+
+
 class EligibilityRuleSerializer(serializers.ModelSerializer):
-    kind = serializers.CharField()
-    params = StorableJSONField(required=False, objects_only=True)
+    kind = RuleKindField()
+    params = RuleParamsField(required=False, objects_only=True,
+                             help_text="the kind's parameters (typed per kind in "
+                                       "EligibilityRuleOfKind)")
 
     class Meta:
         model = EligibilityRule
@@ -91,6 +143,37 @@ class EligibilityRuleSerializer(serializers.ModelSerializer):
         return attrs
 
 
+def _kind_component(kind: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", kind) if part)
+
+
+@cache
+def _kind_serializer(kind: str, rule_class: type) -> type[EligibilityRuleSerializer]:
+    """The schema of a rule of one kind: `kind` fixed, `params` typed by its params_schema."""
+    name = _kind_component(kind)
+    kind_field = extend_schema_field({"type": "string", "enum": [kind],
+                                      "description": rule_class.description})(
+        type(f"{name}KindField", (serializers.CharField,), {}))
+    params_field = extend_schema_field(rule_class.schema())(
+        type(f"{name}ParamsField", (StorableJSONField,), {}))
+    return type(f"{name}RuleSerializer", (EligibilityRuleSerializer,), {
+        "__module__": __name__, "kind": kind_field(),
+        "params": params_field(required=False, objects_only=True),
+        "Meta": EligibilityRuleSerializer.Meta})
+
+
+def rule_kind_serializers() -> dict[str, type[EligibilityRuleSerializer]]:
+    """One serializer per registered rule kind (plugins included), for the API schema: the
+    rule's `kind` selects which `params` apply."""
+    return {kind: _kind_serializer(kind, cls) for kind, cls in sorted(rule_kinds().items())}
+
+
+def eligibility_rule_of_kind(many: bool = False) -> PolymorphicProxySerializer:
+    return PolymorphicProxySerializer(component_name="EligibilityRuleOfKind",
+                                      serializers=rule_kind_serializers,
+                                      resource_type_field_name="kind", many=many)
+
+
 class RecommendedItemSerializer(serializers.Serializer):
     item = serializers.CharField(help_text="the item's external id")
     score = serializers.FloatField()
@@ -103,7 +186,7 @@ class RecommendedItemSerializer(serializers.Serializer):
 class ModelVersionRefSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     version = serializers.IntegerField()
-    kind = serializers.CharField(required=False)
+    kind = serializers.ChoiceField(choices=ModelKind.choices, required=False)
 
 
 class RecommendationsSerializer(serializers.Serializer):

@@ -1,6 +1,6 @@
 import time
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -15,6 +15,7 @@ from mfplatform.serving.serializers import (
     RecommendationQuerySerializer,
     RecommendationsSerializer,
     SimilarItemsSerializer,
+    eligibility_rule_of_kind,
 )
 from mfplatform.serving.service import Request, ServingError, recommend, similar_items
 from tenants.api import TenantScopedMixin, request_tenant
@@ -87,8 +88,12 @@ class SimilarItemsView(Timed, APIView):
     required_scope = "recommend"
     endpoint = "similar"
 
-    @extend_schema(parameters=[OpenApiParameter("k", int), OpenApiParameter("explain", bool)],
-                   responses=SimilarItemsSerializer)
+    @extend_schema(parameters=[
+        OpenApiParameter("external_id", str, OpenApiParameter.PATH,
+                         description="the item's id in the tenant's own system"),
+        OpenApiParameter("k", int, description="how many similar items (default 10)"),
+        OpenApiParameter("explain", bool, description="true: a reason with every item")],
+        responses=SimilarItemsSerializer)
     def get(self, request, external_id: str):
         try:
             k = int(request.query_params.get("k", 10))
@@ -104,6 +109,16 @@ class SimilarItemsView(Timed, APIView):
         return Response(body, status=status.HTTP_200_OK)
 
 
+# Every rule is documented with its kind's typed params (EligibilityRuleOfKind); a PATCH may
+# leave out the kind, so its body stays the general EligibilityRule.
+@extend_schema_view(
+    list=extend_schema(responses=eligibility_rule_of_kind(many=True)),
+    retrieve=extend_schema(responses=eligibility_rule_of_kind()),
+    create=extend_schema(request=eligibility_rule_of_kind(),
+                         responses={201: eligibility_rule_of_kind()}),
+    update=extend_schema(request=eligibility_rule_of_kind(),
+                         responses=eligibility_rule_of_kind()),
+    partial_update=extend_schema(responses=eligibility_rule_of_kind()))
 class EligibilityRuleViewSet(TenantScopedMixin, viewsets.ModelViewSet):
     model = EligibilityRule
     serializer_class = EligibilityRuleSerializer

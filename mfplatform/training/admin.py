@@ -114,9 +114,11 @@ class DatasetVersionAdmin(TenantScopedAdmin):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(TenantScopedAdmin):
-    list_display = ("id", "tenant", "plan", "status", "trigger", "queued_at", "heartbeat_at",
-                    "finished_at")
+    # The plan revision the run used (the plan's own name shows its current revision).
+    list_display = ("id", "tenant", "plan_revision", "status", "trigger", "queued_at",
+                    "heartbeat_at", "finished_at")
     list_filter = ("status",)
+    list_select_related = ("tenant", "plan_revision__plan")
     # Progress and timings as tables, not their JSON.
     readonly_fields = [f.name for f in TrainingRun._meta.fields
                        if f.name not in ("progress", "timings")] + ["progress_table",

@@ -28,7 +28,8 @@ def test_fuzzing_every_operation_finds_no_server_error_or_schema_violation(live_
                        format="json").status_code == 200
     schemathesis = Path(sys.executable).with_name("schemathesis")
     result = subprocess.run(
-        [str(schemathesis), "run", f"{live_server.url}/api/schema/", "--url",
+        [str(schemathesis), "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+         "run", f"{live_server.url}/api/schema/", "--url",
          f"{live_server.url}", "-H", f"Authorization: Bearer {tenant.raw_key}",
          "--checks", "not_a_server_error,content_type_conformance,response_schema_conformance",
          "--max-examples", str(MAX_EXAMPLES), "--seed", str(SEED),

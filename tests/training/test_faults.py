@@ -9,11 +9,7 @@ never takes (or is killed with) these runs.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
-import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,13 +17,12 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from mfplatform.celery import app
 from mfplatform.registry.tasks import train_plan
 from mfplatform.training.liveness import reap_stale_runs
 from mfplatform.training.models import ACTIVE_RUN_STATUSES, PlanRevision, RunStatus, TrainingRun
-from mfplatform.training.queues import WORKER_QUEUES
-from tests.conftest import REPO, subprocess_env, wait_for
+from tests.conftest import wait_for
 from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
+from tests.isolated_worker import IsolatedWorker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,54 +30,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def slow_plan(iterations: int) -> dict:
     return {**TEST_PLAN, "training": {**TEST_PLAN["training"], "factors": 64,
                                       "iterations": iterations}}
-
-
-class IsolatedWorker:
-    """A `celery worker` on the test database with a broker folder of its own, in a process
-    group of its own (so that the main process and its pool children can be killed at once)."""
-
-    def __init__(self, pool: str):
-        self.broker_dir = REPO / "var" / f"test-broker-faults-{uuid.uuid4().hex[:8]}"
-        self.log = self.broker_dir / "worker.log"
-        self.folders = {name: self.broker_dir / name for name in ("queue", "processed",
-                                                                  "control")}
-        for folder in self.folders.values():
-            folder.mkdir(parents=True, exist_ok=True)
-        self._log_file = self.log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mfplatform", "worker", "--loglevel", "INFO",
-             "--concurrency", "1", "--pool", pool, "--without-heartbeat", "--without-gossip",
-             "--without-mingle", "--queues", ",".join(WORKER_QUEUES["small"])],
-            cwd=REPO, env=subprocess_env(CELERY_BROKER_DIR=str(self.broker_dir)),
-            stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def send_run(self, run: TrainingRun) -> None:
-        options = {"data_folder_in": str(self.folders["queue"]),
-                   "data_folder_out": str(self.folders["queue"]),
-                   "processed_folder": str(self.folders["processed"]),
-                   "control_folder": str(self.folders["control"]), "store_processed": False}
-        with app.connection_for_write(transport_options=options) as conn:
-            train_plan.apply_async((run.tenant_id, run.pk), connection=conn)
-
-    def kill_all(self) -> None:
-        """SIGKILL to the worker's whole process group: main process and pool child."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=20)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self._log_file.close()
-        import shutil
-
-        shutil.rmtree(self.broker_dir, ignore_errors=True)
 
 
 def queued_run(fixture, iterations: int) -> TrainingRun:
@@ -123,7 +70,7 @@ def worker_factory():
 def test_a_killed_worker_leaves_a_run_the_reaper_ends(tenant_a, worker_factory):
     run = queued_run(tenant_a, iterations=1000)  # minutes of training: killed long before
     worker = worker_factory("prefork")
-    worker.send_run(run)
+    worker.send(train_plan, (run.tenant_id, run.pk))
     wait_for(training_started(tenant_a, run), timeout=120, worker=worker)
     worker.kill_all()
 
@@ -159,7 +106,7 @@ def restart_embedded_postgres(down_for: float) -> None:
 def test_a_database_restart_mid_run_ends_the_run(tenant_a, worker_factory):
     run = queued_run(tenant_a, iterations=60)
     worker = worker_factory("solo")
-    worker.send_run(run)
+    worker.send(train_plan, (run.tenant_id, run.pk))
     wait_for(training_started(tenant_a, run), timeout=120, worker=worker)
     # Down for longer than the task's first retry waits: the retry's first lookup meets the
     # outage too (it sat outside the task's try: the run stayed "training" forever).

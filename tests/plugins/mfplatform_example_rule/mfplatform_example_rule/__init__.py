@@ -6,6 +6,9 @@ from mfplatform.serving.rules import Rule, RuleParamsError
 class TitleExcludes(Rule):
     kind = "title_excludes"
     description = "never items whose title contains one of `words` (case-insensitive)"
+    params_schema = {"type": "object", "additionalProperties": False, "required": ["words"],
+                     "properties": {"words": {"type": "array", "minItems": 1,
+                                              "items": {"type": "string", "minLength": 1}}}}
 
     @classmethod
     def validate(cls, params):
