@@ -393,7 +393,7 @@ def report(results: dict, defaults: dict, args: argparse.Namespace) -> str:
         "rating >= 4, train binary, train items excluded, K = 10. ALS: factors 64, 15 "
         "iterations, training loss off, for both; implicit regularization 0.05 (the "
         "protocol's fixed peer setting); mfengine at its defaults (regularization "
-        f"{defaults['regularization']:g}, alpha {defaults['alpha']:g}; mfengine's confidence is "
+        f"{defaults['regularization']}, alpha {defaults['alpha']:g}; mfengine's confidence is "
         "1 + alpha * r, implicit's alpha * r).",
         "",
         "ALS also runs in the default environment (no pinning variables: BLAS at the "

@@ -35,11 +35,12 @@ def _matvec(matrix, vector, out):
 
 
 @njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
-def als_cg_half(indptr, indices, data, X, Y, YtY, alpha, cg_steps):
+def als_cg_half(indptr, indices, data, X, Y, YtY, alpha, cg_steps, penalty):
     """One ALS half-iteration by conjugate gradient, updating X in place (warm start).
 
-    Solves (YtY + sum_i (c_i - 1) y_i y_i^T) x = sum_i c_i y_i per row, with
-    c = 1 + alpha * strength and YtY already holding Y^T Y + lambda I. The k x k system is
+    Solves (YtY + penalty_u I + sum_i (c_i - 1) y_i y_i^T) x = sum_i c_i y_i per row, with
+    c = 1 + alpha * strength, YtY = Y^T Y and penalty_u the row's regularization (a per-row
+    array, so that weighted-lambda ALS scales it by the row's count). The k x k system is
     never formed: A @ p costs k^2 + nnz_row * k.
     """
     n_rows, k = X.shape
@@ -54,10 +55,11 @@ def als_cg_half(indptr, indices, data, X, Y, YtY, alpha, cg_steps):
             if start == end:
                 x[:] = 0.0
                 continue
+            ridge = penalty[u]
             # residual r = b - A x
             _matvec(YtY, x, r)
             for f in range(k):
-                r[f] = -r[f]
+                r[f] = -r[f] - ridge * x[f]
             for idx in range(start, end):
                 y = Y[indices[idx]]
                 confidence = np.float32(1.0) + alpha * data[idx]
@@ -71,6 +73,8 @@ def als_cg_half(indptr, indices, data, X, Y, YtY, alpha, cg_steps):
                 continue
             for _ in range(cg_steps):
                 _matvec(YtY, p, ap)
+                for f in range(k):
+                    ap[f] += ridge * p[f]
                 for idx in range(start, end):
                     y = Y[indices[idx]]
                     weight = alpha * data[idx] * _dot(y, p)
@@ -117,8 +121,9 @@ def _cholesky_solve(A, b, out):
 
 
 @njit(parallel=True, cache=True, fastmath=True, error_model="numpy")
-def als_cholesky_half(indptr, indices, data, X, Y, YtY, alpha):
-    """One exact ALS half-iteration: forms and factorises the k x k system per row (float64)."""
+def als_cholesky_half(indptr, indices, data, X, Y, YtY, alpha, penalty):
+    """One exact ALS half-iteration: forms and factorises the k x k system per row (float64),
+    YtY = Y^T Y plus the row's ``penalty`` on the diagonal."""
     n_rows, k = X.shape
     n_blocks = (n_rows + _BLOCK - 1) // _BLOCK
     for block in prange(n_blocks):
@@ -134,6 +139,7 @@ def als_cholesky_half(indptr, indices, data, X, Y, YtY, alpha):
                 b[a] = 0.0
                 for c in range(k):
                     A[a, c] = YtY[a, c]
+                A[a, a] += penalty[u]
             for idx in range(start, end):
                 y = Y[indices[idx]]
                 extra = alpha * data[idx]

@@ -1,11 +1,15 @@
 """Seeded synthetic interaction data with a planted structure (tests, benchmarks, demo).
 
-- item popularity follows a power law (Zipf-like, exponent ~1) inside each category;
+- item popularity follows a power law (Zipf-like, ``popularity_exponent`` 0.9 by default: higher
+  is a more skewed catalogue) inside each category;
 - user activity is heavy-tailed (log-normal), every user has at least one event;
 - each user belongs to one taste cluster; clusters map one-to-one onto item categories and a
   user's events fall inside that category with probability ``in_cluster`` (0.8), otherwise
   anywhere by global popularity;
-- timestamps are increasing over ``days`` days from ``start``.
+- timestamps are increasing over ``days`` days from ``start``;
+- values are 1 per event, or ratings 1..5 (``ratings=True``), or repeat counts
+  (``counts=True``: heavy-tailed, like plays of a song, larger when the item matches the
+  user's taste).
 
 Everything is vectorised: 2M events take a few seconds.
 """
@@ -70,10 +74,14 @@ def generate(
     start: int = 1_700_000_000,
     days: int = 180,
     in_cluster: float = 0.8,
+    popularity_exponent: float = 0.9,
+    counts: bool = False,
 ) -> SyntheticData:
     """Generate a seeded synthetic data set (see the module docstring)."""
     if min(n_users, n_items, n_clusters) < 1 or n_interactions < 0:
         raise ValueError("n_users, n_items and n_clusters must be >= 1, n_interactions >= 0")
+    if ratings and counts:
+        raise ValueError("choose ratings or counts, not both")
     rng = np.random.default_rng(seed)
     n_clusters = min(n_clusters, n_items)
 
@@ -81,7 +89,7 @@ def generate(
     item_clusters = np.sort(rng.integers(0, n_clusters, n_items))
     item_clusters[:n_clusters] = np.arange(n_clusters)  # every cluster owns >= 1 item
     item_clusters = rng.permutation(item_clusters).astype(np.int64)
-    popularity = 1.0 / (rng.permutation(n_items) + 1.0) ** 0.9
+    popularity = 1.0 / (rng.permutation(n_items) + 1.0) ** popularity_exponent
     global_cdf = np.cumsum(popularity) / popularity.sum()
 
     # users: cluster and heavy-tailed activity
@@ -116,6 +124,9 @@ def generate(
         raw = 2.9 + 1.0 * match + quality[items] + leniency[users]
         raw += rng.normal(0.0, 0.6, users.size)
         values = np.clip(np.rint(raw), 1, 5).astype(np.float32)
+    elif counts:
+        match = item_clusters[items] == event_cluster
+        values = np.ceil(rng.lognormal(0.8 * match, 1.0)).astype(np.float32)
     else:
         values = np.ones(users.size, dtype=np.float32)
 

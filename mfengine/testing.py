@@ -322,7 +322,7 @@ class StrategyConformance:
         positives x items float64 matrix at 800 positives and 100k items is 640 MB."""
         model = with_catalogue(self.fitted(), self.cost_items)
         k = model.n_factors_
-        als = create("als", factors=k)
+        als = create("als", factors=k, regularization=1.0)  # a number: no fit to scale by
         als.user_factors_ = np.zeros((1, k), np.float32)
         als.item_factors_ = np.ascontiguousarray(model.item_factors_, dtype=np.float32)
         rng = np.random.default_rng(0)

@@ -219,6 +219,8 @@ def _tuning(report: dict) -> dict | None:
         number = trial.get("trial")
         marks = [m for m, on in (("plan's values", number == 0),
                                  ("chosen", number == chosen and number != 0)) if on]
+        if trial.get("final") is False:  # successive halving stopped it
+            marks.append(f"stopped early ({trial.get('iterations')} iterations)")
         rows.append({"trial": number, "params": _params_text(trial.get("params") or {}),
                      "score": trial.get("score"), "seeds": trial.get("confirm_scores") or [],
                      "seconds": trial.get("fit_seconds"), "error": trial.get("error", ""),

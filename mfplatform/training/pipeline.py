@@ -191,7 +191,7 @@ def _progress(run: TrainingRun, iterations: int | None):
 def _tuning_progress(run: TrainingRun, tune: dict):
     def callback(trial: dict) -> None:
         run.progress = {"tuning_trial": trial["trial"] + 1, "tuning_trials": tune["trials"],
-                        "metric": tune["metric"],
+                        "tuning_rung": trial.get("rung"), "metric": tune["metric"],
                         "score": trial["score"] if np.isfinite(trial["score"]) else None}
         beat(run, progress=run.progress)  # a cancelled run stops here
 

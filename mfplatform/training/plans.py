@@ -3,9 +3,10 @@
     {"events": {"meaningful_click": 1, "add_to_cart": 3, "purchase": 5, "watch_complete": 4},
      "filters": ["exclude_bot", "exclude_internal", "valid_item", "consent_required"],
      "window": {"days": 90, "recency_half_life_days": 30},
-     "training": {"strategy": "als", "factors": 64, "regularization": 0.05, "alpha": 10,
+     "training": {"strategy": "als", "factors": 64, "regularization": "auto", "alpha": 2,
                   "iterations": 15,
-                  "tune": {"trials": 12, "time_budget_s": 600, "metric": "ndcg@10"}},
+                  "tune": {"trials": 12, "time_budget_s": 600, "metric": "ndcg@10",
+                           "early_stopping": true}},
      "split": {"kind": "temporal", "test_fraction": 0.2},
      "evaluation": {"k": [10, 20, 50]},
      "minimums": {"users": 20, "items": 10, "interactions": 200},
@@ -84,16 +85,37 @@ class TuneSerializer(StrictSerializer):
     trials = serializers.IntegerField(min_value=2, max_value=200, default=12)
     time_budget_s = serializers.FloatField(min_value=1, max_value=86400, default=600)
     metric = serializers.CharField(default="ndcg@10")
+    # Successive halving on iterations: weak trials stop after a ninth, then a third, of them.
+    early_stopping = serializers.BooleanField(default=True)
 
     def validate_metric(self, value: str) -> str:
         return _validate_metric_at_k(value)
 
 
+class NumberOrAutoField(serializers.FloatField):
+    """A bounded number, or "auto": the strategy's data-scaled default (ALS)."""
+
+    def to_internal_value(self, data):
+        if data == "auto":
+            return data
+        return super().to_internal_value(data)
+
+    def run_validators(self, value):
+        if value != "auto":  # the bounds are for numbers
+            super().run_validators(value)
+
+    def to_representation(self, value):
+        return value if value == "auto" else super().to_representation(value)
+
+
 class TrainingSerializer(StrictSerializer):
     strategy = serializers.CharField(default="als")
     factors = serializers.IntegerField(min_value=2, max_value=1024, default=64)
-    # Unset: the strategy's own default (tuned per strategy in mfengine).
-    regularization = serializers.FloatField(min_value=0, max_value=1e4, required=False)
+    # Unset: the strategy's own default (for ALS "auto", scaled to the data; a number is a
+    # fixed penalty, unless regularization_scaling says how to scale it).
+    regularization = NumberOrAutoField(min_value=0, max_value=1e4, required=False)
+    regularization_scaling = serializers.ChoiceField(
+        choices=["singular_value", "count", "none"], required=False)
     alpha = serializers.FloatField(min_value=0, max_value=1e4, required=False)
     iterations = serializers.IntegerField(min_value=1, max_value=1000, default=15)
     learning_rate = serializers.FloatField(min_value=0, max_value=10, required=False)
@@ -111,9 +133,20 @@ class TrainingSerializer(StrictSerializer):
     def validate(self, attrs: dict) -> dict:
         params = {k: v for k, v in attrs.items() if k not in ("strategy", "tune")}
         try:
-            mfengine.create(attrs["strategy"], **params)
+            model = mfengine.create(attrs["strategy"], **params)
         except (TypeError, ValueError) as exc:
             raise serializers.ValidationError(str(exc)) from exc
+        if params.get("regularization") == "auto" and type(model)().get_params().get(
+                "regularization") != "auto":
+            raise serializers.ValidationError({"regularization": [
+                f"'auto' is a data-scaled default strategy {attrs['strategy']!r} does not "
+                "have; give a number"]})
+        rule = getattr(model, "regularization_rule", None)
+        if rule is not None:
+            try:  # ALS: the pair (regularization, regularization_scaling) must make sense
+                rule()
+            except ValueError as exc:
+                raise serializers.ValidationError({"regularization": [str(exc)]}) from exc
         if attrs.get("tune") and attrs["strategy"] not in DEFAULT_SPACES:
             raise serializers.ValidationError({"tune": [
                 f"no search space for strategy {attrs['strategy']!r}; tuning supports "
@@ -295,7 +328,8 @@ def _takes(field: serializers.Field) -> str:
         inner = _takes(field.child)
         return kind + inner + ("}" if kind.startswith("{") else "")
     kind = {serializers.BooleanField: "true/false", serializers.IntegerField: "integer",
-            serializers.FloatField: "number", serializers.CharField: "text"}.get(
+            serializers.FloatField: "number", serializers.CharField: "text",
+            NumberOrAutoField: 'number or "auto"'}.get(
         type(field), type(field).__name__.removesuffix("Field").lower() or "value")
     bounds = []
     if getattr(field, "min_value", None) is not None:

@@ -4,8 +4,9 @@ The search sees only the training period (the events before the evaluation's tes
 split once more by the plan's own protocol: a per-user temporal split with the plan's
 `test_fraction`, or a global split holding out the last `test_days` of the training period.
 mfengine.tuning runs a seeded random search (the plan's configured values are trial 0) within
-the time budget, confirms the best trial and the configured values over 3 seeds each, and
-keeps the choice only when it beats them by more than noise (see
+the time budget, stopping weak trials early by successive halving unless
+`tune.early_stopping` is false, confirms the best trial and the configured values over 3
+seeds each, and keeps the choice only when it beats them by more than noise (see
 `mfengine.tuning.tune_against_defaults`). The report's "tuning" section records all of it.
 """
 
@@ -39,6 +40,7 @@ def tune_training(config: dict, strategy: str, hyperparameters: dict, tune: dict
     section = tune_against_defaults(
         strategy, fit_matrix, validation_matrix, defaults=hyperparameters, seeds=SEEDS,
         n_trials=tune["trials"], time_budget_s=tune["time_budget_s"], metric=metric, k=int(k),
+        halving_eta=3 if tune.get("early_stopping", True) else None,
         seed=int(hyperparameters.get("random_state") or 0), callback=progress)
     section["validation"] = {
         **section["validation"], "kind": split["kind"],
@@ -46,5 +48,6 @@ def tune_training(config: dict, strategy: str, hyperparameters: dict, tune: dict
            else {"test_fraction": split["test_fraction"]}),
         "training_period_events": int(len(period.timestamps))}
     section["budget"] = {"trials": tune["trials"], "time_budget_s": tune["time_budget_s"],
-                         "trials_run": len(section["trials"])}
+                         "trials_run": len(section["trials"]), "fits": section["fits"],
+                         "early_stopping": tune.get("early_stopping", True)}
     return section

@@ -68,7 +68,8 @@ def test_als_fold_in_equals_exact_user_step() -> None:
     train, _ = planted_split()
     model = ALS(factors=8, iterations=4, solver="cholesky", random_state=0).fit(train)
     # one more exact user half-step with these item factors gives the fold-in solution
-    model._solve_half(train, model.user_factors_, model.item_factors_)
+    model._solve_half(train, model.user_factors_, model.item_factors_,
+                      model.row_penalties(train))
     for user in (0, 5, 17):
         row = train[user]
         np.testing.assert_allclose(

@@ -23,7 +23,7 @@ def test_tune_returns_best_of_its_table(events):
     res = tune(
         "als", d.user_ids, d.item_ids, d.timestamps, shape=(d.n_users, d.n_items),
         space={"factors": [4, 16], "regularization": [0.05, 5.0], "iterations": [3]},
-        n_trials=4, base_params={"random_state": 0, "num_threads": 1},
+        n_trials=4, base_params={"random_state": 0, "num_threads": 1}, halving_eta=None,
     )
     scores = [t["score"] for t in res.trials]
     assert len(res.trials) == 4
@@ -60,6 +60,7 @@ def test_tune_sees_only_training_events(events):
         "als", d.user_ids[train], d.item_ids[train], d.timestamps[train],
         shape=(d.n_users, d.n_items), space={"factors": [4, 8], "iterations": [2]},
         n_trials=3, base_params={"random_state": 0}, factory=spy, confirm_top=1,
+        halving_eta=None,
     )
     assert len(fitted) == 3 + 1  # trials + one confirmation fit
     for matrix in fitted:
@@ -131,3 +132,77 @@ def test_search_stops_at_its_time_budget(events):
     result = search("als", fit_m, val_m, n_trials=20, time_budget_s=0.0, confirm_top=0,
                     base_params={"iterations": 2, "factors": 4}, callback=seen.append)
     assert len(result.trials) == 1 and seen == result.trials  # at least one, then the budget
+
+
+def _counting_factory(log):
+    """mfengine.create, recording the iterations of every model that is fitted."""
+
+    def factory(name, **params):
+        model = mfengine.create(name, **params)
+        original = model.fit
+
+        def fit(matrix, callback=None):
+            log.append((tuple(sorted(k for k in params if k != "iterations")),
+                        model.iterations))
+            return original(matrix, callback)
+
+        model.fit = fit
+        return model
+
+    return factory
+
+
+def test_successive_halving_keeps_its_budget_of_fits(events):
+    from mfengine.tuning import halving_rungs, search
+
+    fit_m, val_m, _ = _matrices(events)
+    fitted = []
+    result = search("als", fit_m, val_m, space={"factors": [2, 4, 8, 16],
+                                                "regularization": [0.1, 1.0, 10.0, 100.0]},
+                    n_trials=9, halving_eta=3, confirm_top=1, confirm_seeds=1,
+                    base_params={"iterations": 27, "random_state": 0},
+                    factory=_counting_factory(fitted))
+    assert halving_rungs(9, 3) == [9, 3, 1]
+    # 9 fits at 3 iterations, the best 3 at 9, the best one at 27, then one confirmation refit
+    assert [iterations for _, iterations in fitted] == [3] * 9 + [9] * 3 + [27] * 2
+    assert result.fits == len(fitted) == 14
+    assert [r["trials"] for r in result.rungs] == [9, 3, 1]
+    finals = [t for t in result.trials if t["final"]]
+    assert len(finals) == 1 and finals[0]["iterations"] == 27 and finals[0]["rung"] == 2
+    assert result.best_score == finals[0]["score"]
+    assert result.best_params == {"iterations": 27, "random_state": 0, **finals[0]["params"]}
+    # the trials stopped at the first rung were fitted once, with a ninth of the iterations
+    stopped = [t for t in result.trials if t["rung"] == 0]
+    assert len(stopped) == 6 and all(t["iterations"] == 3 for t in stopped)
+
+
+def test_halving_is_off_when_there_are_too_few_iterations_to_cut(events):
+    from mfengine.tuning import search
+
+    fit_m, val_m, _ = _matrices(events)
+    fitted = []
+    result = search("als", fit_m, val_m, space={"regularization": [0.1, 1.0, 10.0]},
+                    n_trials=3, confirm_top=0, base_params={"iterations": 3, "factors": 4},
+                    factory=_counting_factory(fitted))
+    assert [iterations for _, iterations in fitted] == [3, 3, 3]
+    assert all(t["final"] for t in result.trials) and result.rungs[0]["eta"] is None
+
+
+def test_tune_against_defaults_counts_every_fit(events):
+    from mfengine.tuning import tune_against_defaults
+
+    fit_m, val_m, _ = _matrices(events)
+    fitted = []
+    section = tune_against_defaults(
+        "als", fit_m, val_m, defaults={"factors": 4, "iterations": 12, "random_state": 0},
+        space={"regularization": [0.1, 1.0, 10.0, 100.0]}, n_trials=4, metric="ndcg", k=10,
+        factory=_counting_factory(fitted))
+    assert section["fits"] == len(fitted)
+    # 4 + 2 + 1 rung fits (4, 4 and 12 iterations), two more seeds for the chosen trial, and
+    # the defaults at full iterations over three seeds (two when trial 0 reached the last
+    # rung, none when it was itself the confirmed one)
+    assert [r["trials"] for r in section["rungs"]] == [4, 2, 1]
+    assert len(fitted) in (7 + 2, 7 + 2 + 2, 7 + 2 + 3)
+    assert sorted({iterations for _, iterations in fitted}) == [3, 4, 12]
+    assert len(section["defaults"]["scores"]) == 3 == len(section["chosen"]["scores"])
+    json.dumps(section, allow_nan=False)

@@ -132,3 +132,44 @@ def test_creating_a_serving_plan_takes_over_serving(tenant_a):
     with tenant_a.scope():
         serving = list(TrainingPlan.objects.filter(is_serving=True).values_list("name", flat=True))
     assert serving == ["second"]
+
+
+@pytest.mark.parametrize("training", [
+    {"strategy": "als", "regularization": "auto"},
+    {"strategy": "als", "regularization": 0.05},
+    {"strategy": "als", "regularization": 0.3, "regularization_scaling": "count"},
+    {"strategy": "als", "regularization": 0.1, "regularization_scaling": "singular_value"},
+    {"strategy": "als", "regularization": "auto", "regularization_scaling": "none"},
+])
+def test_als_penalty_values_are_accepted_as_given(tenant_a, training):
+    response = _create(tenant_a, {"training": training})
+    assert response.status_code == 201, response.json()
+    stored = response.json()["config"]["training"]
+    assert {k: stored[k] for k in training} == training
+
+
+@pytest.mark.parametrize("training, message", [
+    ({"strategy": "als", "regularization": "lots"}, "A valid number is required"),
+    ({"strategy": "als", "regularization": -1}, "greater than or equal to 0"),
+    ({"strategy": "bpr", "regularization": "auto"}, "does not have; give a number"),
+    ({"strategy": "als", "regularization_scaling": "users"}, "is not a valid choice"),
+    ({"strategy": "sgd", "regularization_scaling": "count"}, "unknown hyperparameter"),
+])
+def test_bad_penalty_values_are_a_400_naming_the_field(tenant_a, training, message):
+    response = _create(tenant_a, {"training": training})
+    assert response.status_code == 400, response.json()
+    errors = response.json()["errors"]["config"]["training"]
+    assert message in str(errors)
+    if "unknown hyperparameter" not in message:
+        assert ("regularization" in errors or "regularization_scaling" in errors), errors
+    assert not TrainingPlan.objects.exists()
+
+
+def test_tune_early_stopping_is_a_plan_option(tenant_a):
+    config = validate_plan_config({"training": {"tune": {"trials": 6}}})
+    assert config["training"]["tune"]["early_stopping"] is True
+    config = validate_plan_config({"training": {"tune": {"early_stopping": False}}})
+    assert config["training"]["tune"]["early_stopping"] is False
+    response = _create(tenant_a, {"training": {"tune": {"early_stopping": "sometimes"}}})
+    assert response.status_code == 400
+    assert "early_stopping" in response.json()["errors"]["config"]["training"]["tune"]

@@ -35,6 +35,13 @@ def test_tune_on_reports_its_trials_and_trains_with_what_it_kept(tenant_a):
     assert len(tuning["defaults"]["scores"]) == 3 and len(tuning["chosen"]["scores"]) == 3
     assert tuning["validation"]["kind"] == "temporal"
     assert tuning["validation"]["validation_users"] > 0
+    # early stopping (on by default): 3 trials at a third of their iterations, the best in
+    # full; every fit is counted, the confirmation refits included
+    stopped = [t for t in tuning["trials"] if not t["final"]]
+    assert len(stopped) == 2
+    assert all(t["iterations"] < t["params"].get("iterations", 8) for t in stopped)
+    assert tuning["budget"]["early_stopping"] is True
+    assert tuning["budget"]["fits"] == tuning["fits"] >= 3 + 1 + 2
     assert tuning["kept"] is True, tuning
     assert tuning["gain"] > tuning["noise"]["margin"]
     # the version's hyperparameters are the kept choice, and the model was fitted with them
@@ -47,6 +54,7 @@ def test_tune_on_reports_its_trials_and_trains_with_what_it_kept(tenant_a):
     assert '<h2 id="tuning">Tuning</h2>' in html
     assert html.count("<tr><td>") >= 3  # one row per trial
     assert "plan&#x27;s values" in html and "Kept:" in html
+    assert html.count("stopped early (") == 2
     assert tuning["noise"]["rule"] in unescape(html)
 
 
@@ -111,7 +119,8 @@ def test_tune_metric_must_be_an_evaluated_k(tenant_a):
     response = _create(tenant_a, config)
     assert response.status_code == 201, response.json()
     tune = response.json()["config"]["training"]["tune"]
-    assert tune == {"trials": 12, "time_budget_s": 600.0, "metric": "map@20"}
+    assert tune == {"trials": 12, "time_budget_s": 600.0, "metric": "map@20",
+                    "early_stopping": True}
 
 
 def test_tune_needs_a_strategy_with_a_search_space(tenant_a):

@@ -1,0 +1,103 @@
+"""The data shapes the quality benchmarks measure on: ml-latest-small under both splits and
+synthetic sets (mfengine.synthetic) of different density, popularity skew and value scale.
+
+Each shape carries its train and test matrices (BENCHMARK.md protocol) and the training
+period's events, so a tuner can carve its own validation split from them. ``role`` says
+whether a shape may be used to choose a default ("choose") or only to confirm one
+("confirm"): a default picked on one set's test split proves nothing about the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from benchmarks.common import movielens_dir
+from mfengine.datasets import load_movielens
+from mfengine.evaluation import global_time_split, temporal_split, temporal_split_mask
+from mfengine.synthetic import generate
+
+
+@dataclass
+class Shape:
+    name: str
+    description: str
+    role: str  # "choose" or "confirm"
+    train: sp.csr_matrix
+    test: sp.csr_matrix
+    # The training period's events (row, column, unix seconds, value) for a tuner.
+    events: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    validation: str  # the tuner's split: "temporal" or "global", mirroring the test split
+    positive_threshold: float | None
+    binary: bool  # train on 1 per (user, item) or on summed values (counts)
+
+
+def _temporal(name: str, description: str, role: str, users: np.ndarray, items: np.ndarray,
+              ts: np.ndarray, vals: np.ndarray, shape: tuple[int, int],
+              threshold: float | None, binary: bool) -> Shape:
+    train, test = temporal_split(users, items, ts, vals, shape=shape,
+                                 positive_threshold=threshold, binary=binary)
+    keep = ~temporal_split_mask(users, ts, 0.2, items)
+    return Shape(name, description, role, train, test,
+                 (users[keep], items[keep], ts[keep], vals[keep]), "temporal", threshold, binary)
+
+
+def movielens_shapes() -> list[Shape]:
+    ml = load_movielens(movielens_dir())
+    users, items, _, item_ids = ml.encode()
+    ts, vals = ml.timestamps.astype(np.int64), ml.values.astype(np.float64)
+    shape = (int(users.max()) + 1, len(item_ids))
+    temporal = _temporal(
+        "ml-temporal", "ml-latest-small, per-user temporal split (last 20% of each user's "
+        "ratings; positives rating >= 4)", "choose", users, items, ts, vals, shape, 4.0, True)
+    cutoff = int(np.quantile(ts, 0.8))
+    train, test = global_time_split(users, items, ts, vals, cutoff=cutoff, shape=shape,
+                                    positive_threshold=4.0)
+    before = ts < cutoff
+    global_cut = Shape(
+        "ml-global", f"ml-latest-small, global cutoff (train before {cutoff}, the 80% time "
+        "quantile; positives rating >= 4)", "confirm", train, test,
+        (users[before], items[before], ts[before], vals[before]), "global", 4.0, True)
+    return [temporal, global_cut]
+
+
+# name, role, generator arguments, what it stands for
+SYNTHETIC = (
+    ("syn-sparse-skewed", "choose",
+     {"n_users": 20_000, "n_items": 8_000, "n_interactions": 200_000, "n_clusters": 24,
+      "popularity_exponent": 1.2},
+     "sparse (0.1% dense), steep popularity (exponent 1.2), binary"),
+    ("syn-dense-flat", "choose",
+     {"n_users": 2_000, "n_items": 1_000, "n_interactions": 200_000, "n_clusters": 8,
+      "popularity_exponent": 0.5},
+     "dense (~8%), flat popularity (exponent 0.5), binary"),
+    ("syn-counts", "confirm",
+     {"n_users": 6_000, "n_items": 4_000, "n_interactions": 150_000, "n_clusters": 16,
+      "counts": True},
+     "repeat counts (mean ~4, up to ~100; trained on the summed counts), exponent 0.9"),
+    ("syn-ratings", "confirm",
+     {"n_users": 4_000, "n_items": 3_000, "n_interactions": 150_000, "n_clusters": 12,
+      "popularity_exponent": 1.0, "ratings": True},
+     "ratings 1..5 (positives >= 4), exponent 1.0"),
+)
+
+
+def synthetic_shapes(seed: int = 0) -> list[Shape]:
+    shapes = []
+    for name, role, arguments, what in SYNTHETIC:
+        data = generate(seed=seed, **arguments)
+        threshold = 4.0 if arguments.get("ratings") else None
+        binary = not arguments.get("counts")
+        description = (f"synthetic {arguments['n_users']:,} users x {arguments['n_items']:,} "
+                       f"items, {arguments['n_interactions']:,} events: {what}; per-user "
+                       "temporal split")
+        shapes.append(_temporal(
+            name, description, role, data.user_ids, data.item_ids, data.timestamps,
+            data.values.astype(np.float64), (data.n_users, data.n_items), threshold, binary))
+    return shapes
+
+
+def all_shapes(seed: int = 0) -> list[Shape]:
+    return movielens_shapes() + synthetic_shapes(seed)
