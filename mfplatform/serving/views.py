@@ -87,7 +87,10 @@ class SimilarItemsView(Timed, APIView):
     required_scope = "recommend"
     endpoint = "similar"
 
-    @extend_schema(parameters=[OpenApiParameter("k", int), OpenApiParameter("explain", bool)],
+    @extend_schema(parameters=[OpenApiParameter("k", int), OpenApiParameter("explain", bool),
+                               OpenApiParameter("user", str, description=(
+                                   "the user it is shown to: assigns the request to a "
+                                   "running similar-items experiment"))],
                    responses=SimilarItemsSerializer)
     def get(self, request, external_id: str):
         try:
@@ -95,8 +98,11 @@ class SimilarItemsView(Timed, APIView):
         except ValueError as exc:
             raise ValidationError({"k": ["expected an integer"]}) from exc
         explain = request.query_params.get("explain", "").lower() in ("1", "true", "yes")
+        user = request.query_params.get("user", "").strip() or None
+        if user is not None and len(user) > 255:
+            raise ValidationError({"user": ["at most 255 characters"]})
         try:
-            body = similar_items(request_tenant(request), external_id, k, explain)
+            body = similar_items(request_tenant(request), external_id, k, explain, user)
         except ServingError as exc:
             raise ValidationError({exc.field: [str(exc)]}) from exc
         if body is None:
