@@ -185,10 +185,10 @@ def _copy_text(value: str | None) -> str:
     return value
 
 
-def _write_events(tenant: Tenant, cursor, events: CleanEvents, items: dict[str, int],
-                  users: dict[str, int], types: dict[str, EventType]) -> int:
-    """COPY into a staging table (COPY cannot write into a table with row-level security),
-    then one INSERT ... SELECT that the policy checks row by row; returns the rows stored."""
+def _fill_staging(cursor, events: CleanEvents, items: dict[str, int],
+                  users: dict[str, int]) -> None:
+    """The batch into the temporary staging table: binary COPY straight from numpy when
+    every row is fixed-width (no event id, no recommendation id), else text COPY."""
     cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging_events (ord int, user_id bigint, "
                    "item_id bigint, event_type_id bigint, value float8, micros bigint, "
                    "event_id text, recommendation_id uuid, position smallint) "
@@ -224,6 +224,13 @@ def _write_events(tenant: Tenant, cursor, events: CleanEvents, items: dict[str, 
             events.micros.tolist(), event_ids, rec_ids, positions, strict=True))
         with cursor.copy("COPY staging_events FROM STDIN") as copy:
             copy.write(text)
+
+
+def _write_events(tenant: Tenant, cursor, events: CleanEvents, items: dict[str, int],
+                  users: dict[str, int], types: dict[str, EventType]) -> int:
+    """COPY into a staging table (COPY cannot write into a table with row-level security),
+    then one INSERT ... SELECT that the policy checks row by row; returns the rows stored."""
+    _fill_staging(cursor, events, items, users)
     insert = """
         INSERT INTO catalog_event (tenant_id, user_id, item_id, event_type_id, value,
                                    timestamp, event_id, recommendation_id, position,
