@@ -1,7 +1,8 @@
 """Online evaluation end to end: does an A/B experiment find the better model, does an A/A
 experiment call no winner at the nominal rate, and what does impression logging cost serving.
 
-    .venv/bin/python benchmarks/online.py [--requests 3000] [--aa-runs 400]
+    MOVIELENS_DIR=../shared/datasets/ml-latest-small \
+        .venv/bin/python benchmarks/online.py [--requests 3000] [--aa-runs 400]
 
 1. A hidden "true" preference model: ALS factors fitted on the whole of MovieLens
    ml-latest-small (every rating, strength = rating). A simulated user clicks an item shown
@@ -371,7 +372,10 @@ def report(args, results, seen, simulated, aa_winners, aa_total, rates, ratio,
         *rows,
         "",
         f"Winner: **{results['winner']}** ({results['reason']}). The simulator's own count: "
-        f"{simulator}.",
+        f"{simulator}. The results count fewer clicked responses than the simulator: a click "
+        "sent without its recommendation_id goes to the latest response that showed the user "
+        "the item, and users come back (about 5 requests each), so some clicks land on a "
+        "later response of the same variant.",
         "",
         f"A/A: {aa_total} simulated experiments of 2 x 1,500 responses with the same 20% CTR "
         f"through the same results function: {aa_winners} called a winner "

@@ -2,6 +2,8 @@ from rest_framework import serializers
 
 from mfplatform.experiments.models import Experiment, Surface, Variant, VariantKind
 
+MAX_ID = 2**63 - 1  # Postgres bigint: a larger id would be a database error, not a 400
+
 
 class VariantSerializer(serializers.ModelSerializer):
     name = serializers.CharField(max_length=64)
@@ -9,9 +11,10 @@ class VariantSerializer(serializers.ModelSerializer):
     share = serializers.FloatField(min_value=0, max_value=1)
     model_version = serializers.IntegerField(source="model_version_id", required=False,
                                              allow_null=True, min_value=1,
+                                             max_value=MAX_ID,
                                              help_text="kind version: the version's id")
     plan = serializers.IntegerField(source="plan_id", required=False, allow_null=True,
-                                    min_value=1,
+                                    min_value=1, max_value=MAX_ID,
                                     help_text="kind plan: the plan (its active version serves)")
     is_control = serializers.BooleanField(required=False, default=False)
 
