@@ -68,18 +68,23 @@ class VariantInline(admin.TabularInline):
     def _editable(self, obj) -> bool:
         return obj is None or obj.status == ExperimentStatus.DRAFT
 
+    # Members get their rights from their membership, as in TenantScopedAdmin (not from
+    # Django's per-model permissions); variants change only while the experiment is a draft.
+    def _can_configure(self, request) -> bool:
+        membership = getattr(request, "membership", None)
+        return is_operator(request) or (membership is not None and membership.can_configure)
+
     def has_add_permission(self, request, obj=None):
-        return self._editable(obj) and super().has_add_permission(request, obj)
+        return self._editable(obj) and self._can_configure(request)
 
     def has_change_permission(self, request, obj=None):
-        return self._editable(obj) and super().has_change_permission(request, obj)
+        return self._editable(obj) and self._can_configure(request)
 
     def has_delete_permission(self, request, obj=None):
-        return self._editable(obj) and super().has_delete_permission(request, obj)
+        return self._editable(obj) and self._can_configure(request)
 
-    # Members get their rights from their membership (TenantScopedAdmin), not Django's.
     def has_view_permission(self, request, obj=None):
-        return True
+        return is_operator(request) or getattr(request, "membership", None) is not None
 
 
 def _results_url(experiment: Experiment) -> str:

@@ -5,11 +5,14 @@ import struct
 
 import pytest
 from django.contrib.auth import get_user_model
+from django_celery_beat.models import PeriodicTask
 
+from mfplatform.experiments.models import Experiment
 from mfplatform.registry.models import ModelStatus, PromotionLog
 from tenants.models import Role
 from tenants.services import add_member
 from tests.experiments.decided import decided_experiment
+from tests.factories import make_model_version, make_plan
 from tests.registry.test_report_browser import SCREENSHOTS, chromium_driver, login
 
 
@@ -91,3 +94,31 @@ def test_results_page_in_chromium(live_server, tenant_a):
     assert version.status == ModelStatus.ACTIVE
     width, height = struct.unpack(">II", path.read_bytes()[16:24])
     assert width >= 1000 and height >= 1000
+
+
+def test_a_member_creates_an_experiment_with_its_variants_in_the_admin(client, tenant_a):
+    with tenant_a.scope():
+        version = make_model_version(make_plan(tenant_a.tenant))
+    _member(client, tenant_a.tenant, "admin@alpha.test")
+    form = {"name": "from-admin", "surface": "recommendations", "click_event": "click",
+            "min_samples": "100", "alpha": "0.05",
+            "variants-TOTAL_FORMS": "2", "variants-INITIAL_FORMS": "0",
+            "variants-MIN_NUM_FORMS": "0", "variants-MAX_NUM_FORMS": "1000",
+            "variants-0-name": "control", "variants-0-kind": "popularity",
+            "variants-0-share": "0.5", "variants-0-is_control": "on",
+            "variants-1-name": "model", "variants-1-kind": "version",
+            "variants-1-model_version": str(version.pk), "variants-1-share": "0.6"}
+    url = "/admin/experiments/experiment/add/"
+    refused = client.post(url, form)
+    assert refused.status_code == 200 and b"must sum to 1" in refused.content
+    response = client.post(url, {**form, "variants-1-share": "0.5"})
+    assert response.status_code == 302, response.content[:2000]
+    with tenant_a.scope():
+        experiment = Experiment.objects.get(name="from-admin")
+        assert experiment.tenant_id == tenant_a.tenant.pk and experiment.status == "draft"
+        assert sorted(v.tenant_id for v in experiment.variants.all()) == [
+            tenant_a.tenant.pk] * 2
+
+
+def test_retention_is_scheduled_in_beat(db):
+    assert PeriodicTask.objects.get(task="experiments.drop_old_impressions").enabled

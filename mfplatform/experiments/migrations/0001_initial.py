@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('registry', '0005_partition_vectors_by_model_version'),
+        ('registry', '0004_version_file_checksums'),
         ('tenants', '0002_row_level_security'),
         ('training', '0003_run_heartbeat_and_cancel'),
     ]
