@@ -37,3 +37,10 @@ def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server, worker) -> None:
+    # The impressions still in this worker's buffer (mfplatform/experiments/impressions.py).
+    from mfplatform.experiments.impressions import BUFFER
+
+    BUFFER.close()

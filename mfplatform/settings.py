@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "mfplatform.catalog",
     "mfplatform.training",
     "mfplatform.registry",
+    "mfplatform.experiments",
     "mfplatform.serving",
 ]
 
@@ -293,6 +294,17 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
 # Seconds a verified API key is trusted without a database lookup (revocation elsewhere
 # takes effect within this; 0 = look up on every call).
 API_KEY_CACHE_SECONDS = float(os.environ.get("API_KEY_CACHE_SECONDS", "10"))
+# Impressions (mfplatform/experiments/impressions.py): what every response showed, kept in a
+# per-process buffer and written by a background thread every IMPRESSION_FLUSH_SECONDS or
+# IMPRESSION_FLUSH_ROWS rows, whichever comes first; at most IMPRESSION_BUFFER_ROWS wait
+# (more are dropped and counted). Off: nothing recorded (experiments get no results).
+IMPRESSION_LOGGING = env_bool("IMPRESSION_LOGGING", True)
+IMPRESSION_FLUSH_SECONDS = float(os.environ.get("IMPRESSION_FLUSH_SECONDS", "1"))
+IMPRESSION_FLUSH_ROWS = int(os.environ.get("IMPRESSION_FLUSH_ROWS", "1000"))
+IMPRESSION_BUFFER_ROWS = int(os.environ.get("IMPRESSION_BUFFER_ROWS", "100000"))
+# The writer thread; tests switch it off and flush in their own thread and transaction.
+IMPRESSION_BACKGROUND_FLUSH = env_bool("IMPRESSION_BACKGROUND_FLUSH", True)
+IMPRESSION_RETENTION_DAYS = int(os.environ.get("IMPRESSION_RETENTION_DAYS", "90"))
 
 LOGGING = {
     "version": 1,

@@ -12,6 +12,9 @@ os.environ.setdefault("CELERY_BROKER_DIR", str(Path(__file__).resolve().parent.p
 # Precomputation after each promotion would keep the worker busy past a test's end (and its
 # database flush); the tests that need it call it directly.
 os.environ.setdefault("SERVING_PRECOMPUTE", "0")
+# Impressions are written by the test that wants them (flush_impressions), in its own thread
+# and transaction; tests/experiments starts the writer thread where it tests it.
+os.environ.setdefault("IMPRESSION_BACKGROUND_FLUSH", "0")
 os.environ.setdefault("MEDIA_ROOT",
                       str(Path(__file__).resolve().parent.parent / "var" / "test-media"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mfplatform.test_settings")

@@ -118,6 +118,16 @@ def _remove_session_broker_folder():
         shutil.rmtree(settings.BROKER_DIR, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _forget_unwritten_impressions():
+    """Impressions a test's requests queued (and did not flush) belong to its rolled-back
+    data: they must not be written in a later test, or at exit."""
+    yield
+    from mfplatform.experiments.impressions import BUFFER
+
+    BUFFER.discard()
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker):
     """One worker for the session; tests using it need django_db(transaction=True)."""

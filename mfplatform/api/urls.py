@@ -14,4 +14,5 @@ urlpatterns = [
     path("", include("mfplatform.catalog.urls")),
     path("", include("mfplatform.training.urls")),
     path("", include("mfplatform.registry.urls")),
+    path("", include("mfplatform.experiments.urls")),
 ]

@@ -4,6 +4,7 @@ here touches the database; `catalog.events` resolves and writes what passes."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,10 @@ from mfplatform.catalog.models import EventType
 MAX_EVENT_VALUE = 1e9
 
 # In the order errors are reported for a row.
-EVENT_FIELDS = ("user", "item", "type", "value", "timestamp", "event_id")
+EVENT_FIELDS = ("user", "item", "type", "value", "timestamp", "event_id", "recommendation_id",
+                "position")
+# An item's position in a response (1 = first); a response has at most serving's MAX_K items.
+MAX_POSITION = 1000
 _EVENT_FIELD_SET = frozenset(EVENT_FIELDS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -47,6 +51,8 @@ class EventColumns:
     value: list | None = None
     timestamp: list | None = None
     event_id: list | None = None
+    recommendation_id: list | None = None
+    position: list | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -80,7 +86,8 @@ class EventColumns:
                    # A missing type takes the default; an explicit null is an error.
                    type=[_DEFAULT if v is _missing else v for v in type_column],
                    value=column("value"), timestamp=column("timestamp"),
-                   event_id=column("event_id"))
+                   event_id=column("event_id"),
+                   recommendation_id=column("recommendation_id"), position=column("position"))
 
     def take(self, positions: list[int]) -> EventColumns:
         def pick(values: list | None) -> list | None:
@@ -88,7 +95,8 @@ class EventColumns:
 
         return EventColumns(pick(self.index), pick(self.user), pick(self.item),
                             pick(self.type), pick(self.value), pick(self.timestamp),
-                            pick(self.event_id))
+                            pick(self.event_id), pick(self.recommendation_id),
+                            pick(self.position))
 
 
 class _Default:
@@ -232,6 +240,44 @@ def _event_id_column(values: list | None, n: int) -> tuple[list, dict[int, str]]
     return clean, bad
 
 
+def _recommendation_id_column(values: list | None, n: int) -> tuple[list, dict[int, str]]:
+    """Canonical UUID strings, None where absent. A well-formed id that names no response
+    is kept: it is simply not attributed (the response may be past retention)."""
+    if values is None or _kinds(values) == {type(None)}:
+        return [None] * n, {}
+    clean, bad = [], {}
+    for position, value in enumerate(values):
+        if value is None or value == "":
+            clean.append(None)
+            continue
+        try:
+            clean.append(str(uuid.UUID(value.strip())) if isinstance(value, str) else None)
+        except ValueError:
+            clean.append(None)
+        if clean[-1] is None:
+            bad[position] = "expected the recommendation_id (a UUID) of a response"
+    return clean, bad
+
+
+def _position_column(values: list | None, n: int) -> tuple[list, dict[int, str]]:
+    """Positions (1 = first item of the response), None where absent."""
+    if values is None or _kinds(values) == {type(None)}:
+        return [None] * n, {}
+    clean, bad = [], {}
+    for position, value in enumerate(values):
+        if value is None or value == "":
+            clean.append(None)
+            continue
+        number = None
+        if type(value) is int or (isinstance(value, str) and value.strip().isdigit()):
+            number = int(value)
+        if number is None or not 1 <= number <= MAX_POSITION:
+            bad[position] = f"expected an integer between 1 and {MAX_POSITION}"
+            number = None
+        clean.append(number)
+    return clean, bad
+
+
 @dataclass
 class CleanEvents:
     index: list[int]
@@ -241,6 +287,8 @@ class CleanEvents:
     value: np.ndarray  # NaN: no value
     micros: np.ndarray  # int64 microseconds since the epoch
     event_id: list[str | None]
+    recommendation_id: list[str | None]
+    position: list[int | None]
 
     def take(self, positions: list[int]) -> CleanEvents:
         return CleanEvents([self.index[p] for p in positions],
@@ -248,7 +296,9 @@ class CleanEvents:
                             [self.item[p] for p in positions],
                             [self.type_id[p] for p in positions],
                             self.value[positions], self.micros[positions],
-                            [self.event_id[p] for p in positions])
+                            [self.event_id[p] for p in positions],
+                            [self.recommendation_id[p] for p in positions],
+                            [self.position[p] for p in positions])
 
 
 def validate_events(columns: EventColumns, types: dict[str, EventType],
@@ -264,9 +314,12 @@ def validate_events(columns: EventColumns, types: dict[str, EventType],
     values, value_bad = _value_column(columns.value, n)
     micros, stamp_bad = _timestamp_column(columns.timestamp, n, now)
     event_ids, event_id_bad = _event_id_column(columns.event_id, n)
-    clean = CleanEvents(columns.index, users, items, type_ids, values, micros, event_ids)
+    rec_ids, rec_id_bad = _recommendation_id_column(columns.recommendation_id, n)
+    positions, position_bad = _position_column(columns.position, n)
+    clean = CleanEvents(columns.index, users, items, type_ids, values, micros, event_ids,
+                        rec_ids, positions)
     per_field = list(zip(EVENT_FIELDS, (user_bad, item_bad, type_bad, value_bad, stamp_bad,
-                                        event_id_bad), strict=True))
+                                        event_id_bad, rec_id_bad, position_bad), strict=True))
     bad_positions = sorted(set().union(*(bad.keys() for _name, bad in per_field)))
     if not bad_positions:
         return clean

@@ -173,7 +173,7 @@ _STAGING_ROW = np.dtype([
     ("fields", ">i2"), ("ord_len", ">i4"), ("ord", ">i4"), ("user_len", ">i4"), ("user", ">i8"),
     ("item_len", ">i4"), ("item", ">i8"), ("type_len", ">i4"), ("type", ">i8"),
     ("value_len", ">i4"), ("value", ">f8"), ("micros_len", ">i4"), ("micros", ">i8"),
-    ("event_id_len", ">i4")])
+    ("event_id_len", ">i4"), ("rec_id_len", ">i4"), ("position_len", ">i4")])
 
 
 def _copy_text(value: str | None) -> str:
@@ -185,26 +185,29 @@ def _copy_text(value: str | None) -> str:
     return value
 
 
-def _write_events(tenant: Tenant, cursor, events: CleanEvents, items: dict[str, int],
-                  users: dict[str, int], types: dict[str, EventType]) -> int:
-    """COPY into a staging table (COPY cannot write into a table with row-level security),
-    then one INSERT ... SELECT that the policy checks row by row; returns the rows stored."""
+def _fill_staging(cursor, events: CleanEvents, items: dict[str, int],
+                  users: dict[str, int]) -> None:
+    """The batch into the temporary staging table: binary COPY straight from numpy when
+    every row is fixed-width (no event id, no recommendation id), else text COPY."""
     cursor.execute("CREATE TEMP TABLE IF NOT EXISTS staging_events (ord int, user_id bigint, "
                    "item_id bigint, event_type_id bigint, value float8, micros bigint, "
-                   "event_id text) ON COMMIT DROP")
+                   "event_id text, recommendation_id uuid, position smallint) "
+                   "ON COMMIT DROP")
     cursor.execute("TRUNCATE staging_events")
     n = len(events.index)
     user_ids = np.fromiter(map(users.__getitem__, events.user), dtype=np.int64, count=n)
     item_ids = np.fromiter(map(items.__getitem__, events.item), dtype=np.int64, count=n)
     type_ids = np.asarray(events.type_id, dtype=np.int64)
-    if all(e is None for e in events.event_id):
+    attributed = any(r is not None for r in events.recommendation_id) or any(
+        p is not None for p in events.position)
+    if not attributed and all(e is None for e in events.event_id):
         # Fixed-width rows: binary COPY straight from numpy (value NaN = no value).
         rows = np.empty(n, dtype=_STAGING_ROW)
-        rows["fields"] = 7
+        rows["fields"] = 9
         for name, width in (("ord", 4), ("user", 8), ("item", 8), ("type", 8), ("value", 8),
                             ("micros", 8)):
             rows[f"{name}_len"] = width
-        rows["event_id_len"] = -1  # NULL
+        rows["event_id_len"] = rows["rec_id_len"] = rows["position_len"] = -1  # NULL
         rows["ord"] = np.arange(n)
         rows["user"], rows["item"], rows["type"] = user_ids, item_ids, type_ids
         rows["value"], rows["micros"] = events.value, events.micros
@@ -213,16 +216,28 @@ def _write_events(tenant: Tenant, cursor, events: CleanEvents, items: dict[str, 
     else:
         values = ["NaN" if v != v else repr(v) for v in events.value.tolist()]
         event_ids = [_copy_text(e) for e in events.event_id]
-        text = "".join(f"{o}\t{u}\t{i}\t{t}\t{v}\t{s}\t{e}\n" for o, u, i, t, v, s, e in zip(
+        rec_ids = ["\\N" if r is None else r for r in events.recommendation_id]
+        positions = ["\\N" if p is None else str(p) for p in events.position]
+        text = "".join(f"{o}\t{u}\t{i}\t{t}\t{v}\t{s}\t{e}\t{r}\t{p}\n"
+                       for o, u, i, t, v, s, e, r, p in zip(
             range(n), user_ids.tolist(), item_ids.tolist(), events.type_id, values,
-            events.micros.tolist(), event_ids, strict=True))
+            events.micros.tolist(), event_ids, rec_ids, positions, strict=True))
         with cursor.copy("COPY staging_events FROM STDIN") as copy:
             copy.write(text)
+
+
+def _write_events(tenant: Tenant, cursor, events: CleanEvents, items: dict[str, int],
+                  users: dict[str, int], types: dict[str, EventType]) -> int:
+    """COPY into a staging table (COPY cannot write into a table with row-level security),
+    then one INSERT ... SELECT that the policy checks row by row; returns the rows stored."""
+    _fill_staging(cursor, events, items, users)
     insert = """
         INSERT INTO catalog_event (tenant_id, user_id, item_id, event_type_id, value,
-                                   timestamp, event_id, received_at)
+                                   timestamp, event_id, recommendation_id, position,
+                                   received_at)
         SELECT %(tenant)s, user_id, item_id, event_type_id, NULLIF(value, 'NaN'),
-               timestamptz 'epoch' + micros * interval '1 microsecond', event_id, now()
+               timestamptz 'epoch' + micros * interval '1 microsecond', event_id,
+               recommendation_id, position, now()
         FROM staging_events"""
     if any(e is not None for e in events.event_id):
         # An event id already stored (or repeated in the batch: the first one counts) is a

@@ -100,6 +100,11 @@ class Event(TenantOwned):
     timestamp = models.DateTimeField()
     # NULL, not "", when absent: the unique constraint applies to given ids only.
     event_id = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    # The response the event answers (its recommendation_id) and the item's position in it,
+    # when the client sends them; attribution to impressions happens when an experiment's
+    # results are computed (mfplatform/experiments/results.py), not here.
+    recommendation_id = models.UUIDField(null=True, blank=True)
+    position = models.PositiveSmallIntegerField(null=True, blank=True)
     received_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -58,3 +58,8 @@ class EventInSerializer(serializers.Serializer):
     value = serializers.FloatField(required=False)
     timestamp = serializers.CharField(required=False, help_text="ISO 8601 or unix seconds")
     event_id = serializers.CharField(required=False)
+    recommendation_id = serializers.UUIDField(
+        required=False, help_text="the response that showed the item (attribution); else the "
+                                  "user's latest impression of the item within the window")
+    position = serializers.IntegerField(required=False, min_value=1, max_value=1000,
+                                        help_text="the item's position in that response")

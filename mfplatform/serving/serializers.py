@@ -189,8 +189,17 @@ class ModelVersionRefSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ModelKind.choices, required=False)
 
 
+class ExperimentRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
 class RecommendationsSerializer(serializers.Serializer):
-    recommendation_id = serializers.UUIDField()
+    recommendation_id = serializers.UUIDField(
+        help_text="send it back with the events this response led to (attribution)")
+    experiment = ExperimentRefSerializer(allow_null=True,
+                                         help_text="the experiment running on this surface")
+    variant = serializers.CharField(allow_null=True, help_text="the user's variant in it")
     user = serializers.CharField(allow_null=True)
     personalised = serializers.BooleanField()
     model_version = ModelVersionRefSerializer(allow_null=True)
@@ -209,6 +218,9 @@ class BatchRecommendationsSerializer(serializers.Serializer):
 
 
 class SimilarItemsSerializer(serializers.Serializer):
+    recommendation_id = serializers.UUIDField()
+    experiment = ExperimentRefSerializer(allow_null=True)
+    variant = serializers.CharField(allow_null=True)
     item = serializers.CharField()
     model_version = ModelVersionRefSerializer(allow_null=True)
     rules = serializers.ListField(child=serializers.CharField())

@@ -13,6 +13,7 @@ Every item carries its source and, on request, a reason.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from mfplatform.serving.explain import give_reasons, mf_reason
 from mfplatform.serving.exploration import Exploring
 from mfplatform.serving.fallbacks import content, fallback_chain, popularity
 from mfplatform.serving.models import Impression
+from mfplatform.serving.online import NO_EXPERIMENT, assign, log_impression
 from mfplatform.serving.rules import CategoryFilter, Rule
 from mfplatform.serving.selector import Pick, Selector, rule_context, tenant_rules
 from mfplatform.serving.state import (
@@ -70,17 +72,24 @@ def _check_k(k: int) -> None:
 
 
 def recommend(tenant: Tenant, user_external_id: str | None, request: Request) -> dict:
+    """A user's recommendations; with an experiment running on the surface, from the model
+    version of the user's variant, and labelled with the experiment and variant."""
+    started = time.perf_counter()
     _check_k(request.k)
     state = request_state(tenant, user_external_id)
+    assignment, state = assign(tenant, "recommendations", user_external_id, state)
     bundle = load_model(state.version)
     session = session_items(tenant, request.recent_items, request.exclude)
     rules = tenant_rules(tenant, _request_rules(request), configured=state.rules)
     selector = Selector(tenant, rules,
                         rule_context(tenant, state.user, state.history, state.suppressed),
                         request.k, session.excluded)
-    personalised = state.personalised
+    # The popularity control of an experiment: no model, no personal data, no exploration.
+    popularity_only = bool(assignment and assignment.popularity_only)
+    personalised = state.personalised and not popularity_only
     recommendation_id = uuid.uuid4()
-    exploring = Exploring.start(state.version, bundle, selector, recommendation_id)
+    exploring = Exploring.start(None if popularity_only else state.version, bundle, selector,
+                                recommendation_id)
     precomputed = (request.precomputed and personalised and precomputed_candidates(
         selector, state.version, bundle, state.user, state.history))
     vector, source = (served_vector(bundle, state, session.items, bool(user_external_id))
@@ -88,12 +97,20 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
     if vector is not None and not selector.full:
         _model_candidates(selector, state, bundle, vector, session, request.explain, source)
     exploring.finish(selector)
-    fallback_used = fallback_chain(selector, bundle, state.history, session.items,
-                                   request.category, personalised)
+    if popularity_only:
+        popularity(selector, bundle, request.category)
+        fallback_used = False
+    else:
+        fallback_used = fallback_chain(selector, bundle, state.history, session.items,
+                                       request.category, personalised)
     _record_impressions(tenant, state.user, selector)
     metrics.record_response(tenant.slug, selector, fallback_used)
+    log_impression(tenant, "recommendations", recommendation_id, user_external_id, state.user,
+                   selector, None if state.version is None else state.version.pk, assignment,
+                   fallback_used, started)
     return {
         "recommendation_id": str(recommendation_id),
+        **(NO_EXPERIMENT if assignment is None else assignment.label()),
         "user": user_external_id,
         "personalised": bool(personalised and vector is not None),
         "model_version": None if state.version is None else {
@@ -155,27 +172,37 @@ def _item_json(pick: Pick, explain: bool) -> dict:
 
 
 def similar_items(tenant: Tenant, item_external_id: str, k: int,
-                  explain: bool = False) -> dict | None:
+                  explain: bool = False, user_external_id: str | None = None) -> dict | None:
     """Items like the given one (by item vectors; content-based for an item without one).
-    None when the tenant has no such item."""
+    None when the tenant has no such item. With `user_external_id`, the request takes part
+    in an experiment running on the similar-items surface."""
+    started = time.perf_counter()
     _check_k(k)
     item = (Item.objects.filter(tenant=tenant, external_id=item_external_id)
             .only("id", "external_id", "title", "category").first())
     if item is None:
         return None
-    state = request_state(tenant, None)  # the active version and the rules, one round trip
+    # The active version and the rules (and the user, for the impression), one round trip.
+    state = request_state(tenant, user_external_id)
+    assignment, state = assign(tenant, "similar_items", user_external_id, state)
     bundle = load_model(state.version)
     rules = [r for r in tenant_rules(tenant, configured=state.rules)
              if r.kind not in USER_RULE_KINDS]
     selector = Selector(tenant, rules, rule_context(tenant, None), k, {item.pk})
-    similar_candidates(selector, state.version, bundle, item.pk,
-                       label=item.title or item.external_id)
-    if not selector.full and bundle is not None:
-        content(selector, bundle, [(item.pk, 1.0)])
+    if assignment is None or not assignment.popularity_only:
+        similar_candidates(selector, state.version, bundle, item.pk,
+                           label=item.title or item.external_id)
+        if not selector.full and bundle is not None:
+            content(selector, bundle, [(item.pk, 1.0)])
     if not selector.full:
         popularity(selector, bundle, item.category or None)
     metrics.record_response(tenant.slug, selector, False)
-    return {"item": item_external_id,
+    recommendation_id = uuid.uuid4()
+    log_impression(tenant, "similar_items", recommendation_id, user_external_id, state.user,
+                   selector, None if state.version is None else state.version.pk, assignment,
+                   False, started)
+    return {"recommendation_id": str(recommendation_id), "item": item_external_id,
+            **(NO_EXPERIMENT if assignment is None else assignment.label()),
             "model_version": _version_json(state.version),
             "rules": [r.name for r in rules],
             "items": [_item_json(p, explain) for p in selector.picks]}

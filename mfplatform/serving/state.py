@@ -35,6 +35,10 @@ class RequestState:
     suppressed: set[int]
     rules: list[tuple[str, str, dict, bool]]  # the tenant's (name, kind, params, enabled)
     stored_vector: np.ndarray | None = None  # the user's vector in the version, if any
+    # The tenant's running experiments: [surface, experiment id, {plan variant id: its plan's
+    # active version id}] (experiments are read here, in the same round trip, so that a start
+    # or stop in any process applies to the next request, as a promotion does).
+    experiments: list | None = None
 
     @property
     def personalised(self) -> bool:
@@ -68,6 +72,14 @@ SELECT
   (SELECT coalesce(json_agg(json_build_array(r.name, r.kind, r.params, r.enabled)
                             ORDER BY r."order", r.id), '[]')
      FROM serving_eligibilityrule r WHERE r.tenant_id = %(tenant)s),
+  (SELECT coalesce(json_agg(json_build_array(x.surface, x.id, (
+            SELECT coalesce(json_object_agg(v.id, (
+                     SELECT a.id FROM registry_modelversion a
+                      WHERE a.plan_id = v.plan_id AND a.status = 'active' LIMIT 1)),
+                   json_build_object())
+              FROM experiments_variant v WHERE v.experiment_id = x.id AND v.kind = 'plan'))),
+          '[]')
+     FROM experiments_experiment x WHERE x.tenant_id = %(tenant)s AND x.status = 'running'),
   {{vector}}
 """
 _VECTOR_SQL = (f"SELECT embedding FROM {PARENTS['user']} "
@@ -96,7 +108,8 @@ def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
     with prepared_cursor() as cursor:
         cursor.execute(state_sql(expected),
                        {"tenant": tenant.pk, "user": user_external_id or ""}, prepare=True)
-        version_id, user_id, consent, history, suppressed, rules, vector = cursor.fetchone()
+        (version_id, user_id, consent, history, suppressed, rules, experiments,
+         vector) = cursor.fetchone()
     if version_id != expected:
         cache.put(("active", tenant.pk), version_id, 64)
         vector = stored_user_vector(version_id, user_id)
@@ -105,11 +118,11 @@ def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
         user = EndUser(pk=user_id, tenant=tenant, external_id=user_external_id,
                        consent=consent)
     return RequestState(
-        version=_active_version(tenant, version_id), user=user,
+        version=cached_version(tenant, version_id), user=user,
         history=[(int(i), name, float(ts)) for i, name, ts in _json(history)],
         suppressed=set(suppressed or ()),
         rules=[(name, kind, params, enabled) for name, kind, params, enabled in _json(rules)],
-        stored_vector=_as_array(vector))
+        stored_vector=_as_array(vector), experiments=_json(experiments))
 
 
 def stored_user_vector(version_id: int | None, user_id: int | None) -> np.ndarray | None:
@@ -132,7 +145,7 @@ def _as_array(vector) -> np.ndarray | None:
     return np.asarray(vector, dtype=np.float32)
 
 
-def _active_version(tenant: Tenant, version_id: int | None) -> ModelVersion | None:
+def cached_version(tenant: Tenant, version_id: int | None) -> ModelVersion | None:
     """The version's row, from the process's cache (what serving reads of a version never
     changes)."""
     if version_id is None:

@@ -92,7 +92,10 @@ class SimilarItemsView(Timed, APIView):
         OpenApiParameter("external_id", str, OpenApiParameter.PATH,
                          description="the item's id in the tenant's own system"),
         OpenApiParameter("k", int, description="how many similar items (default 10)"),
-        OpenApiParameter("explain", bool, description="true: a reason with every item")],
+        OpenApiParameter("explain", bool, description="true: a reason with every item"),
+        OpenApiParameter("user", str, description=(
+            "the user it is shown to: assigns the request to a running similar-items "
+            "experiment"))],
         responses=SimilarItemsSerializer)
     def get(self, request, external_id: str):
         try:
@@ -100,8 +103,11 @@ class SimilarItemsView(Timed, APIView):
         except ValueError as exc:
             raise ValidationError({"k": ["expected an integer"]}) from exc
         explain = request.query_params.get("explain", "").lower() in ("1", "true", "yes")
+        user = request.query_params.get("user", "").strip() or None
+        if user is not None and len(user) > 255:
+            raise ValidationError({"user": ["at most 255 characters"]})
         try:
-            body = similar_items(request_tenant(request), external_id, k, explain)
+            body = similar_items(request_tenant(request), external_id, k, explain, user)
         except ServingError as exc:
             raise ValidationError({exc.field: [str(exc)]}) from exc
         if body is None:
