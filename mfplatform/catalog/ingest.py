@@ -235,36 +235,37 @@ def upsert_items(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> 
 USER_FIELDS = {"id", "external_id", "consent", "is_internal", "is_bot", "attributes"}
 
 
+def _user_row(index: int, row: Any) -> dict | RowError:
+    """One row of a users batch, validated: the values to write, or what is wrong with it."""
+    if not isinstance(row, dict):
+        return RowError(index, "", "expected an object")
+    unknown = set(row) - USER_FIELDS
+    if unknown:
+        return RowError(index, sorted(unknown)[0], "unknown field")
+    external_id = _identifier(row.get("external_id", row.get("id")))
+    if external_id is None:
+        return RowError(index, "external_id", f"required: {ID_RULE}")
+    flags = {}
+    for name, default in (("consent", True), ("is_internal", False), ("is_bot", False)):
+        value = row.get(name, default)
+        if not isinstance(value, bool):
+            return RowError(index, name, "expected true or false")
+        flags[name] = value
+    attributes = row.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        return RowError(index, "attributes", "expected an object")
+    return {"external_id": external_id, **flags, "attributes": attributes}
+
+
 def upsert_users(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> IngestResult:
     errors: list[RowError] = []
     users: dict[str, dict] = {}
     for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            errors.append(RowError(index, "", "expected an object"))
-            continue
-        unknown = set(row) - USER_FIELDS
-        if unknown:
-            errors.append(RowError(index, sorted(unknown)[0], "unknown field"))
-            continue
-        external_id = _identifier(row.get("external_id", row.get("id")))
-        if external_id is None:
-            errors.append(RowError(index, "external_id",
-                                   f"required: {ID_RULE}"))
-            continue
-        flags = {}
-        for name, default in (("consent", True), ("is_internal", False), ("is_bot", False)):
-            value = row.get(name, default)
-            if not isinstance(value, bool):
-                errors.append(RowError(index, name, "expected true or false"))
-                break
-            flags[name] = value
+        checked = _user_row(index, row)
+        if isinstance(checked, RowError):
+            errors.append(checked)
         else:
-            attributes = row.get("attributes")
-            if attributes is not None and not isinstance(attributes, dict):
-                errors.append(RowError(index, "attributes", "expected an object"))
-                continue
-            users[external_id] = {"external_id": external_id, **flags,
-                                  "attributes": attributes}
+            users[checked["external_id"]] = checked
     result = IngestResult(rejected=errors)
     if errors and not partial:
         result.written = False

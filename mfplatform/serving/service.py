@@ -97,12 +97,8 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
     if vector is not None and not selector.full:
         _model_candidates(selector, state, bundle, vector, session, request.explain, source)
     exploring.finish(selector)
-    if popularity_only:
-        popularity(selector, bundle, request.category)
-        fallback_used = False
-    else:
-        fallback_used = fallback_chain(selector, bundle, state.history, session.items,
-                                       request.category, personalised)
+    fallback_used = _fill_with_fallbacks(selector, bundle, state, session, request.category,
+                                         personalised, popularity_only)
     _record_impressions(tenant, state.user, selector)
     metrics.record_response(tenant.slug, selector, fallback_used)
     log_impression(tenant, "recommendations", recommendation_id, user_external_id, state.user,
@@ -113,14 +109,28 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request) ->
         **(NO_EXPERIMENT if assignment is None else assignment.label()),
         "user": user_external_id,
         "personalised": bool(personalised and vector is not None),
-        "model_version": None if state.version is None else {
-            **_version_json(state.version), "kind": state.version.kind},
+        "model_version": _model_version_json(state.version),
         "precomputed": precomputed,
         "rules": [r.name for r in rules],
         "filtered": selector.filtered,
         "items": [_item_json(p, request.explain) for p in selector.picks],
         "warnings": _warnings(tenant, user_external_id, state, session, request.category),
     }
+
+
+def _fill_with_fallbacks(selector: Selector, bundle, state: RequestState, session: Session,
+                         category: str | None, personalised: bool, popularity_only: bool) -> bool:
+    """The slots the model left empty; True when a fallback filled some. An experiment's
+    popularity control gets popularity only (not a fallback: it is the variant)."""
+    if popularity_only:
+        popularity(selector, bundle, category)
+        return False
+    return fallback_chain(selector, bundle, state.history, session.items, category,
+                          personalised)
+
+
+def _model_version_json(version) -> dict | None:
+    return None if version is None else {**_version_json(version), "kind": version.kind}
 
 
 def _warnings(tenant: Tenant, user_external_id: str | None, state: RequestState,
