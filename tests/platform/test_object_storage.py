@@ -181,17 +181,20 @@ def test_web_and_worker_share_no_disk_only_the_bucket(s3_server, tmp_path):
     files' checksums) and serves, and neither folder ever holds a file."""
     bucket = s3_server.new_bucket()
     web_media, worker_media = tmp_path / "web-media", tmp_path / "worker-media"
+    # A broker of their own: the session's worker (local storage) must not take the run.
+    broker = {"CELERY_BROKER_DIR": str(tmp_path / "broker")}
     alpha = make_tenant("shared-nothing")
     with alpha.scope():
         load_synthetic(alpha.tenant, synthetic())
-    worker = Worker(env={**s3_server.env(bucket), "MEDIA_ROOT": str(worker_media)})
+    worker = Worker(env={**s3_server.env(bucket), **broker, "MEDIA_ROOT": str(worker_media)})
     port = _free_port()
     web_log = (tmp_path / "web.log").open("w")
     web = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "mfplatform.wsgi:application", "--config",
          "python:mfplatform.gunicorn_conf", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
         cwd=REPO, stdout=web_log, stderr=subprocess.STDOUT,
-        env=subprocess_env(**s3_server.env(bucket), MEDIA_ROOT=str(web_media), WEB_ACCESS_LOG="",
+        env=subprocess_env(**s3_server.env(bucket), **broker, MEDIA_ROOT=str(web_media),
+                           WEB_ACCESS_LOG="",
                            PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus")))
     http = Http(f"http://127.0.0.1:{port}", alpha.raw_key)
     try:
