@@ -235,36 +235,41 @@ def upsert_items(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> 
 USER_FIELDS = {"id", "external_id", "consent", "is_internal", "is_bot", "attributes"}
 
 
+def _clean_user(index: int, row: Any, errors: list[RowError]) -> dict | None:
+    if not isinstance(row, dict):
+        errors.append(RowError(index, "", "expected an object"))
+        return None
+    unknown = set(row) - USER_FIELDS
+    if unknown:
+        errors.append(RowError(index, sorted(unknown)[0], "unknown field"))
+        return None
+    external_id = _identifier(row.get("external_id", row.get("id")))
+    if external_id is None:
+        errors.append(RowError(index, "external_id", f"required: {ID_RULE}"))
+        return None
+    user = {"external_id": external_id}
+    for name, default in (("consent", True), ("is_internal", False), ("is_bot", False)):
+        value = row.get(name, default)
+        if not isinstance(value, bool):
+            errors.append(RowError(index, name, "expected true or false"))
+            return None
+        user[name] = value
+    # None (absent): the user keeps the attributes they have.
+    attributes = row.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        errors.append(RowError(index, "attributes", "expected an object"))
+        return None
+    user["attributes"] = attributes
+    return user
+
+
 def upsert_users(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> IngestResult:
     errors: list[RowError] = []
     users: dict[str, dict] = {}
     for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            errors.append(RowError(index, "", "expected an object"))
-            continue
-        unknown = set(row) - USER_FIELDS
-        if unknown:
-            errors.append(RowError(index, sorted(unknown)[0], "unknown field"))
-            continue
-        external_id = _identifier(row.get("external_id", row.get("id")))
-        if external_id is None:
-            errors.append(RowError(index, "external_id",
-                                   f"required: {ID_RULE}"))
-            continue
-        flags = {}
-        for name, default in (("consent", True), ("is_internal", False), ("is_bot", False)):
-            value = row.get(name, default)
-            if not isinstance(value, bool):
-                errors.append(RowError(index, name, "expected true or false"))
-                break
-            flags[name] = value
-        else:
-            attributes = row.get("attributes")
-            if attributes is not None and not isinstance(attributes, dict):
-                errors.append(RowError(index, "attributes", "expected an object"))
-                continue
-            users[external_id] = {"external_id": external_id, **flags,
-                                  "attributes": attributes}
+        user = _clean_user(index, row, errors)
+        if user is not None:
+            users[user["external_id"]] = user  # the last row for an id wins
     result = IngestResult(rejected=errors)
     if errors and not partial:
         result.written = False
