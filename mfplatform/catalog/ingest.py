@@ -235,37 +235,41 @@ def upsert_items(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> 
 USER_FIELDS = {"id", "external_id", "consent", "is_internal", "is_bot", "attributes"}
 
 
-def _user_row(index: int, row: Any) -> dict | RowError:
-    """One row of a users batch, validated: the values to write, or what is wrong with it."""
+def _clean_user(index: int, row: Any, errors: list[RowError]) -> dict | None:
     if not isinstance(row, dict):
-        return RowError(index, "", "expected an object")
+        errors.append(RowError(index, "", "expected an object"))
+        return None
     unknown = set(row) - USER_FIELDS
     if unknown:
-        return RowError(index, sorted(unknown)[0], "unknown field")
+        errors.append(RowError(index, sorted(unknown)[0], "unknown field"))
+        return None
     external_id = _identifier(row.get("external_id", row.get("id")))
     if external_id is None:
-        return RowError(index, "external_id", f"required: {ID_RULE}")
-    flags = {}
+        errors.append(RowError(index, "external_id", f"required: {ID_RULE}"))
+        return None
+    user = {"external_id": external_id}
     for name, default in (("consent", True), ("is_internal", False), ("is_bot", False)):
         value = row.get(name, default)
         if not isinstance(value, bool):
-            return RowError(index, name, "expected true or false")
-        flags[name] = value
+            errors.append(RowError(index, name, "expected true or false"))
+            return None
+        user[name] = value
+    # None (absent): the user keeps the attributes they have.
     attributes = row.get("attributes")
     if attributes is not None and not isinstance(attributes, dict):
-        return RowError(index, "attributes", "expected an object")
-    return {"external_id": external_id, **flags, "attributes": attributes}
+        errors.append(RowError(index, "attributes", "expected an object"))
+        return None
+    user["attributes"] = attributes
+    return user
 
 
 def upsert_users(tenant: Tenant, rows: Sequence[Any], partial: bool = False) -> IngestResult:
     errors: list[RowError] = []
     users: dict[str, dict] = {}
     for index, row in enumerate(rows):
-        checked = _user_row(index, row)
-        if isinstance(checked, RowError):
-            errors.append(checked)
-        else:
-            users[checked["external_id"]] = checked
+        user = _clean_user(index, row, errors)
+        if user is not None:
+            users[user["external_id"]] = user  # the last row for an id wins
     result = IngestResult(rejected=errors)
     if errors and not partial:
         result.written = False
