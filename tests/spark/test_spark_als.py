@@ -47,10 +47,9 @@ def test_factors_come_back_in_matrix_order() -> None:
 
 
 def test_users_and_items_without_events_get_zero_vectors() -> None:
-    matrix = sp.random(30, 20, density=0.3, random_state=1, format="csr", dtype=np.float32)
-    matrix = sp.vstack([matrix, sp.csr_matrix((2, 20))]).tocsr()  # two users, no events
-    matrix[:, 5] = 0
-    matrix.eliminate_zeros()
+    dense = sp.random(30, 20, density=0.3, random_state=1, dtype=np.float32).toarray()
+    dense[:, 5] = 0  # an item without events
+    matrix = sp.csr_matrix(np.vstack([dense, np.zeros((2, 20), np.float32)]))  # two users
     model = SparkALS(factors=4, iterations=2, random_state=0).fit(matrix)
     assert model.user_factors_.shape == (32, 4)
     assert not model.user_factors_[30:].any()
