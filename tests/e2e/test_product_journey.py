@@ -100,7 +100,14 @@ def test_product_journey(live_server, celery_worker_process):
     assert status == 200
     second = _train(http, plan["id"], celery_worker_process)
     v2_id = second["model_version"]
-    status, v2 = http("GET", f"/api/v1/models/{v2_id}")
+
+    def decided():
+        # The run is marked succeeded before the gate decides (it re-measures the active
+        # model on the candidate's split first): act on the gate's verdict, not before it.
+        _s, body = http("GET", f"/api/v1/models/{v2_id}")
+        return body if (body.get("decision") or {}).get("verdict") else None
+
+    v2 = wait_for(decided, timeout=120, worker=celery_worker_process)
     override = v2["status"] == "rejected"
     status, log = http("POST", f"/api/v1/models/{v2_id}/promote",
                        {"reason": "try bpr", "override": override})
