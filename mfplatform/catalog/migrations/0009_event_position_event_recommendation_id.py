@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('catalog', '0007_import_jobs_row_level_security'),
+        ('catalog', '0008_enduser_attributes'),
     ]
 
     operations = [

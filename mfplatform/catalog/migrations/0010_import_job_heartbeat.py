@@ -19,7 +19,7 @@ def unschedule_reaper(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("catalog", "0007_import_jobs_row_level_security"),
+        ("catalog", "0009_event_position_event_recommendation_id"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
