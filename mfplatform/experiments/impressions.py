@@ -17,6 +17,7 @@ import atexit
 import logging
 import threading
 import uuid
+from collections import Counter
 from dataclasses import astuple, dataclass, field
 from datetime import datetime, timedelta
 
@@ -125,7 +126,8 @@ class ImpressionBuffer:
                 log.exception("impressions: %d rows could not be written, dropped", len(rows))
                 metrics.DROPPED.labels("write_failed").inc(len(rows))
                 return 0
-            metrics.WRITTEN.inc(written)
+            for surface, count in Counter(row.surface for row in rows).items():
+                metrics.WRITTEN.labels(surface).inc(count)
             return written
 
     def discard(self) -> int:
