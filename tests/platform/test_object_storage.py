@@ -140,7 +140,9 @@ def test_the_pipeline_keeps_every_artifact_in_the_bucket(s3_server, s3_storage, 
     assert damaged_artifacts(version) == "ids.npz is missing"
 
 
-@pytest.mark.django_db
+# Transactional: the job's progress is written on a session of its own, which sees only
+# committed rows (as in tests/catalog/test_import_jobs.py).
+@pytest.mark.django_db(transaction=True)
 def test_a_csv_import_job_reads_its_upload_from_the_bucket(s3_server, s3_storage, tenant_a):
     upload = SimpleUploadedFile("items.csv", b"id,title\n1,Heat\n2,Up\n3,\x00bad\n")
     with tenant_a.scope():
