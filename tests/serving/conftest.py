@@ -16,5 +16,6 @@ def served(tenant_a):
         version = execute_run(queue_run(tenant_a.tenant, plan))
     assert version.status == ModelStatus.ACTIVE, version.decision
     tenant_a.data = data
+    tenant_a.plan = plan
     tenant_a.version = version
     return tenant_a
