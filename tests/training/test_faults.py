@@ -28,7 +28,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def slow_plan(iterations: int) -> dict:
-    return {**TEST_PLAN, "training": {**TEST_PLAN["training"], "factors": 64,
+    # 192 factors: ~5 ms an iteration on this data, so 1,000 iterations train for seconds
+    # (at 64 factors a run was over before the test could see it start).
+    return {**TEST_PLAN, "training": {**TEST_PLAN["training"], "factors": 192,
                                       "iterations": iterations}}
 
 
@@ -68,7 +70,7 @@ def worker_factory():
 
 
 def test_a_killed_worker_leaves_a_run_the_reaper_ends(tenant_a, worker_factory):
-    run = queued_run(tenant_a, iterations=1000)  # minutes of training: killed long before
+    run = queued_run(tenant_a, iterations=1000)  # seconds of training: killed long before
     worker = worker_factory("prefork")
     worker.send(train_plan, (run.tenant_id, run.pk))
     wait_for(training_started(tenant_a, run), timeout=120, worker=worker)
@@ -104,7 +106,7 @@ def restart_embedded_postgres(down_for: float) -> None:
 
 
 def test_a_database_restart_mid_run_ends_the_run(tenant_a, worker_factory):
-    run = queued_run(tenant_a, iterations=60)
+    run = queued_run(tenant_a, iterations=1000)  # the restart lands mid-run; a retry ends
     worker = worker_factory("solo")
     worker.send(train_plan, (run.tenant_id, run.pk))
     wait_for(training_started(tenant_a, run), timeout=120, worker=worker)
