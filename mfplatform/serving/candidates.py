@@ -102,8 +102,7 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
             # Arrays as text literals: psycopg adapts a Python list element by element.
             "query": np.asarray(query, np.float32),
             "head": "{" + ",".join(map(str, head_pks[best].tolist())) + "}",
-            "scores": "{" + ",".join(map(repr, head_scores[best].tolist())) + "}"},
-            prepare=True)
+            "scores": "{" + ",".join(map(repr, head_scores[best].tolist())) + "}"})
         rows = cursor.fetchall()
     width = len(ITEM_COLUMNS)
     hits, indexed = [], 0
@@ -116,8 +115,10 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
 
 
 def candidate_sql(version: ModelVersion, limit: int) -> str:
-    """The version and the limit are part of the text, not parameters: the statement is
-    prepared once per version and limit and knows how many rows it will fetch. It reads the
+    """The version and the limit are part of the text, not parameters: the statement knows
+    how many rows it will fetch, and is prepared (psycopg's prepare_threshold) once a session
+    has run it a few times; a tenant seldom served on a connection costs no extra round trip
+    to prepare it, nor evicts a busier tenant's statement from the session's cache. It reads the
     version's partition by its own name (row-level security is on it too), not the parent:
     planning then opens one table and its index, however many versions are stored (through
     the parent, a new connection loads every partition's bounds first)."""
@@ -214,8 +215,7 @@ def _cold_item_factors(version: ModelVersion, bundle: ModelBundle, item_pk: int
     vector in the version either."""
     with prepared_cursor() as cursor:
         cursor.execute(f"SELECT embedding FROM {partition_name('item', version.pk)} "
-                       f"WHERE item_id = %(item)s AND cold", {"item": int(item_pk)},
-                       prepare=True)
+                       f"WHERE item_id = %(item)s AND cold", {"item": int(item_pk)})
         row = cursor.fetchone()
     if row is None:
         return None

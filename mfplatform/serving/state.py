@@ -10,11 +10,13 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+import psycopg
 from django.conf import settings
+from django.db import connection
 
 from mfplatform.catalog.models import EndUser
 from mfplatform.registry.models import ModelVersion
-from mfplatform.registry.vectors import PARENTS
+from mfplatform.registry.vectors import PARENTS, raw_connection
 from mfplatform.serving.bundle import ModelBundle, serving_bundle
 from mfplatform.serving.cache import serving_cache
 from mfplatform.serving.items import items_by_external_id, prepared_cursor
@@ -67,7 +69,7 @@ SELECT
             WHERE e.user_id = (SELECT id FROM u) AND (SELECT consent FROM u)
               AND t.kind <> 'policy'
             ORDER BY e.timestamp DESC LIMIT {HISTORY_LIMIT}) h),
-  (SELECT coalesce(array_agg(item_id), '{{{{}}}}') FROM catalog_suppression
+  (SELECT coalesce(array_agg(item_id), '{{}}') FROM catalog_suppression
     WHERE user_id = (SELECT id FROM u)),
   (SELECT coalesce(json_agg(json_build_array(r.name, r.kind, r.params, r.enabled)
                             ORDER BY r."order", r.id), '[]')
@@ -79,37 +81,41 @@ SELECT
                    json_build_object())
               FROM experiments_variant v WHERE v.experiment_id = x.id AND v.kind = 'plan'))),
           '[]')
-     FROM experiments_experiment x WHERE x.tenant_id = %(tenant)s AND x.status = 'running'),
-  {{vector}}
+     FROM experiments_experiment x WHERE x.tenant_id = %(tenant)s AND x.status = 'running')
 """
-_VECTOR_SQL = (f"SELECT embedding FROM {PARENTS['user']} "
-               "WHERE model_version_id = {version} AND user_id = %(user_pk)s")
-
-
-def state_sql(version_id: int | None) -> str:
-    """The state statement, with the user's vector in `version_id` (the tenant's active
-    version when this process last served it). The version is part of the text, as in the
-    candidate query: the plan prunes to that version's partition of the user vectors at
-    planning time, whatever the number of versions stored."""
-    if version_id is None:
-        return _STATE_SQL.format(vector="NULL::vector")
-    return _STATE_SQL.format(vector=(
-        f"(SELECT embedding FROM {PARENTS['user']} WHERE model_version_id = {int(version_id)}"
-        f" AND user_id = (SELECT id FROM u))"))
+# The user's vector in one version, by the user's external id. The version is part of the
+# text, so that the plan prunes to its partition at planning time whatever the number of
+# versions stored; the statement is small, so planning it per request costs little, while
+# the state statement above, the same text for every tenant, is planned once per session.
+_VECTOR_SQL = (f"SELECT v.embedding FROM {PARENTS['user']} v "
+               "JOIN catalog_enduser u ON u.id = v.user_id "
+               "WHERE v.model_version_id = {version} AND u.tenant_id = %(tenant)s "
+               "AND u.external_id = %(user)s")
 
 
 def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
     """The active version, the user, their history, suppressions and stored vector and the
-    tenant's rules in one round trip (every table is also behind row-level security); a
-    second one for the vector only when the active version is not the one this process
-    served the tenant last (its first request, or after a promotion)."""
+    tenant's rules in one round trip (every table is also behind row-level security): the
+    state statement and the vector's, pipelined. The vector is read in the version this
+    process served the tenant last; a second round trip only when the active version is
+    another (its first request, or after a promotion)."""
     cache = serving_cache()
     expected = cache.get(("active", tenant.pk))
-    with prepared_cursor() as cursor:
-        cursor.execute(state_sql(expected),
-                       {"tenant": tenant.pk, "user": user_external_id or ""}, prepare=True)
-        (version_id, user_id, consent, history, suppressed, rules, experiments,
-         vector) = cursor.fetchone()
+    params = {"tenant": tenant.pk, "user": user_external_id or ""}
+    connection.ensure_connection()
+    with connection.connection.pipeline():
+        # The tenant's scope (a statement when the connection served another tenant last)
+        # goes in the same round trip as the statements that need it.
+        raw = raw_connection()
+        with psycopg.Cursor(raw) as state, psycopg.Cursor(raw) as stored:
+            state.execute(_STATE_SQL, params, prepare=True)
+            with_vector = expected is not None and bool(user_external_id)
+            if with_vector:
+                stored.execute(_VECTOR_SQL.format(version=int(expected)), params)
+            (version_id, user_id, consent, history, suppressed, rules,
+             experiments) = state.fetchone()  # the first fetch sends them all
+            vector = stored.fetchone() if with_vector else None
+    vector = None if vector is None else vector[0]
     if version_id != expected:
         cache.put(("active", tenant.pk), version_id, 64)
         vector = stored_user_vector(version_id, user_id)
@@ -130,8 +136,8 @@ def stored_user_vector(version_id: int | None, user_id: int | None) -> np.ndarra
     if version_id is None or user_id is None:
         return None
     with prepared_cursor() as cursor:
-        cursor.execute(_VECTOR_SQL.format(version=int(version_id)), {"user_pk": user_id},
-                       prepare=True)
+        cursor.execute(f"SELECT embedding FROM {PARENTS['user']} WHERE model_version_id = "
+                       f"{int(version_id)} AND user_id = %(user_pk)s", {"user_pk": user_id})
         row = cursor.fetchone()
     return None if row is None else _as_array(row[0])
 

@@ -3,21 +3,31 @@
 import psycopg
 import pytest
 
+from mfplatform.registry.runs import execute_run
 from mfplatform.serving.candidates import search_settings
 from mfplatform.serving.service import Request, recommend, similar_items
+from mfplatform.training.services import queue_run
+from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def statements(monkeypatch):
-    """Every statement executed on a psycopg cursor: Django's cursors and serving's prepared
-    ones alike are psycopg cursors, so this counts the round trips of both."""
+    """The round trips to Postgres, as the statements each sends: Django's cursors and
+    serving's prepared ones alike are psycopg cursors; statements sent in a pipeline (one
+    network round trip) are joined into one entry."""
     executed: list[str] = []
     execute = psycopg.Cursor.execute
 
     def counting(self, query, *args, **kwargs):
-        executed.append(query if isinstance(query, str) else query.as_string(self))
+        text = query if isinstance(query, str) else query.as_string(self)
+        if self.connection._pipeline is not None and getattr(
+                self.connection, "_counted_pipeline", None) is self.connection._pipeline:
+            executed[-1] += "\n;\n" + text  # the pipeline's entry
+        else:
+            executed.append(text)
+            self.connection._counted_pipeline = self.connection._pipeline
         return execute(self, query, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Cursor, "execute", counting)
@@ -31,9 +41,9 @@ def in_autocommit(statements: list[str]) -> list[str]:
     return [s for s in statements if "hnsw.ef_search" not in s]
 
 
-def test_a_known_user_costs_two_statements(served, statements):
-    """The request state (version, user, history, suppressions, rules) and the candidate
-    search with its catalogue rows."""
+def test_a_known_user_costs_two_round_trips(served, statements):
+    """The request state (version, user, history, suppressions, rules, the user's vector)
+    and the candidate search with its catalogue rows."""
     with served.scope():
         recommend(served.tenant, "user-3", Request(k=10))  # warm: version, bundle, settings
         statements.clear()
@@ -41,7 +51,27 @@ def test_a_known_user_costs_two_statements(served, statements):
     assert len(body["items"]) == 10 and {i["source"] for i in body["items"]} == {"mf"}
     sent = in_autocommit(statements)
     assert len(sent) == 2, sent
-    assert "catalog_enduser" in sent[0] and "registry_itemvector" in sent[1]
+    assert "catalog_enduser" in sent[0] and "registry_uservector" in sent[0]
+    assert "registry_itemvector" in sent[1]
+
+
+def test_another_tenant_on_the_same_connection_costs_no_more(served, tenant_b, statements):
+    """Requests alternate between tenants on one connection (many tenants, few connections):
+    the session's tenant scope goes in the state's round trip, so switching costs none."""
+    with tenant_b.scope():
+        load_synthetic(tenant_b.tenant, synthetic(seed=3))
+        execute_run(queue_run(tenant_b.tenant, make_plan(tenant_b.tenant, "main", **TEST_PLAN)))
+    for fixture in (served, tenant_b, served):  # warm: versions, bundles, settings
+        with fixture.scope():
+            recommend(fixture.tenant, "user-3", Request(k=10))
+    for fixture in (tenant_b, served):
+        statements.clear()
+        with fixture.scope():
+            body = recommend(fixture.tenant, "user-3", Request(k=10))
+        assert {i["source"] for i in body["items"]} == {"mf"}
+        sent = in_autocommit(statements)
+        assert len(sent) == 2, sent
+        assert "app.tenant_id" in sent[0] and "registry_uservector" in sent[0]
 
 
 def test_explanations_and_a_session_cost_one_statement_each(served, statements):
