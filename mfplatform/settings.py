@@ -280,6 +280,9 @@ SERVING_SESSION_WEIGHT = float(os.environ.get("SERVING_SESSION_WEIGHT", "0.3"))
 SERVING_PRECOMPUTE = env_bool("SERVING_PRECOMPUTE", True)
 # Bytes each web process may keep of the models it serves (item factors, id maps, fallbacks,
 # version rows; least recently used evicted first). Sized for a 2-core box with two workers.
+# Prepared statements a serving database session keeps (least recently used deallocated
+# first): a few per tenant served, ~75 KB of the Postgres backend's memory each.
+SERVING_PREPARED_STATEMENTS = int(os.environ.get("SERVING_PREPARED_STATEMENTS", "500"))
 SERVING_CACHE_BYTES = int(os.environ.get("SERVING_CACHE_BYTES", str(512 * 1024 * 1024)))
 # Seconds a tenant without a model keeps its recent-popularity list (30 days of events).
 SERVING_RECENT_POPULARITY_SECONDS = float(os.environ.get("SERVING_RECENT_POPULARITY_SECONDS",

@@ -102,7 +102,8 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
             # Arrays as text literals: psycopg adapts a Python list element by element.
             "query": np.asarray(query, np.float32),
             "head": "{" + ",".join(map(str, head_pks[best].tolist())) + "}",
-            "scores": "{" + ",".join(map(repr, head_scores[best].tolist())) + "}"})
+            "scores": "{" + ",".join(map(repr, head_scores[best].tolist())) + "}"},
+            prepare=True)
         rows = cursor.fetchall()
     width = len(ITEM_COLUMNS)
     hits, indexed = [], 0
@@ -115,10 +116,8 @@ def candidate_search(version: ModelVersion, bundle: ModelBundle, query: np.ndarr
 
 
 def candidate_sql(version: ModelVersion, limit: int) -> str:
-    """The version and the limit are part of the text, not parameters: the statement knows
-    how many rows it will fetch, and is prepared (psycopg's prepare_threshold) once a session
-    has run it a few times; a tenant seldom served on a connection costs no extra round trip
-    to prepare it, nor evicts a busier tenant's statement from the session's cache. It reads the
+    """The version and the limit are part of the text, not parameters: the statement is
+    prepared once per version and limit and knows how many rows it will fetch. It reads the
     version's partition by its own name (row-level security is on it too), not the parent:
     planning then opens one table and its index, however many versions are stored (through
     the parent, a new connection loads every partition's bounds first)."""
@@ -215,7 +214,8 @@ def _cold_item_factors(version: ModelVersion, bundle: ModelBundle, item_pk: int
     vector in the version either."""
     with prepared_cursor() as cursor:
         cursor.execute(f"SELECT embedding FROM {partition_name('item', version.pk)} "
-                       f"WHERE item_id = %(item)s AND cold", {"item": int(item_pk)})
+                       f"WHERE item_id = %(item)s AND cold", {"item": int(item_pk)},
+                       prepare=True)
         row = cursor.fetchone()
     if row is None:
         return None

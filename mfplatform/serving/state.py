@@ -12,11 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 from django.conf import settings
-from django.db import connection
 
 from mfplatform.catalog.models import EndUser
 from mfplatform.registry.models import ModelVersion
-from mfplatform.registry.vectors import PARENTS, raw_connection
+from mfplatform.registry.vectors import PARENTS
 from mfplatform.serving.bundle import ModelBundle, serving_bundle
 from mfplatform.serving.cache import serving_cache
 from mfplatform.serving.items import items_by_external_id, prepared_cursor
@@ -85,8 +84,8 @@ SELECT
 """
 # The user's vector in one version, by the user's external id. The version is part of the
 # text, so that the plan prunes to its partition at planning time whatever the number of
-# versions stored; the statement is small, so planning it per request costs little, while
-# the state statement above, the same text for every tenant, is planned once per session.
+# versions stored (a statement per version, prepared like the candidate search; the state
+# statement above is the same text for every tenant).
 _VECTOR_SQL = (f"SELECT v.embedding FROM {PARENTS['user']} v "
                "JOIN catalog_enduser u ON u.id = v.user_id "
                "WHERE v.model_version_id = {version} AND u.tenant_id = %(tenant)s "
@@ -102,19 +101,14 @@ def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
     cache = serving_cache()
     expected = cache.get(("active", tenant.pk))
     params = {"tenant": tenant.pk, "user": user_external_id or ""}
-    connection.ensure_connection()
-    with connection.connection.pipeline():
-        # The tenant's scope (a statement when the connection served another tenant last)
-        # goes in the same round trip as the statements that need it.
-        raw = raw_connection()
-        with psycopg.Cursor(raw) as state, psycopg.Cursor(raw) as stored:
-            state.execute(_STATE_SQL, params, prepare=True)
-            with_vector = expected is not None and bool(user_external_id)
-            if with_vector:
-                stored.execute(_VECTOR_SQL.format(version=int(expected)), params)
-            (version_id, user_id, consent, history, suppressed, rules,
-             experiments) = state.fetchone()  # the first fetch sends them all
-            vector = stored.fetchone() if with_vector else None
+    with prepared_cursor() as state, psycopg.Cursor(state.connection) as stored:
+        state.execute(_STATE_SQL, params, prepare=True)
+        with_vector = expected is not None and bool(user_external_id)
+        if with_vector:
+            stored.execute(_VECTOR_SQL.format(version=int(expected)), params, prepare=True)
+        (version_id, user_id, consent, history, suppressed, rules,
+         experiments) = state.fetchone()  # the first fetch sends them all
+        vector = stored.fetchone() if with_vector else None
     vector = None if vector is None else vector[0]
     if version_id != expected:
         cache.put(("active", tenant.pk), version_id, 64)
