@@ -49,7 +49,39 @@ def ensure_running(data_dir: Path) -> Path:
     if not marker.exists() or not bypass_key_file(data_dir).exists():
         _bootstrap(socket_dir, read_or_create_bypass_key(data_dir))
         marker.write_text("ok\n")
+    _size_shared_buffers(socket_dir, data_dir, server.system_user)
     return socket_dir
+
+
+def shared_buffers_bytes() -> int:
+    """EMBEDDED_DB_SHARED_BUFFERS (bytes), else a quarter of the machine's memory up to 1 GiB.
+    initdb's 128 MB holds one tenant's hot pages; traffic spread over hundreds of tenants
+    reads each one's vectors, catalogue rows and indexes, and at 128 MB it went to the
+    kernel's page cache for them on every request (issue 15)."""
+    configured = os.environ.get("EMBEDDED_DB_SHARED_BUFFERS")
+    if configured:
+        return int(configured)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return min(memory // 4, 1024 ** 3)
+
+
+def _size_shared_buffers(socket_dir: Path, data_dir: Path, system_user: str | None) -> None:
+    """Set shared_buffers (ALTER SYSTEM) and restart once when it differs: a server setting
+    that only a start applies."""
+    import psycopg
+    from pgserver._commands import pg_ctl
+
+    wanted_kb = shared_buffers_bytes() // 1024
+    with psycopg.connect(host=str(socket_dir), user="postgres", dbname="postgres",
+                         autocommit=True) as conn:
+        current_kb = conn.execute("SELECT setting::bigint * 8 FROM pg_settings "
+                                  "WHERE name = 'shared_buffers'").fetchone()[0]
+        if abs(current_kb - wanted_kb) <= 8:
+            return
+        conn.execute(f"ALTER SYSTEM SET shared_buffers = '{int(wanted_kb)}kB'")
+    # pg_ctl restart starts it again with the options of its last start (socket folder).
+    pg_ctl(["-w", "-m", "fast", "-l", str(data_dir / "log"), "restart"], pgdata=data_dir,
+           user=system_user, timeout=120)
 
 
 def _bootstrap(socket_dir: Path, bypass_key: str) -> None:

@@ -128,6 +128,12 @@ DATABASES["default"]["ENGINE"] = "tenants.db"
 # only: Django's own cursors bind on the client and are never prepared). Django turns this
 # off for transaction-mode poolers; the session-level tenant scope needs session pooling anyway.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
+# Those statements name a model version in their text, and traffic spread over many tenants
+# runs each only a few times per session: planned generically from the first execution
+# (Postgres makes five custom plans first), a setting of the session from its start, so no
+# rollback undoes it. Nothing else is prepared (Django's cursors bind on the client).
+_OPTIONS = DATABASES["default"]["OPTIONS"]
+_OPTIONS["options"] = f"{_OPTIONS.get('options', '')} -c plan_cache_mode=force_generic_plan".strip()
 DATABASES["default"]["CONN_MAX_AGE"] = CONN_MAX_AGE
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

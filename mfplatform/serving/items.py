@@ -34,18 +34,12 @@ def prepared_cursor() -> Iterator[psycopg.Cursor]:
 
 
 def serving_session() -> psycopg.Connection:
-    """The raw connection in the running code's tenant scope, set up for serving once per
-    session: room for SERVING_PREPARED_STATEMENTS prepared statements (a few per tenant
-    served: many tenants' statements stay prepared instead of evicting one another), and
-    generic plans from the first execution (a statement whose text names a version is run
-    a few times per session when traffic is spread over many tenants: never the five custom
-    plans Postgres makes before it tries a generic one). Nothing here depends on values
-    that would make a custom plan better: version and limit are in the text."""
+    """The raw connection in the running code's tenant scope, with room for
+    SERVING_PREPARED_STATEMENTS prepared statements: a few per tenant served, so that many
+    tenants' statements stay prepared instead of evicting one another (psycopg keeps 100).
+    The session plans them generically from their first execution (settings.DATABASES)."""
     raw = raw_connection()
-    if not getattr(raw, "_mf_serving_session", False):
-        raw.prepared_max = settings.SERVING_PREPARED_STATEMENTS
-        raw.execute("SET plan_cache_mode = force_generic_plan")
-        raw._mf_serving_session = True
+    raw.prepared_max = settings.SERVING_PREPARED_STATEMENTS
     return raw
 
 

@@ -21,3 +21,17 @@ def test_inner_product_query_orders_rows_by_score():
         rows = cursor.fetchall()
     assert [r[0] for r in rows] == [3, 2, 1, 4]
     assert [round(r[1], 6) for r in rows] == [6.0, 2.0, 1.0, 0.0]
+
+
+@pytest.mark.django_db
+def test_the_embedded_server_is_sized_for_many_tenants():
+    """shared_buffers as embedded_db sizes it (initdb's 128 MB holds one tenant's hot pages),
+    and serving's sessions plan prepared statements generically (settings.DATABASES)."""
+    from mfplatform.embedded_db import shared_buffers_bytes
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT setting::bigint * 8192 FROM pg_settings "
+                       "WHERE name = 'shared_buffers'")
+        assert abs(cursor.fetchone()[0] - shared_buffers_bytes()) <= 8192
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "force_generic_plan"

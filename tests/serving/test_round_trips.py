@@ -74,6 +74,28 @@ def test_another_tenant_on_the_same_connection_costs_no_more(served, tenant_b, s
         assert "app.tenant_id" in sent[0] and "registry_uservector" in sent[0]
 
 
+def test_each_tenants_statements_stay_prepared_and_generic(served, tenant_b, settings):
+    """Spread over many tenants, a session runs each tenant's statements a few times: they
+    stay prepared (room for SERVING_PREPARED_STATEMENTS) and are planned generically from the
+    first execution, instead of five custom plans first."""
+    from django.db import connection
+
+    settings.SERVING_PREPARED_STATEMENTS = 50
+    with tenant_b.scope():
+        load_synthetic(tenant_b.tenant, synthetic(seed=3))
+        version_b = execute_run(queue_run(tenant_b.tenant,
+                                          make_plan(tenant_b.tenant, "main", **TEST_PLAN)))
+    for fixture in (served, tenant_b, served, tenant_b):
+        with fixture.scope():
+            recommend(fixture.tenant, "user-3", Request(k=10))
+    raw = connection.connection
+    prepared = [query for query, _types in raw._prepared._names]
+    for version in (served.version, version_b):
+        assert any(f"registry_itemvector_v{version.pk} " in q.decode() for q in prepared)
+    assert raw.prepared_max == 50
+    assert raw.execute("SHOW plan_cache_mode").fetchone()[0] == "force_generic_plan"
+
+
 def test_explanations_and_a_session_cost_one_statement_each(served, statements):
     """Explanations load the history's titles; a session resolves its external ids."""
     request = Request(k=10, explain=True, recent_items=["item-1", "item-2"])
