@@ -107,7 +107,9 @@ TEMPLATES = [
 # Persistent connections (seconds): serving does many short queries, and a new Postgres backend
 # per request costs more than the request. A reused session never carries an earlier request's
 # row-level security scope: tenants.db sets it from the running code's before every statement.
-CONN_MAX_AGE = int(os.environ.get("CONN_MAX_AGE", "60"))
+# Ten minutes: a session keeps serving's prepared statements and each served tenant's table
+# metadata, which a new session builds again for every tenant it meets.
+CONN_MAX_AGE = int(os.environ.get("CONN_MAX_AGE", "600"))
 if os.environ.get("DATABASE_URL"):
     DATABASES = {"default": dj_database_url.config(conn_max_age=CONN_MAX_AGE,
                                                    conn_health_checks=True)}
