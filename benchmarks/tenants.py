@@ -220,7 +220,8 @@ def candidate_query_times(large: dict, repeat: int) -> dict:
     def connect() -> psycopg.Connection:
         conn = psycopg.connect(host=settings["HOST"], port=settings["PORT"] or None,
                                user=settings["USER"], dbname=settings["NAME"],
-                               password=settings["PASSWORD"] or None, autocommit=True)
+                               password=settings["PASSWORD"] or None, autocommit=True,
+                               options=settings["OPTIONS"].get("options", ""))
         register_vector(conn)
         conn.execute("SELECT set_config('app.tenant_id', %s, false)",
                      [str(large["tenant"].pk)])
@@ -231,8 +232,9 @@ def candidate_query_times(large: dict, repeat: int) -> dict:
         return plan["Planning Time"], plan["Execution Time"]
 
     # As serving runs it: a statement prepared once per connection (cursor.execute(...,
-    # prepare=True)); from the sixth execution PostgreSQL may keep a generic plan and then
-    # plans nothing per request. EXPLAIN needs the statement's name, so PREPARE it by hand.
+    # prepare=True)) in a session that plans it generically from its first execution
+    # (plan_cache_mode, settings.DATABASES), so nothing is planned per request. EXPLAIN
+    # needs the statement's name, so PREPARE it by hand.
     named = (candidate_sql(version, 100).replace("%(query)s", "$1")
              .replace("%(head)s", "$2").replace("%(scores)s", "$3"))
     literal = "[" + ",".join(map(repr, query.tolist())) + "]"
@@ -246,7 +248,7 @@ def candidate_query_times(large: dict, repeat: int) -> dict:
         explain(conn)
         warm = [explain(conn) for _ in range(repeat)]
         conn.execute(f"PREPARE candidates AS {named}")
-        prepared = [explain_prepared(conn) for _ in range(repeat + 6)][6:]
+        prepared = [explain_prepared(conn) for _ in range(repeat)]
     cold = []
     for _ in range(repeat // 4 + 1):
         with connect() as conn:
