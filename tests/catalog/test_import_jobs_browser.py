@@ -27,7 +27,12 @@ def test_a_tenant_admin_imports_a_csv_from_the_admin(live_server, tenant_a, tmp_
         login(driver, live_server, "admin@alpha.test", "pw-admin-123")
         driver.get(f"{live_server.url}/admin/catalog/importjob/add/")
         assert "Items: item, title, category, tags" in driver.page_source
-        assert not driver.find_elements(By.NAME, "tenant")  # a member imports into their own
+        # A member imports into their own tenant: no tenant field. The page has loaded (the
+        # help above is on it), so look without the implicit wait, which an absent element
+        # would sit out in full (20 s).
+        driver.implicitly_wait(0)
+        assert not driver.find_elements(By.NAME, "tenant")
+        driver.implicitly_wait(20)
         Select(driver.find_element(By.NAME, "kind")).select_by_value("items")
         driver.find_element(By.NAME, "upload").send_keys(str(csv_file))
         driver.find_element(By.NAME, "columns").send_keys(

@@ -40,6 +40,18 @@ def test_the_queue_follows_the_tenants_event_count(tenant_a, tenant_b, settings)
 @pytest.mark.django_db(transaction=True)
 def test_a_small_tenants_run_starts_while_a_large_tenant_trains(settings):
     settings.TRAINING_LARGE_TENANT_EVENTS = 10_000
+    # The workers boot (seconds each) while the data loads: they take nothing before queue_run.
+    small_worker = Worker(queues=WORKER_QUEUES["small"])
+    large_worker = Worker(queues=WORKER_QUEUES["large"])
+    try:
+        _small_run_starts_while_large_trains(small_worker, large_worker)
+    finally:
+        large_worker.process.kill()  # no need to wait for a thousand iterations
+        large_worker.stop()
+        small_worker.stop()
+
+
+def _small_run_starts_while_large_trains(small_worker: Worker, large_worker: Worker) -> None:
     large, small = make_tenant("large-co"), make_tenant("small-co")
     with large.scope():
         load_synthetic(large.tenant, synthetic(n_users=2000, n_items=300,
@@ -50,22 +62,15 @@ def test_a_small_tenants_run_starts_while_a_large_tenant_trains(settings):
     with small.scope():
         load_synthetic(small.tenant, synthetic(n_users=60, n_items=25, n_interactions=600))
         small_plan = make_plan(small.tenant, "main", **TEST_PLAN)
-    small_worker = Worker(queues=WORKER_QUEUES["small"])
-    large_worker = Worker(queues=WORKER_QUEUES["large"])
-    try:
-        with large.scope():
-            large_run = queue_run(large.tenant, large_plan)
-        wait_for(lambda: _status(large_run, large) == RunStatus.TRAINING, timeout=120,
-                 worker=large_worker)
-        with small.scope():
-            small_run = queue_run(small.tenant, small_plan)
-        wait_for(lambda: _status(small_run, small) != RunStatus.QUEUED, timeout=60,
-                 worker=small_worker)
-        assert _status(large_run, large) == RunStatus.TRAINING
-        # Let it finish before the test's database is flushed.
-        wait_for(lambda: _status(small_run, small) == RunStatus.SUCCEEDED, timeout=120,
-                 worker=small_worker)
-    finally:
-        large_worker.process.kill()  # no need to wait for a thousand iterations
-        large_worker.stop()
-        small_worker.stop()
+    with large.scope():
+        large_run = queue_run(large.tenant, large_plan)
+    wait_for(lambda: _status(large_run, large) == RunStatus.TRAINING, timeout=120,
+             worker=large_worker)
+    with small.scope():
+        small_run = queue_run(small.tenant, small_plan)
+    wait_for(lambda: _status(small_run, small) != RunStatus.QUEUED, timeout=60,
+             worker=small_worker)
+    assert _status(large_run, large) == RunStatus.TRAINING
+    # Let it finish before the test's database is flushed.
+    wait_for(lambda: _status(small_run, small) == RunStatus.SUCCEEDED, timeout=120,
+             worker=small_worker)
