@@ -151,7 +151,11 @@ def validation_per_user(
     """Fit ``strategy`` with ``params`` on ``fit_matrix``; its per-user ranking metrics at ``k``
     (train items filtered), one entry per user with validation positives, in user order."""
     users = np.flatnonzero(np.diff(validation_matrix.indptr) > 0)
-    model = factory(strategy, **params).fit(fit_matrix)
+    model = factory(strategy, **params)
+    if "calculate_training_loss" in getattr(model, "get_params", dict)():
+        # Nobody reads a trial's loss curve, and computing it costs ~40% of an ALS fit.
+        model.set_params(calculate_training_loss=False)
+    model.fit(fit_matrix)
     recommended = recommend_all(model, fit_matrix, users, k)
     per_user = per_user_ranking_metrics(recommended, validation_matrix[users], k)
     return {m: per_user[m] for m in RANKING_KEYS}

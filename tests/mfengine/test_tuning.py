@@ -238,3 +238,21 @@ def test_tune_against_defaults_counts_every_fit(events):
     assert sorted({iterations for _, iterations in fitted}) == [3, 4, 12]
     assert len(section["defaults"]["scores"]) == 3 == len(section["chosen"]["scores"])
     json.dumps(section, allow_nan=False)
+
+
+def test_trial_fits_skip_the_training_loss(events):
+    from mfengine.tuning import search
+
+    fit_m, val_m, _ = _matrices(events)
+    models = []
+
+    def factory(name, **params):
+        models.append(mfengine.create(name, **params))
+        return models[-1]
+
+    result = search("als", fit_m, val_m, space={"factors": [4, 8]}, n_trials=2, confirm_top=0,
+                    base_params={"iterations": 3}, factory=factory, halving_eta=None)
+    fitted = [m for m in models if hasattr(m, "loss_history_")]
+    assert len(fitted) == 2
+    assert all(np.isnan(m.loss_history_).all() for m in fitted)  # no loss was computed
+    assert "calculate_training_loss" not in result.best_params  # the choice is untouched
