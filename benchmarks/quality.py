@@ -47,8 +47,8 @@ import mfengine  # noqa: E402
 from benchmarks.shapes import all_shapes  # noqa: E402
 from mfengine.als import AUTO_REGULARIZATION  # noqa: E402
 from mfengine.baselines import PopularityRecommender  # noqa: E402
-from mfengine.evaluation import ranking_metrics, recommend_all  # noqa: E402
-from mfengine.tuning import tune_against_defaults, validation_split  # noqa: E402
+from mfengine.evaluation import per_user_ranking_metrics, recommend_all  # noqa: E402
+from mfengine.tuning import paired_gain, tune_against_defaults, validation_split  # noqa: E402,E501
 
 SEED = 0
 K = 10
@@ -82,11 +82,16 @@ def load_average() -> str:
     return " / ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def test_ndcg(model: Any, shape: Any) -> float:
-    """NDCG@K on the shape's test users, train items filtered."""
+def test_ndcg_per_user(model: Any, shape: Any) -> np.ndarray:
+    """NDCG@K of each of the shape's test users (in user order), train items filtered."""
     users = np.flatnonzero(np.diff(shape.test.indptr) > 0)
     recommended = recommend_all(model, shape.train, users, K)
-    return float(ranking_metrics(recommended, shape.test, K, users=users)["ndcg"])
+    return per_user_ranking_metrics(recommended, shape.test[users], K)["ndcg"]
+
+
+def test_ndcg(model: Any, shape: Any) -> float:
+    """NDCG@K on the shape's test users, train items filtered."""
+    return float(test_ndcg_per_user(model, shape).mean())
 
 
 def implicit_fit(alpha: float, train: sp.csr_matrix, seed: int = SEED) -> Any:
@@ -102,10 +107,12 @@ def implicit_fit(alpha: float, train: sp.csr_matrix, seed: int = SEED) -> Any:
 
 def implicit_best(shape: Any) -> dict[str, Any]:
     """implicit's ALS at alpha 1, 10 and 40 (seed 0); the best on the test set itself."""
-    scores = {alpha: test_ndcg(implicit_fit(alpha, shape.train), shape)
-              for alpha in IMPLICIT_ALPHAS}
+    per_user = {alpha: test_ndcg_per_user(implicit_fit(alpha, shape.train), shape)
+                for alpha in IMPLICIT_ALPHAS}
+    scores = {alpha: float(values.mean()) for alpha, values in per_user.items()}
     alpha = max(scores, key=scores.__getitem__)
-    return {"alpha": alpha, "ndcg": scores[alpha], "by_alpha": scores}
+    return {"alpha": alpha, "ndcg": scores[alpha], "by_alpha": scores,
+            "per_user": per_user[alpha]}
 
 
 SEEDS = (0, 1, 2)
@@ -115,9 +122,11 @@ TUNING_TRIALS = 12
 ALS_FIXED = {"calculate_training_loss": False}
 
 
-def mean_ndcg(make: Any, shape: Any) -> list[float]:
-    """Test NDCG@K of ``make(seed)`` for each of SEEDS."""
-    return [test_ndcg(make(seed), shape) for seed in SEEDS]
+def seed_ndcg(make: Any, shape: Any) -> tuple[list[float], np.ndarray]:
+    """Test NDCG@K of ``make(seed)`` for each of SEEDS, and each test user's NDCG@K averaged
+    over the seeds (for paired comparisons)."""
+    per_user = [test_ndcg_per_user(make(seed), shape) for seed in SEEDS]
+    return [float(values.mean()) for values in per_user], np.mean(per_user, axis=0)
 
 
 def measure_shape(shape: Any, trials: int = TUNING_TRIALS) -> dict[str, Any]:
@@ -129,11 +138,13 @@ def measure_shape(shape: Any, trials: int = TUNING_TRIALS) -> dict[str, Any]:
     out["popularity"] = test_ndcg(PopularityRecommender().fit(shape.train), shape)
     peer = implicit_best(shape)
     out["implicit_alpha"] = peer["alpha"]
-    out["implicit"] = [peer["ndcg"]] + [
-        test_ndcg(implicit_fit(peer["alpha"], shape.train, seed), shape) for seed in SEEDS[1:]]
+    others = [test_ndcg_per_user(implicit_fit(peer["alpha"], shape.train, seed), shape)
+              for seed in SEEDS[1:]]
+    out["implicit"] = [peer["ndcg"]] + [float(values.mean()) for values in others]
+    users: dict[str, np.ndarray] = {"implicit": np.mean([peer["per_user"], *others], axis=0)}
     seconds["implicit"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    out["defaults"] = mean_ndcg(
+    out["defaults"], users["defaults"] = seed_ndcg(
         lambda seed: mfengine.create("als", **ALS_FIXED, random_state=seed).fit(shape.train),
         shape)
     seconds["defaults"] = time.perf_counter() - t0
@@ -151,11 +162,13 @@ def measure_shape(shape: Any, trials: int = TUNING_TRIALS) -> dict[str, Any]:
     out["chosen_params"] = chosen
     t0 = time.perf_counter()
     # The defaults' own test fits stand for a choice that is the defaults.
-    out["chosen"] = out["defaults"] if not chosen else mean_ndcg(
-        lambda seed: mfengine.create("als", **ALS_FIXED, **chosen, random_state=seed).fit(
-            shape.train), shape)
+    out["chosen"], users["chosen"] = (out["defaults"], users["defaults"]) if not chosen else (
+        seed_ndcg(lambda seed: mfengine.create(
+            "als", **ALS_FIXED, **chosen, random_state=seed).fit(shape.train), shape))
     seconds["choice on test"] = time.perf_counter() - t0
     out["trained"] = out["chosen"] if section["kept"] else out["defaults"]
+    users["trained"] = users["chosen"] if section["kept"] else users["defaults"]
+    out["users"] = users
     out["seconds"] = seconds
     return out
 
@@ -206,11 +219,17 @@ def goals(results: list[dict[str, Any]]) -> str:
         bar = 1.0 if shape.validation == "global" else 1.05
         noise = 2 * float(np.std(r["defaults"], ddof=1)) / float(np.mean(r["defaults"]))
         drop = float(np.mean(r["trained"]) / np.mean(r["defaults"]) - 1.0)
+        users = r["users"]
+        gap = paired_gain(users["defaults"], users["implicit"])
+        change = paired_gain(users["trained"], users["defaults"])
         lines.append(
             f"- {shape.name}: defaults {defaults:.3f}x ({_verdict(defaults >= 1.0, defaults, 1.0)}"
-            f"); tuned {trained:.3f}x vs {bar:.2f}x ({_verdict(trained >= bar, trained, bar)}); "
-            f"tuned vs defaults {drop:+.1%} (noise: 2 std over 3 seeds = {noise:.1%}; "
-            f"{'within' if drop >= -noise else 'BELOW'})")
+            f"; per test user, defaults - implicit {gap['mean']:+.4f} +- {gap['se']:.4f} "
+            f"standard error over {gap['n_users']:,} users); tuned {trained:.3f}x vs "
+            f"{bar:.2f}x ({_verdict(trained >= bar, trained, bar)}); tuned vs defaults "
+            f"{drop:+.1%} (noise: 2 std over 3 seeds = {noise:.1%}; "
+            f"{'within' if drop >= -noise else 'BELOW'}; per test user "
+            f"{change['mean']:+.4f} +- {change['se']:.4f})")
     return "\n".join(lines)
 
 
