@@ -9,7 +9,7 @@ time cutoff (80% quantile), and four synthetic sets of different density, popula
 value scale. Per shape: popularity; implicit's ALS (64 factors, regularization 0.05, 15
 iterations, the best of alpha {1, 10, 40} chosen on the test set itself, which favours it;
 then that alpha over 3 seeds); mfengine ALS at its defaults over 3 seeds; and
-`mfengine.tuning.tune_against_defaults` (12 trials with successive halving, validation carved
+`mfengine.keep_rule.tune_against_defaults` (12 trials with successive halving, validation carved
 from the training period by the same protocol as the test split), its choice scored on the
 test set over 3 seeds whether it was kept or not, to show whether a validation gain carries.
 mfengine's fits skip the per-iteration training loss (ALS_FIXED). Each shape's row ends with
@@ -48,7 +48,8 @@ from benchmarks.shapes import all_shapes  # noqa: E402
 from mfengine.als import AUTO_REGULARIZATION  # noqa: E402
 from mfengine.baselines import PopularityRecommender  # noqa: E402
 from mfengine.evaluation import per_user_ranking_metrics, recommend_all  # noqa: E402
-from mfengine.tuning import paired_gain, tune_against_defaults, validation_split  # noqa: E402,E501
+from mfengine.keep_rule import paired_gain, tune_against_defaults  # noqa: E402
+from mfengine.tuning import validation_split  # noqa: E402
 
 SEED = 0
 K = 10

@@ -171,7 +171,7 @@ def validation_metrics(
     return {m: float(values.mean()) if values.size else 0.0 for m, values in per_user.items()}
 
 
-def _score(
+def score_trial(
     factory: Callable[..., Any], strategy: str, params: dict[str, Any],
     fit_m: sp.csr_matrix, val_m: sp.csr_matrix, metric: str, k: int,
 ) -> dict[str, Any]:
@@ -204,12 +204,12 @@ def _seed_outcomes(
     with ``seeds``, each with its ``score`` and ``_per_user`` metric."""
     outcomes = [] if first is None else [first]
     for random_state in seeds:
-        outcomes.append(_score(factory, strategy, {**params, "random_state": random_state},
+        outcomes.append(score_trial(factory, strategy, {**params, "random_state": random_state},
                                fit_m, val_m, metric, k))
     return outcomes
 
 
-def _winners(final: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def choosable_trials(final: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The trials that can be chosen: the confirmed ones when any were (a mean over seeds
     and a single fit's score are not compared), else every trial of the last rung."""
     return [row for row in final if "confirm_scores" in row] or final
@@ -273,7 +273,7 @@ def _run_rungs(
             if full is not None:
                 params["iterations"] = rung_iterations(full, rung, len(sizes), eta)
                 row["iterations"] = params["iterations"]
-            outcome = _score(factory, strategy, params, fit_m, val_m, metric, k)
+            outcome = score_trial(factory, strategy, params, fit_m, val_m, metric, k)
             row["fit_seconds"] = row.get("fit_seconds", 0.0) + outcome.pop("fit_seconds")
             row.pop("error", None)
             row.update(outcome, rung=rung)
@@ -293,6 +293,36 @@ def _run_rungs(
         row.pop("_full", None)
         row["final"] = row["rung"] == last
     return ran, fits, rungs
+
+
+def _confirm(
+    factory: Callable[..., Any], strategy: str, base: dict[str, Any],
+    final: list[dict[str, Any]], confirm_top: int, seeds: list[int], fit_m: sp.csr_matrix,
+    val_m: sp.csr_matrix, metric: str, k: int,
+) -> dict[int, list[np.ndarray]]:
+    """Confirmation: one validation fit is noisy (init seed), so the ``confirm_top`` leaders
+    of the last rung are refit with ``seeds`` and ranked by their mean score
+    (``confirm_scores`` holds the parts). Returns each full-fitted trial's per-user metric
+    arrays, one per fit (TuningResult.per_user)."""
+    leaders = sorted(final, key=lambda r: (-r["score"], r["trial"]))[: max(confirm_top, 0)]
+    per_user = {row["trial"]: [row["_per_user"]] for row in final
+                if row["full_fit"] and row.get("_per_user") is not None}
+    for row in leaders:
+        if not np.isfinite(row["score"]):
+            continue
+        first = ({"score": row["score"], "_per_user": row.get("_per_user")}
+                 if row["full_fit"] else None)
+        outcomes = _seed_outcomes(factory, strategy, {**base, **row["params"]}, first, seeds,
+                                  fit_m, val_m, metric, k)
+        row["confirm_scores"] = [o["score"] for o in outcomes]
+        if outcomes:
+            row["score"] = float(np.mean(row["confirm_scores"]))
+        arrays = [o["_per_user"] for o in outcomes]
+        if arrays and all(a is not None for a in arrays):
+            per_user[row["trial"]] = arrays
+        else:
+            per_user.pop(row["trial"], None)
+    return per_user
 
 
 def search(
@@ -347,32 +377,14 @@ def search(
         halving_eta = None  # nothing to stop early on: every rung would be a full fit
     trials, fits, rungs = _run_rungs(factory, strategy, rows, base, halving_eta, fit_matrix,
                                      validation_matrix, metric, k, time_budget_s, callback)
-    # Confirmation: one validation fit is noisy (init seed), so the leaders are refit with
-    # other seeds and ranked by their mean score.
-    seeds = [seed + 1000 * extra for extra in range(1, confirm_seeds + 1)]
     final = [row for row in trials if row["final"]]
-    leaders = sorted(final, key=lambda r: (-r["score"], r["trial"]))[: max(confirm_top, 0)]
-    per_user = {row["trial"]: [row["_per_user"]] for row in final
-                if row["full_fit"] and row.get("_per_user") is not None}
-    for row in leaders:
-        if np.isfinite(row["score"]):
-            first = ({"score": row["score"], "_per_user": row.get("_per_user")}
-                     if row["full_fit"] else None)
-            outcomes = _seed_outcomes(
-                factory, strategy, {**base, **row["params"]}, first, seeds, fit_matrix,
-                validation_matrix, metric, k)
-            fits += len(seeds)
-            row["confirm_scores"] = [o["score"] for o in outcomes]
-            if outcomes:
-                row["score"] = float(np.mean(row["confirm_scores"]))
-            arrays = [o["_per_user"] for o in outcomes]
-            if arrays and all(a is not None for a in arrays):
-                per_user[row["trial"]] = arrays
-            else:
-                per_user.pop(row["trial"], None)
+    seeds = [seed + 1000 * extra for extra in range(1, confirm_seeds + 1)]
+    per_user = _confirm(factory, strategy, base, final, confirm_top, seeds, fit_matrix,
+                        validation_matrix, metric, k)
+    fits += len(seeds) * sum("confirm_scores" in row for row in final)
     for row in trials:
         row.pop("_per_user", None)
-    best = max(_winners(final), key=lambda r: (r["score"], -r["trial"]))
+    best = max(choosable_trials(final), key=lambda r: (r["score"], -r["trial"]))
     users = np.flatnonzero(np.diff(validation_matrix.indptr) > 0)
     return TuningResult(
         best_params={**{k: to_plain(v) for k, v in base.items()}, **best["params"]},
@@ -410,110 +422,3 @@ def tune(
     result = search(strategy, fit_m, val_m, **search_options)
     result.validation = {**info, **result.validation}
     return result
-
-
-#: The keep rule's threshold in standard errors of the mean per-user gain (about a one-sided
-#: 2.5% false-keep rate when the choice is no better than the defaults).
-KEEP_STANDARD_ERRORS = 2.0
-
-
-def paired_gain(chosen: np.ndarray, defaults: np.ndarray) -> dict[str, float]:
-    """Mean and standard error of the per-user difference ``chosen - defaults`` (the same
-    users in the same order), and how many users it is over."""
-    diff = np.asarray(chosen, dtype=np.float64) - np.asarray(defaults, dtype=np.float64)
-    n = int(diff.size)
-    mean = float(diff.mean()) if n else 0.0
-    se = float(diff.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
-    return {"mean": mean, "se": se, "n_users": n}
-
-
-def tune_against_defaults(
-    strategy: str,
-    fit_matrix: sp.csr_matrix,
-    validation_matrix: sp.csr_matrix,
-    *,
-    defaults: Mapping[str, Any],
-    seeds: int = 3,
-    keep_standard_errors: float = KEEP_STANDARD_ERRORS,
-    factory: Callable[..., Any] | None = None,
-    **search_options: Any,
-) -> dict[str, Any]:
-    """A search whose choice replaces ``defaults`` only when it beats them by more than noise.
-
-    A paired test over the validation users: the best trial and the defaults are each fitted
-    with the same ``seeds`` seeds (the search's own, then the confirmation seeds); each user's
-    metric is averaged over those fits, and the choice is kept only when the mean per-user
-    difference (chosen - defaults) exceeds ``keep_standard_errors`` standard errors of that
-    mean. Returns a plain (JSON-ready) dict: the trials, chosen vs defaults, the gain with its
-    standard error and number of users, the rule, whether kept and the ``hyperparameters`` to
-    train with.
-    """
-    if factory is None:
-        import mfengine
-
-        factory = mfengine.create
-    started = time.perf_counter()
-    defaults = dict(defaults)
-    result = search(strategy, fit_matrix, validation_matrix, base_params=defaults,
-                    confirm_top=1, confirm_seeds=seeds - 1, factory=factory, **search_options)
-    best = max(_winners([r for r in result.trials if r["final"]]),
-               key=lambda r: (r["score"], -r["trial"]))
-    first = result.trials[0]
-    fits = result.fits
-    default_arrays = result.per_user.get(0, [])
-    default_scores = first.get("confirm_scores")
-    if default_scores is None:
-        # Trial 0 was not confirmed: fit the defaults at full iterations with the seeds the
-        # chosen trial had (its own full fit is reused when it made one), a paired comparison.
-        seed = int(search_options.get("seed", 0))
-        extra = [seed + 1000 * extra for extra in range(1, seeds)]
-        own = ({"score": first["score"], "_per_user": default_arrays[0]}
-               if default_arrays else None)
-        if own is None:
-            extra = [None, *extra]  # None: the defaults' own random_state
-        outcomes = [] if own is None else [own]
-        for random_state in extra:
-            params = defaults if random_state is None else {**defaults,
-                                                            "random_state": random_state}
-            outcomes.append(_score(factory, strategy, params, fit_matrix, validation_matrix,
-                                   result.metric, result.k))
-        fits += len(extra)
-        default_scores = [o["score"] for o in outcomes]
-        default_arrays = [o["_per_user"] for o in outcomes]
-    finite = bool(np.all(np.isfinite(default_scores)))
-    default_mean = float(np.mean(default_scores)) if finite else float("-inf")
-    chosen_arrays = result.per_user.get(best["trial"], [])
-    comparable = (best["trial"] != 0 and finite and bool(np.isfinite(best["score"]))
-                  and len(chosen_arrays) == len(default_arrays) > 0
-                  and all(a is not None for a in default_arrays))
-    if comparable:
-        paired = paired_gain(np.mean(chosen_arrays, axis=0), np.mean(default_arrays, axis=0))
-    else:  # the defaults won, or a fit failed: nothing to test
-        paired = {"mean": best["score"] - default_mean if finite else 0.0, "se": 0.0,
-                  "n_users": int(result.validation.get("validation_users", 0))}
-    margin = keep_standard_errors * paired["se"]
-    kept = comparable and paired["mean"] > margin
-    gain = paired["mean"]
-    chosen = {**defaults, **best["params"]}
-    return to_plain({
-        "strategy": strategy,
-        "metric": f"{result.metric}@{result.k}",
-        "validation": result.validation,
-        "trials": result.trials,
-        "defaults": {"params": defaults, "score": default_mean, "scores": default_scores},
-        "chosen": {"trial": best["trial"], "params": chosen, "score": best["score"],
-                   "scores": best.get("confirm_scores", [best["score"]])},
-        "gain": gain,
-        "relative_gain": gain / default_mean if finite and default_mean else None,
-        "gain_se": paired["se"],
-        "noise": {"se": paired["se"], "margin": margin, "k": keep_standard_errors,
-                  "n_users": paired["n_users"], "seeds": seeds,
-                  "rule": f"kept when the mean per-user gain over the {paired['n_users']} "
-                          f"validation users (each averaged over {seeds} seeds) exceeds "
-                          f"{keep_standard_errors:g} standard errors"},
-        "kept": kept,
-        "fits": fits,
-        "rungs": result.rungs,
-        "hyperparameters": chosen if kept else defaults,
-        "seconds": time.perf_counter() - started,
-    })

@@ -7,7 +7,7 @@ mfengine.tuning runs a seeded random search (the plan's configured values are tr
 the time budget, stopping weak trials early by successive halving unless
 `tune.early_stopping` is false, confirms the best trial and the configured values over 3
 seeds each, and keeps the choice only when its mean per-user gain over the validation users
-exceeds two standard errors, a paired test (see `mfengine.tuning.tune_against_defaults`).
+exceeds two standard errors, a paired test (see `mfengine.keep_rule.tune_against_defaults`).
 The report's "tuning" section records all of it.
 """
 
@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from mfengine.data import PreparedData
-from mfengine.tuning import tune_against_defaults
+from mfengine.keep_rule import tune_against_defaults
 from mfplatform.training.dataset import EventArrays
 from mfplatform.training.splits import split_events, training_period
 

@@ -91,7 +91,7 @@ def _matrices(d):
 
 
 def test_tune_against_defaults_keeps_a_clearly_better_choice(events):
-    from mfengine.tuning import tune_against_defaults
+    from mfengine.keep_rule import tune_against_defaults
 
     fit_m, val_m, _ = _matrices(events)
     # defaults crippled by a huge penalty: every trial of the space beats them clearly
@@ -116,7 +116,7 @@ def test_tune_against_defaults_keeps_a_clearly_better_choice(events):
 
 
 def test_tune_against_defaults_keeps_the_defaults_within_noise(events):
-    from mfengine.tuning import tune_against_defaults
+    from mfengine.keep_rule import tune_against_defaults
 
     fit_m, val_m, _ = _matrices(events)
     defaults = {"factors": 8, "iterations": 8, "random_state": 0}
@@ -136,7 +136,7 @@ def test_tune_against_defaults_keeps_the_defaults_within_noise(events):
 
 
 def test_tune_against_defaults_keep_threshold_is_a_parameter(events):
-    from mfengine.tuning import tune_against_defaults
+    from mfengine.keep_rule import tune_against_defaults
 
     fit_m, val_m, _ = _matrices(events)
     defaults = {"factors": 8, "regularization": 1e4, "iterations": 3, "random_state": 0}
@@ -148,7 +148,7 @@ def test_tune_against_defaults_keep_threshold_is_a_parameter(events):
 
 
 def test_paired_gain():
-    from mfengine.tuning import paired_gain
+    from mfengine.keep_rule import paired_gain
 
     out = paired_gain(np.array([0.5, 0.7, 0.9]), np.array([0.4, 0.5, 0.6]))
     assert out["mean"] == pytest.approx(0.2) and out["n_users"] == 3
@@ -221,7 +221,7 @@ def test_halving_is_off_when_there_are_too_few_iterations_to_cut(events):
 
 
 def test_tune_against_defaults_counts_every_fit(events):
-    from mfengine.tuning import tune_against_defaults
+    from mfengine.keep_rule import tune_against_defaults
 
     fit_m, val_m, _ = _matrices(events)
     fitted = []
