@@ -15,6 +15,8 @@ from mfplatform.serving.models import PrecomputedRecommendation
 # Users whose lists are built and inserted together; the engine scores them against the
 # catalogue a bounded block at a time, so memory does not grow with the catalogue times this.
 BATCH = 2048
+# New items placed by their content (registry.cold) scored together against a batch of users.
+COLD_BLOCK = 8192
 
 
 def precompute_top_n(version: ModelVersion, n: int = 100) -> int:
@@ -52,13 +54,19 @@ class ColdItems:
     placements: list[str]
 
     def top(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Row indices, scores) of each query's best `n` placed items, best first."""
-        if not len(self.pks):
-            return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0))
-        scores = queries @ self.vectors.T
-        n = min(n, scores.shape[1])
-        best = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        best_scores = np.take_along_axis(scores, best, axis=1)
+        """(Row indices, scores) of each query's best `n` placed items, best first. Scored a
+        block of COLD_BLOCK items at a time: memory stays bounded however many there are."""
+        best = np.zeros((len(queries), 0), np.int64)
+        best_scores = np.zeros((len(queries), 0), np.float32)
+        for start in range(0, len(self.pks), COLD_BLOCK):
+            block = (queries @ self.vectors[start:start + COLD_BLOCK].T).astype(np.float32)
+            rows = np.broadcast_to(np.arange(start, start + block.shape[1]), block.shape)
+            best = np.hstack([best, rows])
+            best_scores = np.hstack([best_scores, block])
+            if best.shape[1] > n:
+                keep = np.argpartition(-best_scores, n - 1, axis=1)[:, :n]
+                best = np.take_along_axis(best, keep, axis=1)
+                best_scores = np.take_along_axis(best_scores, keep, axis=1)
         order = np.argsort(-best_scores, axis=1, kind="stable")
         return (np.take_along_axis(best, order, axis=1),
                 np.take_along_axis(best_scores, order, axis=1))
