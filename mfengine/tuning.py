@@ -30,7 +30,7 @@ import scipy.sparse as sp
 from mfengine.evaluation import (
     RANKING_KEYS,
     global_time_split,
-    ranking_metrics,
+    per_user_ranking_metrics,
     recommend_all,
     temporal_split,
 )
@@ -71,6 +71,10 @@ class TuningResult:
     validation: dict[str, Any] = field(default_factory=dict)
     fits: int = 0  # every model fitted, partial (halving rungs) and confirmation fits included
     rungs: list[dict[str, Any]] = field(default_factory=list)
+    #: trial number -> its metric per validation user, one array per full fit (the trial's
+    #: own seed, then the confirmation seeds); for the trials that ended with a full fit.
+    #: Arrays, so not part of ``to_dict``.
+    per_user: dict[int, list[np.ndarray]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -140,31 +144,50 @@ def validation_split(
     raise ValueError("validation must be 'temporal' or 'global'")
 
 
+def validation_per_user(
+    factory: Callable[..., Any], strategy: str, params: Mapping[str, Any],
+    fit_matrix: sp.csr_matrix, validation_matrix: sp.csr_matrix, k: int,
+) -> dict[str, np.ndarray]:
+    """Fit ``strategy`` with ``params`` on ``fit_matrix``; its per-user ranking metrics at ``k``
+    (train items filtered), one entry per user with validation positives, in user order."""
+    users = np.flatnonzero(np.diff(validation_matrix.indptr) > 0)
+    model = factory(strategy, **params)
+    if "calculate_training_loss" in getattr(model, "get_params", dict)():
+        # Nobody reads a trial's loss curve, and computing it costs ~40% of an ALS fit.
+        model.set_params(calculate_training_loss=False)
+    model.fit(fit_matrix)
+    recommended = recommend_all(model, fit_matrix, users, k)
+    per_user = per_user_ranking_metrics(recommended, validation_matrix[users], k)
+    return {m: per_user[m] for m in RANKING_KEYS}
+
+
 def validation_metrics(
     factory: Callable[..., Any], strategy: str, params: Mapping[str, Any],
     fit_matrix: sp.csr_matrix, validation_matrix: sp.csr_matrix, k: int,
 ) -> dict[str, float]:
     """Fit ``strategy`` with ``params`` on ``fit_matrix``; its ranking metrics at ``k`` on the
-    users with validation positives (train items filtered)."""
-    users = np.flatnonzero(np.diff(validation_matrix.indptr) > 0)
-    model = factory(strategy, **params).fit(fit_matrix)
-    recommended = recommend_all(model, fit_matrix, users, k)
-    scores = ranking_metrics(recommended, validation_matrix, k, users=users)
-    return {m: float(scores[m]) for m in RANKING_KEYS}
+    users with validation positives (train items filtered), averaged over them."""
+    per_user = validation_per_user(factory, strategy, params, fit_matrix, validation_matrix, k)
+    return {m: float(values.mean()) if values.size else 0.0 for m, values in per_user.items()}
 
 
-def _score(
+def score_trial(
     factory: Callable[..., Any], strategy: str, params: dict[str, Any],
     fit_m: sp.csr_matrix, val_m: sp.csr_matrix, metric: str, k: int,
 ) -> dict[str, Any]:
-    """One validation fit: its metrics and score, or the error (score -inf)."""
+    """One validation fit: its metrics and score, or the error (score -inf). ``_per_user``
+    holds the metric per validation user (None after an error) for the paired keep rule; it
+    is private to this module and never reaches a report."""
     t0 = time.perf_counter()
     try:
-        metrics = validation_metrics(factory, strategy, params, fit_m, val_m, k)
-        out: dict[str, Any] = {"metrics": metrics, "score": metrics[metric]}
+        per_user = validation_per_user(factory, strategy, params, fit_m, val_m, k)
+        metrics = {m: float(v.mean()) if v.size else 0.0 for m, v in per_user.items()}
+        out: dict[str, Any] = {"metrics": metrics, "score": metrics[metric],
+                               "_per_user": per_user[metric]}
     except _TRIAL_ERRORS as exc:
         # A diverging configuration is a bad trial, not a failed search.
-        out = {"score": float("-inf"), "error": f"{type(exc).__name__}: {exc}"}
+        out = {"score": float("-inf"), "error": f"{type(exc).__name__}: {exc}",
+               "_per_user": None}
     out["fit_seconds"] = time.perf_counter() - t0
     return out
 
@@ -172,16 +195,24 @@ def _score(
 _TRIAL_ERRORS = (FloatingPointError, ValueError, ArithmeticError)
 
 
-def _seed_scores(
-    factory: Callable[..., Any], strategy: str, params: dict[str, Any], first: float | None,
-    seeds: list[int], fit_m: sp.csr_matrix, val_m: sp.csr_matrix, metric: str, k: int,
-) -> list[float]:
-    """``first`` (the trial's own full fit, if any) and the scores of refits with ``seeds``."""
-    scores = [] if first is None else [first]
+def _seed_outcomes(
+    factory: Callable[..., Any], strategy: str, params: dict[str, Any],
+    first: dict[str, Any] | None, seeds: list[int], fit_m: sp.csr_matrix,
+    val_m: sp.csr_matrix, metric: str, k: int,
+) -> list[dict[str, Any]]:
+    """``first`` (the outcome of the trial's own full fit, if any) and the outcomes of refits
+    with ``seeds``, each with its ``score`` and ``_per_user`` metric."""
+    outcomes = [] if first is None else [first]
     for random_state in seeds:
-        scores.append(_score(factory, strategy, {**params, "random_state": random_state},
-                             fit_m, val_m, metric, k)["score"])
-    return scores
+        outcomes.append(score_trial(factory, strategy, {**params, "random_state": random_state},
+                               fit_m, val_m, metric, k))
+    return outcomes
+
+
+def choosable_trials(final: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The trials that can be chosen: the confirmed ones when any were (a mean over seeds
+    and a single fit's score are not compared), else every trial of the last rung."""
+    return [row for row in final if "confirm_scores" in row] or final
 
 
 def halving_rungs(n_configs: int, eta: int | None, max_rungs: int = 3) -> list[int]:
@@ -242,7 +273,7 @@ def _run_rungs(
             if full is not None:
                 params["iterations"] = rung_iterations(full, rung, len(sizes), eta)
                 row["iterations"] = params["iterations"]
-            outcome = _score(factory, strategy, params, fit_m, val_m, metric, k)
+            outcome = score_trial(factory, strategy, params, fit_m, val_m, metric, k)
             row["fit_seconds"] = row.get("fit_seconds", 0.0) + outcome.pop("fit_seconds")
             row.pop("error", None)
             row.update(outcome, rung=rung)
@@ -262,6 +293,36 @@ def _run_rungs(
         row.pop("_full", None)
         row["final"] = row["rung"] == last
     return ran, fits, rungs
+
+
+def _confirm(
+    factory: Callable[..., Any], strategy: str, base: dict[str, Any],
+    final: list[dict[str, Any]], confirm_top: int, seeds: list[int], fit_m: sp.csr_matrix,
+    val_m: sp.csr_matrix, metric: str, k: int,
+) -> dict[int, list[np.ndarray]]:
+    """Confirmation: one validation fit is noisy (init seed), so the ``confirm_top`` leaders
+    of the last rung are refit with ``seeds`` and ranked by their mean score
+    (``confirm_scores`` holds the parts). Returns each full-fitted trial's per-user metric
+    arrays, one per fit (TuningResult.per_user)."""
+    leaders = sorted(final, key=lambda r: (-r["score"], r["trial"]))[: max(confirm_top, 0)]
+    per_user = {row["trial"]: [row["_per_user"]] for row in final
+                if row["full_fit"] and row.get("_per_user") is not None}
+    for row in leaders:
+        if not np.isfinite(row["score"]):
+            continue
+        first = ({"score": row["score"], "_per_user": row.get("_per_user")}
+                 if row["full_fit"] else None)
+        outcomes = _seed_outcomes(factory, strategy, {**base, **row["params"]}, first, seeds,
+                                  fit_m, val_m, metric, k)
+        row["confirm_scores"] = [o["score"] for o in outcomes]
+        if outcomes:
+            row["score"] = float(np.mean(row["confirm_scores"]))
+        arrays = [o["_per_user"] for o in outcomes]
+        if arrays and all(a is not None for a in arrays):
+            per_user[row["trial"]] = arrays
+        else:
+            per_user.pop(row["trial"], None)
+    return per_user
 
 
 def search(
@@ -290,7 +351,8 @@ def search(
     successive halving on iterations (module docstring). Fits stop once ``time_budget_s`` is
     spent (at least one runs); only trials of the last rung reached (``final``) can win. The
     ``confirm_top`` best of those are refit at their full iterations with ``confirm_seeds``
-    other seeds and scored by their mean (``score``; the parts in ``confirm_scores``).
+    other seeds and scored by their mean (``score``; the parts in ``confirm_scores``); the
+    best confirmed trial wins.
     ``factory(name, **params)`` builds a model (default ``mfengine.create``);
     ``callback(trial_row)`` runs after each fit.
     """
@@ -315,21 +377,14 @@ def search(
         halving_eta = None  # nothing to stop early on: every rung would be a full fit
     trials, fits, rungs = _run_rungs(factory, strategy, rows, base, halving_eta, fit_matrix,
                                      validation_matrix, metric, k, time_budget_s, callback)
-    # Confirmation: one validation fit is noisy (init seed), so the leaders are refit with
-    # other seeds and ranked by their mean score.
-    seeds = [seed + 1000 * extra for extra in range(1, confirm_seeds + 1)]
     final = [row for row in trials if row["final"]]
-    leaders = sorted(final, key=lambda r: (-r["score"], r["trial"]))[: max(confirm_top, 0)]
-    for row in leaders:
-        if np.isfinite(row["score"]):
-            first = row["score"] if row["full_fit"] else None
-            row["confirm_scores"] = _seed_scores(
-                factory, strategy, {**base, **row["params"]}, first, seeds, fit_matrix,
-                validation_matrix, metric, k)
-            fits += len(seeds)
-            if row["confirm_scores"]:
-                row["score"] = float(np.mean(row["confirm_scores"]))
-    best = max(final, key=lambda r: (r["score"], -r["trial"]))
+    seeds = [seed + 1000 * extra for extra in range(1, confirm_seeds + 1)]
+    per_user = _confirm(factory, strategy, base, final, confirm_top, seeds, fit_matrix,
+                        validation_matrix, metric, k)
+    fits += len(seeds) * sum("confirm_scores" in row for row in final)
+    for row in trials:
+        row.pop("_per_user", None)
+    best = max(choosable_trials(final), key=lambda r: (r["score"], -r["trial"]))
     users = np.flatnonzero(np.diff(validation_matrix.indptr) > 0)
     return TuningResult(
         best_params={**{k: to_plain(v) for k, v in base.items()}, **best["params"]},
@@ -342,6 +397,7 @@ def search(
                     "validation_users": int(len(users))},
         fits=fits,
         rungs=[{**r, "eta": halving_eta} for r in rungs],
+        per_user=per_user,
     )
 
 
@@ -366,79 +422,3 @@ def tune(
     result = search(strategy, fit_m, val_m, **search_options)
     result.validation = {**info, **result.validation}
     return result
-
-
-#: Kept only when the chosen configuration beats the defaults on validation by more than the
-#: larger of twice the defaults' standard deviation over seeds and this share of their score.
-MIN_RELATIVE_GAIN = 0.01
-
-
-def tune_against_defaults(
-    strategy: str,
-    fit_matrix: sp.csr_matrix,
-    validation_matrix: sp.csr_matrix,
-    *,
-    defaults: Mapping[str, Any],
-    seeds: int = 3,
-    min_relative_gain: float = MIN_RELATIVE_GAIN,
-    factory: Callable[..., Any] | None = None,
-    **search_options: Any,
-) -> dict[str, Any]:
-    """A search whose choice replaces ``defaults`` only when it beats them by more than noise.
-
-    The best trial and the defaults are each scored over ``seeds`` fits (the search's own
-    seed, then the confirmation seeds, the same for both: a paired comparison). Noise is the
-    sample standard deviation of the defaults' scores; the choice is kept when its mean gain
-    over the defaults' mean exceeds max(2 x that deviation, ``min_relative_gain`` x the
-    defaults' mean). Returns a plain (JSON-ready) dict: the trials, chosen vs defaults, gain,
-    noise rule, whether kept and the ``hyperparameters`` to train with.
-    """
-    if factory is None:
-        import mfengine
-
-        factory = mfengine.create
-    started = time.perf_counter()
-    defaults = dict(defaults)
-    result = search(strategy, fit_matrix, validation_matrix, base_params=defaults,
-                    confirm_top=1, confirm_seeds=seeds - 1, factory=factory, **search_options)
-    best = max((r for r in result.trials if r["final"]), key=lambda r: (r["score"], -r["trial"]))
-    first = result.trials[0]
-    default_scores = first.get("confirm_scores")
-    fits = result.fits
-    if default_scores is None:
-        # Trial 0 was not confirmed (or halving stopped it early): score the defaults at full
-        # iterations with the same seeds as the chosen trial, a paired comparison.
-        seed = int(search_options.get("seed", 0))
-        extra = [seed + 1000 * extra for extra in range(1, seeds)]
-        own = first["score"] if first["full_fit"] else _score(
-            factory, strategy, defaults, fit_matrix, validation_matrix, result.metric,
-            result.k)["score"]
-        fits += len(extra) + (0 if first["full_fit"] else 1)
-        default_scores = _seed_scores(factory, strategy, defaults, own, extra, fit_matrix,
-                                      validation_matrix, result.metric, result.k)
-    finite = bool(np.all(np.isfinite(default_scores)))
-    default_mean = float(np.mean(default_scores)) if finite else float("-inf")
-    noise = float(np.std(default_scores, ddof=1)) if finite and len(default_scores) > 1 else 0.0
-    margin = max(2 * noise, min_relative_gain * abs(default_mean)) if finite else 0.0
-    gain = best["score"] - default_mean
-    kept = best["trial"] != 0 and bool(np.isfinite(best["score"])) and gain > margin
-    chosen = {**defaults, **best["params"]}
-    return to_plain({
-        "strategy": strategy,
-        "metric": f"{result.metric}@{result.k}",
-        "validation": result.validation,
-        "trials": result.trials,
-        "defaults": {"params": defaults, "score": default_mean, "scores": default_scores},
-        "chosen": {"trial": best["trial"], "params": chosen, "score": best["score"],
-                   "scores": best.get("confirm_scores", [best["score"]])},
-        "gain": gain,
-        "relative_gain": gain / default_mean if finite and default_mean else None,
-        "noise": {"std": noise, "margin": margin, "seeds": seeds,
-                  "rule": f"kept when gain > max(2 x std of the defaults over {seeds} seeds, "
-                          f"{min_relative_gain:.0%} of the defaults' score)"},
-        "kept": kept,
-        "fits": fits,
-        "rungs": result.rungs,
-        "hyperparameters": chosen if kept else defaults,
-        "seconds": time.perf_counter() - started,
-    })

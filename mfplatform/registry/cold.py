@@ -17,11 +17,13 @@ import logging
 import numpy as np
 from django.core.cache import cache
 from django.db import connection, transaction
+from django.db.models import F
 
 from mfengine.baselines import item_tokens
 from mfengine.cold import ContentToFactors
 from mfplatform.registry.artifacts import open_artifact
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
+from mfplatform.registry.signals import items_placed
 from mfplatform.registry.vectors import add_cold_item_vectors, partition_name
 from tenants.models import Tenant
 
@@ -64,6 +66,14 @@ def place_in_version(version: ModelVersion) -> int:
         vectors, placements = mapping.transform(tokens)
         added = add_cold_item_vectors(version, np.array([r[0] for r in rows]), vectors,
                                       placements)
+        # The version's vector count is every row of its partition, placed ones included
+        # (serving's candidate search over-fetches up to it).
+        ModelVersion.objects.filter(pk=version.pk).update(
+            n_item_vectors=F("n_item_vectors") + added)
+        version.n_item_vectors += added
+        if added:
+            transaction.on_commit(lambda: items_placed.send(sender=ModelVersion,
+                                                            version=version))
     log.info("model v%s of tenant %s: %d new items placed by their content", version.version,
              version.tenant_id, added)
     return added

@@ -8,6 +8,7 @@ import logging
 
 import numpy as np
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 import mfengine
@@ -34,17 +35,23 @@ def execute_run(run: TrainingRun) -> ModelVersion:
     """Run every stage of `run` (already fetched inside its tenant's context)."""
     existing = ModelVersion.objects.filter(training_run=run).first()
     if existing is not None:  # a retry after publication committed: nothing left to do
-        if run.is_active:
-            finish_run(run, RunStatus.SUCCEEDED)
+        if run.is_active:  # (a version published before gate and status shared a commit)
+            with transaction.atomic():
+                if not existing.decision:
+                    decide_promotion(existing)
+                finish_run(run, RunStatus.SUCCEEDED)
         return existing
     start_run(run)
     timer = StageTimer(run)
     trained = train_and_evaluate(
         run, timer, active_model=lambda prepared: active_on_this_split(run.plan, prepared))
-    with timer.stage(RunStatus.PUBLISHING):
+    with timer.stage(RunStatus.PUBLISHING), transaction.atomic():
+        # One commit for the version, its gate decision and the run's success: nobody sees a
+        # succeeded run whose version has no decision yet, and a gate that fails leaves no
+        # version behind (the run fails instead).
         version = publish(run, trained)
-    finish_run(run, RunStatus.SUCCEEDED)
-    decide_promotion(version)
+        decide_promotion(version)
+        finish_run(run, RunStatus.SUCCEEDED)
     if version.kind == ModelKind.MF:
         apply_retention(run.plan, settings.MODEL_RETENTION_KEEP)
     return version

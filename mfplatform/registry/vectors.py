@@ -191,3 +191,22 @@ def nearest_items(model_version: ModelVersion, query: np.ndarray, limit: int,
             f"ORDER BY embedding::vector({dims}) <#> %s::vector({dims}) LIMIT %s",
             [np.asarray(query, np.float32), np.asarray(query, np.float32), int(limit)])
         return cursor.fetchall()
+
+
+def cold_item_vectors(model_version: ModelVersion) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(item pks, vectors, placements) of the new items placed in the version by their
+    content (registry.cold), in item order; empty when there are none."""
+    raw = raw_connection()
+    with raw.cursor() as cursor:
+        cursor.execute(
+            f"SELECT item_id, embedding, cold_placement FROM "
+            f"{partition_name('item', model_version.pk)} WHERE cold ORDER BY item_id")
+        rows = cursor.fetchall()
+    width = int(model_version.dimensions)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros((0, width), np.float32), []
+    vectors = np.vstack([np.asarray(
+        row[1].to_numpy() if hasattr(row[1], "to_numpy") else row[1], dtype=np.float32)
+        for row in rows])
+    return (np.array([row[0] for row in rows], dtype=np.int64), vectors,
+            [row[2] for row in rows])

@@ -12,12 +12,23 @@ def precompute_on_activation(sender, version, **kwargs) -> None:
         precompute.delay(version.tenant_id, version.pk)
 
 
+def precompute_on_placement(sender, version, **kwargs) -> None:
+    """Receiver of the registry's items_placed: the active version's lists again, with the
+    new items placed by their content in them."""
+    from mfplatform.serving.tasks import precompute
+
+    if settings.SERVING_PRECOMPUTE:
+        precompute.delay(version.tenant_id, version.pk)
+
+
 class ServingConfig(AppConfig):
     name = "mfplatform.serving"
     label = "serving"
 
     def ready(self) -> None:
-        from mfplatform.registry.signals import version_activated
+        from mfplatform.registry.signals import items_placed, version_activated
 
         version_activated.connect(precompute_on_activation,
                                   dispatch_uid="serving.precompute_on_activation")
+        items_placed.connect(precompute_on_placement,
+                             dispatch_uid="serving.precompute_on_placement")

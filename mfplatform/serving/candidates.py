@@ -4,6 +4,8 @@ finished exactly in numpy when the index has no more; or a precomputed list."""
 
 from __future__ import annotations
 
+from itertools import groupby
+
 import numpy as np
 from django.db import connection
 
@@ -151,7 +153,6 @@ def mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundle
     exhausted, finish exactly. Items are labelled `source` (how the user's vector was made),
     new items placed by their content "mf_cold"."""
     query = bundle.model.user_vectors(vector)[0]
-    n_items = version.n_item_vectors
     fetch = _first_fetch(selector, version)
     while not selector.full:
         cold: dict[int, str] = {}
@@ -159,9 +160,11 @@ def mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundle
         offer_hits(selector, hits, cold, source)  # rows offered before are skipped
         if selector.full:
             return
-        if indexed < fetch or fetch >= n_items:
+        # The count may predate new items placed since this process cached the version
+        # row: only the index running dry ends the doubling.
+        if indexed < fetch:
             break
-        fetch = min(fetch * 2, n_items)
+        fetch *= 2
     # The exact scan over the model's items, best first (in chunks: only what is looked at
     # before k items are accepted costs item rows).
     scores = bundle.model.score(vector[None, :])[0]
@@ -236,6 +239,14 @@ def precomputed_candidates(selector: Selector, version: ModelVersion | None,
     stored = PrecomputedRecommendation.objects.filter(model_version=version, user=user).first()
     if stored is None:
         return False
-    selector.offer([int(pk) for pk, _s in stored.items], [float(s) for _pk, s in stored.items],
-                   "mf")
+    # Runs of trained items as "mf", new items placed by their content (stored with their
+    # placement, serving.precompute) as "mf_cold", in the list's order.
+    for placement, run in groupby(stored.items, key=lambda entry: entry[2] if len(entry) > 2
+                                  else None):
+        entries = list(run)
+        pks, scores = [int(e[0]) for e in entries], [float(e[1]) for e in entries]
+        if placement is None:
+            selector.offer(pks, scores, "mf")
+        else:
+            selector.offer(pks, scores, COLD_SOURCE, cold_item_reason(placement))
     return True

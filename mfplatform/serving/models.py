@@ -57,7 +57,9 @@ class PrecomputedRecommendation(TenantOwned):
     model_version = models.ForeignKey("registry.ModelVersion", on_delete=models.CASCADE,
                                       related_name="+")
     generated_at = models.DateTimeField(auto_now_add=True)
-    items = models.JSONField(default=list)  # [[item pk, score], ...] best first
+    # [[item pk, score], ...] best first; a new item placed by its content carries its
+    # placement as a third element (serving.precompute)
+    items = models.JSONField(default=list)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["model_version", "user"],

@@ -6,8 +6,9 @@ split once more by the plan's own protocol: a per-user temporal split with the p
 mfengine.tuning runs a seeded random search (the plan's configured values are trial 0) within
 the time budget, stopping weak trials early by successive halving unless
 `tune.early_stopping` is false, confirms the best trial and the configured values over 3
-seeds each, and keeps the choice only when it beats them by more than noise (see
-`mfengine.tuning.tune_against_defaults`). The report's "tuning" section records all of it.
+seeds each, and keeps the choice only when its mean per-user gain over the validation users
+exceeds two standard errors, a paired test (see `mfengine.keep_rule.tune_against_defaults`).
+The report's "tuning" section records all of it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from mfengine.data import PreparedData
-from mfengine.tuning import tune_against_defaults
+from mfengine.keep_rule import tune_against_defaults
 from mfplatform.training.dataset import EventArrays
 from mfplatform.training.splits import split_events, training_period
 

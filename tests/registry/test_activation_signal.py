@@ -43,3 +43,11 @@ def test_serving_listens_from_its_app_config():
     assert version_activated.disconnect(dispatch_uid="serving.precompute_on_activation")
     version_activated.connect(precompute_on_activation,
                               dispatch_uid="serving.precompute_on_activation")
+
+
+def test_serving_precomputes_again_when_new_items_are_placed():
+    from mfplatform.registry.signals import items_placed
+    from mfplatform.serving.apps import precompute_on_placement
+
+    assert items_placed.disconnect(dispatch_uid="serving.precompute_on_placement")
+    items_placed.connect(precompute_on_placement, dispatch_uid="serving.precompute_on_placement")

@@ -207,3 +207,26 @@ def test_exploration_on_a_fallback_version_explores_nothing(tenant_a):
     body = _get(tenant_a, "user=user-1&k=10")
     assert len(body["items"]) == 10
     assert "exploration" not in {i["source"] for i in body["items"]}
+
+
+def test_new_items_beyond_the_cached_vector_count_are_still_searched(served):
+    """A web process caches the version row, its vector count included, before new items are
+    placed: the candidate search must not stop at that count, or new items ranked below it
+    are never found (after the index, only the trained items are scored exactly)."""
+
+    def tags_of(cluster):
+        return sorted({t for i in np.flatnonzero(served.data.item_clusters == cluster)
+                       for t in served.data.item_tags[i]})[:3]
+
+    user = _cluster_user(served, 0)
+    _get(served, f"user={user}&k=5")  # the version row is cached now: 120 vectors
+    with served.scope():
+        # 200 new items of the user's taste rank above the 10 of another taste, which
+        # therefore sit beyond the 120th row of the index
+        upsert_items(served.tenant, [{"external_id": f"near-{i}", "category": "near",
+                                      "tags": tags_of(0)} for i in range(200)]
+                     + [{"external_id": f"far-{i}", "category": "far", "tags": tags_of(3)}
+                        for i in range(10)])
+        assert place_cold_items(served.tenant) == {served.version.pk: 210}
+    body = _get(served, f"user={user}&k=5&category=far")
+    assert [i["source"] for i in body["items"]] == ["mf_cold"] * 5

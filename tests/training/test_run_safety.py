@@ -81,3 +81,53 @@ def test_a_failing_stage_records_its_time(tenant_a, queued, monkeypatch):
     assert run.status == RunStatus.PUBLISHING
     assert set(run.timings) == {"building_dataset", "training", "evaluating", "publishing"}
     assert run.timings["publishing"] >= 0
+
+
+def test_the_gate_decides_before_the_run_is_marked_succeeded(tenant_a, queued, monkeypatch):
+    from mfplatform.registry import services
+
+    real_gate = services.gate
+    seen = []
+
+    def watched_gate(version, active):
+        # What anyone reading the run's row at the gate's moment finds.
+        seen.append(TrainingRun.objects.get(pk=queued.pk).status)
+        return real_gate(version, active)
+
+    monkeypatch.setattr(services, "gate", watched_gate)
+    with tenant_a.scope():
+        version = execute_run(queued)
+        run = TrainingRun.objects.get(pk=queued.pk)
+    assert seen == [RunStatus.PUBLISHING]
+    assert run.status == RunStatus.SUCCEEDED
+    assert version.decision["verdict"] in ("pass", "fail")
+
+
+def test_a_failing_gate_leaves_no_version_and_fails_the_run(tenant_a, queued, monkeypatch):
+    from mfplatform.registry import services
+
+    def broken_gate(version, active):
+        raise ValueError("simulated gate failure")
+
+    monkeypatch.setattr(services, "gate", broken_gate)
+    with tenant_a.scope():
+        with pytest.raises(ValueError):
+            execute_run(queued)
+        # the version's publication and the decision are one commit: no undecided version
+        assert ModelVersion.objects.count() == 0 and ItemVector.objects.count() == 0
+        assert TrainingRun.objects.get(pk=queued.pk).status == RunStatus.PUBLISHING
+        fail_run(queued.pk, tenant_a.tenant.pk, "ValueError: simulated gate failure")
+        assert TrainingRun.objects.get(pk=queued.pk).status == RunStatus.FAILED
+
+
+def test_a_retry_decides_a_version_published_without_a_decision(tenant_a, queued):
+    with tenant_a.scope():
+        version = execute_run(queued)
+        # as a version published before its gate ran (older code) is left: undecided,
+        # its run still publishing
+        ModelVersion.objects.filter(pk=version.pk).update(decision={}, status="candidate")
+        TrainingRun.objects.filter(pk=queued.pk).update(status=RunStatus.PUBLISHING)
+        again = execute_run(TrainingRun.objects.get(pk=queued.pk))
+        again.refresh_from_db()
+        assert again.pk == version.pk and again.decision["verdict"] in ("pass", "fail")
+        assert TrainingRun.objects.get(pk=queued.pk).status == RunStatus.SUCCEEDED
