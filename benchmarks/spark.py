@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
     command_line,
     machine_line,
-    movielens_dir,
     peak_rss_mb,
     pin_threads,
     write_section,
@@ -41,7 +40,7 @@ import scipy.sparse as sp  # noqa: E402
 
 import mfengine  # noqa: E402
 import mfengine_spark  # noqa: E402
-from mfengine.datasets import load_movielens  # noqa: E402
+from benchmarks.shapes import movielens_temporal  # noqa: E402
 from mfengine.evaluation import evaluate_model, temporal_split  # noqa: E402
 from mfengine.synthetic import generate  # noqa: E402
 
@@ -64,12 +63,8 @@ SPARK_CONF = {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "2g",
 
 
 def movielens() -> tuple[str, sp.csr_matrix, sp.csr_matrix]:
-    ml = load_movielens(movielens_dir())
-    users, items, _, catalogue = ml.encode()
-    shape = (int(users.max()) + 1, len(catalogue))
-    train, test = temporal_split(users, items, ml.timestamps, ml.values.astype(np.float64),
-                                 shape=shape, positive_threshold=4.0)
-    return "ml-latest-small", train, test
+    split = movielens_temporal()
+    return "ml-latest-small", split.train, split.test
 
 
 def synthetic(events: int) -> tuple[str, sp.csr_matrix, sp.csr_matrix]:
