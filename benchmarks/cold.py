@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 import mfengine  # noqa: E402
+from benchmarks.shapes import movielens_temporal  # noqa: E402
 from mfengine.baselines import ContentRecommender, item_tokens  # noqa: E402
 from mfengine.cold import ContentToFactors, SegmentVectors  # noqa: E402
 from mfengine.datasets import load_movielens  # noqa: E402
@@ -127,11 +128,8 @@ def _both(scores: np.ndarray, seen: np.ndarray, held: np.ndarray,
 
 def movielens_data() -> tuple[sp.csr_matrix, sp.csr_matrix, list[list[str]]]:
     ml = load_movielens(movielens_dir())
-    user_index, item_index, _, items = ml.encode()
-    shape = (int(user_index.max()) + 1, len(items))
-    train, test = temporal_split(user_index, item_index, ml.timestamps,
-                                 ml.values.astype(np.float64), shape=shape,
-                                 positive_threshold=4.0)
+    split = movielens_temporal(ml)
+    train, test, items = split.train, split.test, ml.encode()[3]
     genres = dict(zip(ml.movie_ids.tolist(), ml.genres, strict=True))
     titles = dict(zip(ml.movie_ids.tolist(), ml.titles, strict=True))
 

@@ -1,6 +1,9 @@
-"""Time from "train" to a published candidate for 1M synthetic interactions.
+"""Time from "train" to a published candidate for 1M synthetic interactions (or more).
 
     .venv/bin/python benchmarks/pipeline.py [--users 100000 --items 20000 --events 1000000]
+
+Issue #20's size, on a quiet machine (about 25 minutes with loading and the in-process
+reference fits): --users 750000 --items 100000 --events 10000000
 
 Runs against a throwaway database `mfbench` on the embedded server (created, migrated and
 dropped by this script), with a real Celery worker process (solo pool, filesystem broker).
@@ -147,6 +150,17 @@ def in_process_training(run) -> float:
     return time.perf_counter() - started
 
 
+def goal(events: int, seconds: float, peak_mb: float) -> str:
+    """The goal this size is measured against: 1M events under 90 s end to end (the pipeline's
+    first goal); from 10M on issue #20's, under 5 minutes with the worker under 4 GB."""
+    if events < 10_000_000:
+        return (f"Goal (the pipeline's first, set at 1M events): under 90 s end to end: "
+                f"{'met' if seconds < 90 else 'NOT met'}.")
+    met = seconds < 300 and peak_mb < 4096
+    return (f"Goal at 10M events (issue #20): under 300 s end to end with the worker's peak "
+            f"under 4 GB: {'met' if met else 'NOT met'}.")
+
+
 def main() -> None:
     args = parse_args()
     create_database()
@@ -254,8 +268,8 @@ memory (VmHWM) by the end of the build: {build_peak:,.0f} MB ({build_peak / mill
 million events; sampled every 0.1 s when the run leaves the build stage); the idle worker
 held {idle:,.0f} MB before the run, so the build added {build_peak - idle:,.0f} MB.
 
-Worker peak memory (VmHWM) over the whole run: {peak:,.0f} MB. Goal: under 90 s end to end:
-{"met" if total < 90 else "NOT met"}. Largest stage: {largest}
+Worker peak memory (VmHWM) over the whole run: {peak:,.0f} MB. {goal(args.events, total, peak)}
+Largest stage: {largest}
 ({"fit is the largest, as intended" if largest == "training" else
    "fit is not the largest stage: see the note below"}).
 """

@@ -53,7 +53,7 @@ def parse_args():
     return parser.parse_args()
 
 
-def load(args):
+def load(args, require_active: bool = True):
     import django
 
     django.setup()
@@ -84,7 +84,7 @@ def load(args):
         print(f"trained and published in {time.perf_counter() - started:.1f} s: "
               f"{version.status} ({'; '.join(version.decision.get('reasons', []))}), "
               f"{version.n_item_vectors:,} item vectors", flush=True)
-        if version.status != "active":
+        if require_active and version.status != "active":
             raise SystemExit("the model was not promoted: nothing to measure")
         for name, kind, params in (
                 ("no-toys", "category", {"exclude": ["toys"]}),

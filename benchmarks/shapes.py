@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.common import movielens_dir
-from mfengine.datasets import load_movielens
+from mfengine.datasets import MovieLens, load_movielens
 from mfengine.evaluation import global_time_split, temporal_split, temporal_split_mask
 from mfengine.synthetic import generate
 
@@ -44,14 +44,27 @@ def _temporal(name: str, description: str, role: str, users: np.ndarray, items: 
                  (users[keep], items[keep], ts[keep], vals[keep]), "temporal", threshold, binary)
 
 
+def _encoded(ml: MovieLens) -> tuple:
+    """(rows, columns, unix seconds, values, matrix shape) of ml-latest-small's ratings."""
+    users, items, _, item_ids = ml.encode()
+    return (users, items, ml.timestamps.astype(np.int64), ml.values.astype(np.float64),
+            (int(users.max()) + 1, len(item_ids)))
+
+
+def movielens_temporal(ml: MovieLens | None = None) -> Shape:
+    """ml-latest-small under BENCHMARK.md's per-user temporal split (each user's last 20% of
+    ratings are test, test positives rating >= 4, train binary): the quality benchmark's
+    "ml-temporal", and the split the cold-start and Spark benchmarks measure on. Columns are
+    ``ml.encode()``'s items."""
+    ml = load_movielens(movielens_dir()) if ml is None else ml
+    return _temporal(
+        "ml-temporal", "ml-latest-small, per-user temporal split (last 20% of each user's "
+        "ratings; positives rating >= 4)", "choose", *_encoded(ml), 4.0, True)
+
+
 def movielens_shapes() -> list[Shape]:
     ml = load_movielens(movielens_dir())
-    users, items, _, item_ids = ml.encode()
-    ts, vals = ml.timestamps.astype(np.int64), ml.values.astype(np.float64)
-    shape = (int(users.max()) + 1, len(item_ids))
-    temporal = _temporal(
-        "ml-temporal", "ml-latest-small, per-user temporal split (last 20% of each user's "
-        "ratings; positives rating >= 4)", "choose", users, items, ts, vals, shape, 4.0, True)
+    users, items, ts, vals, shape = _encoded(ml)
     cutoff = int(np.quantile(ts, 0.8))
     train, test = global_time_split(users, items, ts, vals, cutoff=cutoff, shape=shape,
                                     positive_threshold=4.0)
@@ -60,7 +73,7 @@ def movielens_shapes() -> list[Shape]:
         "ml-global", f"ml-latest-small, global cutoff (train before {cutoff}, the 80% time "
         "quantile; positives rating >= 4)", "confirm", train, test,
         (users[before], items[before], ts[before], vals[before]), "global", 4.0, True)
-    return [temporal, global_cut]
+    return [movielens_temporal(ml), global_cut]
 
 
 # name, role, generator arguments, what it stands for

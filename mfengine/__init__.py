@@ -14,6 +14,7 @@ from mfengine.base import (
 )
 from mfengine.plugins import available, create, get_strategy
 from mfengine.recommender import Recommender
+from mfengine.sides import load_item_side, load_sides, save_item_side, save_user_side
 from mfengine.version import __version__
 
 __all__ = [
@@ -26,5 +27,9 @@ __all__ = [
     "create",
     "get_strategy",
     "load",
+    "load_item_side",
+    "load_sides",
     "read_metadata",
+    "save_item_side",
+    "save_user_side",
 ]

@@ -39,6 +39,45 @@ def confidence_singular_value(user_items: sp.csr_matrix, alpha: float) -> float:
     return float(value)
 
 
+def regularization_rule(regularization: float | str, scaling: str | None,
+                        number_scaling: str = "none") -> tuple[str, float]:
+    """(scaling, lambda) of a strategy's `regularization` and `regularization_scaling`: "auto"
+    is the measured default of the scaling; an unset scaling is "singular_value" with "auto"
+    and `number_scaling` with a number (ALS: "none", a fixed lambda; Spark's regParam:
+    "count"). ValueError naming what is wrong."""
+    if scaling is None:
+        scaling = "singular_value" if regularization == "auto" else number_scaling
+    if scaling not in AUTO_REGULARIZATION:
+        raise ValueError(f"regularization_scaling must be one of "
+                         f"{', '.join(AUTO_REGULARIZATION)} or None, got {scaling!r}")
+    if regularization == "auto":
+        return scaling, AUTO_REGULARIZATION[scaling]
+    if isinstance(regularization, str | bool) or not np.isfinite(regularization) or (
+            regularization < 0):
+        raise ValueError(f"regularization must be 'auto' or a number >= 0, got "
+                         f"{regularization!r}")
+    return scaling, float(regularization)
+
+
+def weighted_lambda(rule: tuple[str, float], user_items: sp.csr_matrix | None,
+                    alpha: float) -> float:
+    """The weighted-lambda factor (each user's and item's penalty is the factor x its number
+    of interactions: ALS-WR, Spark MLlib's regParam) as strong as `rule` on this data.
+
+    No factor makes the two penalties equal row by row (weighted lambda puts thousands of
+    times more on a popular item than on a rare one), so strength is taken relative to each
+    rule's measured default (AUTO_REGULARIZATION, benchmarks/regularization.py): a rule at its
+    scaling's default gives the count default, twice the default twice that. A fixed lambda is
+    compared with what "auto" gives on `user_items` (the singular-value rule)."""
+    scaling, value = rule
+    if scaling == "count":
+        return value
+    auto = AUTO_REGULARIZATION["singular_value"]
+    if scaling == "none":
+        auto *= confidence_singular_value(user_items, alpha)
+    return AUTO_REGULARIZATION["count"] * value / auto if auto > 0 else 0.0
+
+
 class ALS(MatrixFactorization):
     """Alternating least squares for implicit feedback.
 
@@ -111,22 +150,8 @@ class ALS(MatrixFactorization):
         return check_user_items(user_items, allow_negative=False)
 
     def regularization_rule(self) -> tuple[str, float]:
-        """(scaling, lambda) as given: "auto" is the measured default of the scaling, and the
-        scaling defaults to "singular_value" with "auto" and to "none" with a number."""
-        regularization = self.regularization
-        scaling = self.regularization_scaling
-        if scaling is None:
-            scaling = "singular_value" if regularization == "auto" else "none"
-        if scaling not in AUTO_REGULARIZATION:
-            raise ValueError(f"regularization_scaling must be one of "
-                             f"{', '.join(AUTO_REGULARIZATION)} or None, got {scaling!r}")
-        if regularization == "auto":
-            return scaling, AUTO_REGULARIZATION[scaling]
-        if isinstance(regularization, str | bool) or not np.isfinite(regularization) or (
-                regularization < 0):
-            raise ValueError(f"regularization must be 'auto' or a number >= 0, got "
-                             f"{regularization!r}")
-        return scaling, float(regularization)
+        """(scaling, lambda) as given (see :func:`regularization_rule`)."""
+        return regularization_rule(self.regularization, self.regularization_scaling)
 
     def effective_regularization(self, user_items: sp.csr_matrix) -> float:
         """The lambda a fit on ``user_items`` uses: with "singular_value" scaling the factor x

@@ -12,7 +12,8 @@ exactly as :meth:`MatrixFactorization.recommend` does.
 
 Artifacts: one ``.npz`` file holding the learned arrays plus a ``__metadata__`` entry, a
 one-element unicode array with a JSON document (strategy name, hyperparameters, dimensions,
-mfengine version, loss history). It loads with ``allow_pickle=False``.
+mfengine version, loss history). It loads with ``allow_pickle=False``. A model may also be
+saved as two such files, its item side and its user side (:mod:`mfengine.sides`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ Callback = Callable[[int, float], Any]
 RandomState = None | int | np.random.Generator
 
 ARTIFACT_FORMAT = "mfengine-model"
-ARTIFACT_FORMAT_VERSION = 1
+ARTIFACT_FORMAT_VERSION = 1  # a whole model in one file
+# A model saved as an item side and a user side (mfengine.sides): readers older than the
+# split refuse it instead of loading half a model.
+SIDES_FORMAT_VERSION = 2
 # Users scored per matrix product in recommend: bounds the dense score block to
 # _BATCH x n_items float32 (1024 x 100k items = 400 MB would be too much, so 256).
 _BATCH = 256
@@ -421,16 +425,31 @@ def set_strategy_resolver(resolver: Callable[[str], type[MatrixFactorization]]) 
 
 
 def load(path: str | os.PathLike[str]) -> MatrixFactorization:
-    """Load a model saved with :meth:`MatrixFactorization.save` (``allow_pickle=False``)."""
-    if _strategy_resolver is None:  # only if mfengine.base was loaded outside the package
-        raise RuntimeError("no strategy registry installed; import mfengine first")
+    """Load a model saved with :meth:`MatrixFactorization.save` (``allow_pickle=False``).
+    A model saved in two parts is read with :func:`mfengine.sides.load_sides`."""
     metadata, arrays = read_artifact(path)
+    check_model_metadata(metadata, path)
+    if metadata.get("part"):
+        raise ValueError(f"{path} holds a model's {metadata['part']} side only: read it with "
+                         "mfengine.load_item_side or mfengine.load_sides")
+    return model_from_arrays(metadata, arrays)
+
+
+def check_model_metadata(metadata: dict[str, Any], path: Any) -> None:
+    """ValueError unless ``metadata`` is an mfengine model artifact's this version reads."""
     if metadata.get("format") != ARTIFACT_FORMAT:
         raise ValueError(f"{path} is not an mfengine model artifact")
-    if metadata.get("format_version", 0) > ARTIFACT_FORMAT_VERSION:
+    if metadata.get("format_version", 0) > SIDES_FORMAT_VERSION:
         raise ValueError(f"{path} was written by a newer mfengine (format too new)")
-    strategy = _strategy_resolver(metadata["strategy"])
-    model = strategy(**metadata["hyperparameters"])
+
+
+def model_from_arrays(metadata: dict[str, Any], arrays: dict[str, np.ndarray]
+                      ) -> MatrixFactorization:
+    """The strategy named in ``metadata`` with its hyperparameters and the learned
+    ``arrays`` (every name in ``metadata["arrays"]``) set."""
+    if _strategy_resolver is None:  # only if mfengine.base was loaded outside the package
+        raise RuntimeError("no strategy registry installed; import mfengine first")
+    model = _strategy_resolver(metadata["strategy"])(**metadata["hyperparameters"])
     for name in metadata["arrays"]:
         setattr(model, name, arrays[name])
     model.loss_history_ = np.asarray(metadata.get("loss_history", []), dtype=np.float64)

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from mfengine.base import MatrixFactorization, NonFiniteFactorsError, NotFittedError, load
 from mfengine.plugins import available, create
+from mfengine.sides import load_item_side, load_sides, save_item_side, save_user_side
 from mfengine.synthetic import generate
 
 
@@ -293,6 +294,25 @@ class StrategyConformance:
         metadata = restored.metadata()
         assert metadata["strategy"] == self.strategy_name
         assert metadata["n_items"] == train.shape[1]
+
+    def test_item_and_user_sides_rejoin_and_the_item_side_serves_alone(self,
+                                                                      tmp_path: Any) -> None:
+        model = self.fitted()
+        model.save(tmp_path / "whole.npz")
+        save_item_side(model, tmp_path / "items.npz")
+        save_user_side(model, tmp_path / "users.npz")
+        joined = load_sides(tmp_path / "items.npz", tmp_path / "users.npz")
+        for name in model._state_arrays:
+            np.testing.assert_array_equal(getattr(joined, name), getattr(model, name))
+        vectors = model.user_factors_[:10]
+        expected = model.recommend_vectors(vectors, n=10)
+        # The item side alone, from its own file or from the whole model's, scores alike.
+        for path in ("items.npz", "whole.npz"):
+            items = load_item_side(tmp_path / path)
+            assert items.n_users_ == 0 and items.n_items_ == model.n_items_
+            np.testing.assert_array_equal(items.item_vectors(), model.item_vectors())
+            np.testing.assert_array_equal(items.recommend_vectors(vectors, n=10)[0],
+                                          expected[0])
 
     # -- quality -----------------------------------------------------------------------------
     def test_fold_in_recovers_ranking(self) -> None:

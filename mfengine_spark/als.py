@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from mfengine.als import regularization_rule, weighted_lambda
 from mfengine.base import MatrixFactorization, RandomState, check_user_items
 from mfengine_spark.parquet import write_interactions
 from mfengine_spark.session import spark_session
@@ -25,15 +26,20 @@ _LOSS_BLOCK = 1 << 20
 class SparkALS(MatrixFactorization):
     """``pyspark.ml.recommendation.ALS(implicitPrefs=True)`` behind mfengine's interface.
 
-    Hyperparameters map one to one: ``factors`` -> rank, ``regularization`` -> regParam,
-    ``alpha`` -> alpha, ``iterations`` -> maxIter, ``random_state`` -> seed; ``blocks`` ->
+    ``factors`` -> rank, ``alpha`` -> alpha (the same confidence c = 1 + alpha * strength as
+    mfengine's ALS), ``iterations`` -> maxIter, ``random_state`` -> seed; ``blocks`` ->
     numUserBlocks and numItemBlocks (0: the cluster's default parallelism).
 
-    The objective is mfengine ALS's (confidence c = 1 + alpha * strength on observed entries)
-    except the penalty: Spark scales it per row by the row's number of observed entries
-    (``regularization * n_u * |x_u|^2``, "ALS-WR"), where mfengine's ALS uses one absolute
-    ``regularization``; hence the much smaller default here (Spark's own, 0.1). ``fold_in``
-    solves this same objective for one user, the item factors fixed.
+    The objective is mfengine ALS's with weighted-lambda scaling: Spark's penalty is regParam x
+    each user's and item's number of observed entries (ALS-WR). ``regularization`` and
+    ``regularization_scaling`` mean what they mean for mfengine's ALS, so that one plan trains
+    models of the same strength on either engine: the regParam a fit uses is
+    :func:`mfengine.als.weighted_lambda` of the rule on the data: "auto" gives the measured
+    count default (0.3), a number with ``regularization_scaling="count"`` is regParam as it is,
+    a fixed lambda or a singular-value share is converted relative to its own default. A
+    number without a scaling is regParam (Spark's own meaning). The regParam a fit used is
+    ``regularization_``.
+    ``fold_in`` solves the same objective for one user, the item factors fixed.
 
     Spark runs every iteration in one job and reports no loss on the way: the loss history
     holds NaN for each iteration but the last, which is the objective of the final factors
@@ -42,28 +48,42 @@ class SparkALS(MatrixFactorization):
     """
 
     name = "spark_als"
+    _state_arrays = ("user_factors_", "item_factors_", "regularization_")
 
     def __init__(
         self,
         factors: int = 64,
-        regularization: float = 0.1,
-        alpha: float = 2.0,
+        regularization: float | str = "auto",
+        alpha: float = 1.0,
         iterations: int = 15,
         blocks: int = 0,
         random_state: RandomState = None,
+        regularization_scaling: str | None = None,
     ) -> None:
         self.factors = factors
         self.regularization = regularization
+        self.regularization_scaling = regularization_scaling
         self.alpha = alpha
         self.iterations = iterations
         self.blocks = blocks
         self.random_state = random_state
 
+    def regularization_rule(self) -> tuple[str, float]:
+        """(scaling, value) as given; a number without a scaling is regParam ("count")."""
+        return regularization_rule(self.regularization, self.regularization_scaling,
+                                   number_scaling="count")
+
+    def _penalty(self) -> float:
+        """regParam of the fitted model (models saved before it was stored: the number)."""
+        fitted = self.__dict__.get("regularization_")
+        return float(fitted) if fitted is not None else float(self.regularization)
+
     def _prepare(self, user_items: sp.spmatrix) -> sp.csr_matrix:
         if self.factors < 1 or self.iterations < 1 or self.blocks < 0:
             raise ValueError("factors and iterations must be >= 1 and blocks >= 0")
-        if self.alpha < 0 or self.regularization < 0:
-            raise ValueError("alpha and regularization must be >= 0")
+        if self.alpha < 0:
+            raise ValueError("alpha must be >= 0")
+        self.regularization_rule()  # names a bad regularization or scaling
         matrix = check_user_items(user_items, allow_negative=False)
         if matrix.nnz == 0:
             raise ValueError("user_items has no interactions to train on")
@@ -77,8 +97,10 @@ class SparkALS(MatrixFactorization):
         from pyspark.ml.recommendation import ALS as SparkMLlibALS
 
         blocks = self.blocks or session.sparkContext.defaultParallelism
+        self.regularization_ = np.float32(weighted_lambda(
+            self.regularization_rule(), user_items, float(self.alpha)))
         estimator = SparkMLlibALS(
-            rank=self.factors, maxIter=self.iterations, regParam=float(self.regularization),
+            rank=self.factors, maxIter=self.iterations, regParam=float(self.regularization_),
             alpha=float(self.alpha), implicitPrefs=True, seed=seed, numUserBlocks=blocks,
             numItemBlocks=blocks, userCol="user", itemCol="item", ratingCol="value",
             nonnegative=False)
@@ -112,7 +134,7 @@ class SparkALS(MatrixFactorization):
         everything = float(np.sum((X.T @ X) * (Y.T @ Y)))
         user_counts = np.diff(user_items.indptr)
         item_counts = np.bincount(user_items.indices, minlength=user_items.shape[1])
-        penalty = self.regularization * (float(user_counts @ np.sum(X * X, axis=1))
+        penalty = self._penalty() * (float(user_counts @ np.sum(X * X, axis=1))
                                          + float(item_counts @ np.sum(Y * Y, axis=1)))
         return (observed + everything + penalty) / user_items.nnz
 
@@ -139,7 +161,7 @@ class SparkALS(MatrixFactorization):
         extra = self.alpha * np.abs(values.astype(np.float64))
         positive = values > 0
         A = gram + (selected.T * extra) @ selected
-        A[np.diag_indices_from(A)] += self.regularization * int(positive.sum())
+        A[np.diag_indices_from(A)] += self._penalty() * int(positive.sum())
         b = selected.T @ np.where(positive, 1.0 + extra, 0.0)
         try:
             return np.linalg.solve(A, b).astype(np.float32)

@@ -5,7 +5,7 @@ here touches the database; `catalog.events` resolves and writes what passes."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -222,60 +222,58 @@ def _timestamp_column(values: list | None, n: int, now: datetime
     return stamps, bad
 
 
-def _event_id_column(values: list | None, n: int) -> tuple[list, dict[int, str]]:
-    """Event ids, None where absent (null or empty)."""
+def _optional_column(values: list | None, n: int, parse: Callable[[Any], Any],
+                     expected: str) -> tuple[list, dict[int, str]]:
+    """Each value as `parse` reads it, None where absent (null or empty); a present value
+    that `parse` refuses (returns None) is None too, and its position says `expected`."""
     if values is None or _kinds(values) == {type(None)}:
         return [None] * n, {}
-    if _kinds(values) == {str}:
+    clean, bad = [], {}
+    for position, value in enumerate(values):
+        parsed = None if value is None or value == "" else parse(value)
+        if parsed is None and not (value is None or value == ""):
+            bad[position] = expected
+        clean.append(parsed)
+    return clean, bad
+
+
+def _event_id_column(values: list | None, n: int) -> tuple[list, dict[int, str]]:
+    """Event ids, None where absent (null or empty)."""
+    if values is not None and _kinds(values) == {str}:
         stripped = [v.strip() for v in values]
         if stripped and min(map(len, stripped)) > 0 and max(map(len, stripped)) <= MAX_ID_LENGTH:
             return stripped, {}
-    clean, bad = [], {}
-    for position, value in enumerate(values):
-        identifier = None if value is None or value == "" else _identifier(value,
-                                                                           addressable=False)
-        if identifier is None and not (value is None or value == ""):
-            bad[position] = f"a non-empty string of at most {MAX_ID_LENGTH}"
-        clean.append(identifier)
-    return clean, bad
+    return _optional_column(values, n, lambda value: _identifier(value, addressable=False),
+                            f"a non-empty string of at most {MAX_ID_LENGTH}")
 
 
 def _recommendation_id_column(values: list | None, n: int) -> tuple[list, dict[int, str]]:
     """Canonical UUID strings, None where absent. A well-formed id that names no response
     is kept: it is simply not attributed (the response may be past retention)."""
-    if values is None or _kinds(values) == {type(None)}:
-        return [None] * n, {}
-    clean, bad = [], {}
-    for position, value in enumerate(values):
-        if value is None or value == "":
-            clean.append(None)
-            continue
-        try:
-            clean.append(str(uuid.UUID(value.strip())) if isinstance(value, str) else None)
-        except ValueError:
-            clean.append(None)
-        if clean[-1] is None:
-            bad[position] = "expected the recommendation_id (a UUID) of a response"
-    return clean, bad
+    return _optional_column(values, n, _uuid,
+                            "expected the recommendation_id (a UUID) of a response")
+
+
+def _uuid(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return None
 
 
 def _position_column(values: list | None, n: int) -> tuple[list, dict[int, str]]:
     """Positions (1 = first item of the response), None where absent."""
-    if values is None or _kinds(values) == {type(None)}:
-        return [None] * n, {}
-    clean, bad = [], {}
-    for position, value in enumerate(values):
-        if value is None or value == "":
-            clean.append(None)
-            continue
-        number = None
-        if type(value) is int or (isinstance(value, str) and value.strip().isdigit()):
-            number = int(value)
-        if number is None or not 1 <= number <= MAX_POSITION:
-            bad[position] = f"expected an integer between 1 and {MAX_POSITION}"
-            number = None
-        clean.append(number)
-    return clean, bad
+    return _optional_column(values, n, _position,
+                            f"expected an integer between 1 and {MAX_POSITION}")
+
+
+def _position(value: Any) -> int | None:
+    if type(value) is int or (isinstance(value, str) and value.strip().isdigit()):
+        number = int(value)
+        return number if 1 <= number <= MAX_POSITION else None
+    return None
 
 
 @dataclass

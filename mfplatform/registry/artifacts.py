@@ -3,7 +3,13 @@ popularity and content fallbacks serving falls back to. Publication writes them 
 records their sha256, before the version's row commits, so a committed version always has its
 files and promotion can tell a damaged one (`damaged_artifacts`); serving and re-evaluation
 read them through the storage API (`open_artifact`), never a local path, so a web process need
-not share a disk with the worker that wrote them."""
+not share a disk with the worker that wrote them.
+
+An MF version's model and id maps are each split in two files by side: the item side, all
+that a web process reads (it gets users' vectors from pgvector), and the user side, which only
+the worker's offline steps read (precomputed lists, re-evaluation with learned users). A
+version published before the split has one file of each with both sides (`model.npz`,
+`ids.npz`); the readers below read those when a version has no split files."""
 
 from __future__ import annotations
 
@@ -17,9 +23,17 @@ import numpy as np
 from django.core.files import File
 from django.core.files.storage import default_storage
 
+import mfengine
 from mfengine.baselines import ContentRecommender, PopularityRecommender, item_tokens
 from mfplatform.registry.models import ModelVersion
 from mfplatform.training.models import TrainingRun
+
+MODEL_ITEMS = "model_items.npz"  # mfengine.sides: item factors, biases, learned state
+MODEL_USERS = "model_users.npz"  # the learned users' factors and biases
+ITEM_IDS = "item_ids.npz"  # column -> Item pk
+USER_IDS = "user_ids.npz"  # row -> EndUser pk
+WHOLE_MODEL = "model.npz"  # before the split: both sides of the model
+BOTH_IDS = "ids.npz"  # before the split: item_ids and user_ids
 
 
 def new_artifact_dir(run: TrainingRun) -> str:
@@ -83,9 +97,52 @@ def save_fallbacks(folder: str, prepared, catalogue) -> None:
     tokens = item_tokens(prepared.shape[1], **catalogue)
     if any(tokens):
         store_file(folder, "content.npz", ContentRecommender().fit(prepared.matrix, tokens).save)
-    store_file(folder, "ids.npz", lambda out: np.savez(
-        out, item_ids=prepared.item_ids.astype(np.int64),
-        user_ids=prepared.user_ids.astype(np.int64)))
+    store_file(folder, ITEM_IDS, lambda out: np.savez(
+        out, item_ids=prepared.item_ids.astype(np.int64)))
+    store_file(folder, USER_IDS, lambda out: np.savez(
+        out, user_ids=prepared.user_ids.astype(np.int64)))
+
+
+def save_model(folder: str, model: mfengine.MatrixFactorization) -> None:
+    store_file(folder, MODEL_ITEMS, lambda out: mfengine.save_item_side(model, out))
+    store_file(folder, MODEL_USERS, lambda out: mfengine.save_user_side(model, out))
+
+
+def is_split(version: ModelVersion) -> bool:
+    """Whether the version's files are split by side: publication records every file's
+    checksum, and versions from before the split have no item id file among them."""
+    return ITEM_IDS in (version.checksums or {})
+
+
+def read_item_side_model(version: ModelVersion) -> mfengine.MatrixFactorization:
+    """The version's model without its learned users (`mfengine.load_item_side`): what
+    scoring, fold-in and item vectors need, the user-side file never opened."""
+    with open_artifact(version, MODEL_ITEMS if is_split(version) else WHOLE_MODEL) as handle:
+        return mfengine.load_item_side(handle)
+
+
+def read_model(version: ModelVersion) -> mfengine.MatrixFactorization:
+    """The version's whole model, learned users included (offline steps only)."""
+    if not is_split(version):
+        with open_artifact(version, WHOLE_MODEL) as handle:
+            return mfengine.load(handle)
+    with open_artifact(version, MODEL_ITEMS) as items, open_artifact(version,
+                                                                     MODEL_USERS) as users:
+        return mfengine.load_sides(items, users)
+
+
+def read_item_ids(version: ModelVersion) -> np.ndarray:
+    return _read_ids(version, ITEM_IDS, "item_ids")
+
+
+def read_user_ids(version: ModelVersion) -> np.ndarray:
+    return _read_ids(version, USER_IDS, "user_ids")
+
+
+def _read_ids(version: ModelVersion, filename: str, key: str) -> np.ndarray:
+    with open_artifact(version, filename if is_split(version) else BOTH_IDS) as handle, \
+            np.load(handle, allow_pickle=False) as ids:
+        return ids[key]
 
 
 def _sha256(name: str) -> str:
@@ -110,8 +167,8 @@ def damaged_artifacts(version: ModelVersion) -> str | None:
     if not version.artifact:
         return None
     expected = version.checksums or {
-        name: None for name in (["model.npz"] if version.kind == "mf" else []) + [
-            "ids.npz", "popularity.npz"]}
+        name: None for name in ([WHOLE_MODEL] if version.kind == "mf" else []) + [
+            BOTH_IDS, "popularity.npz"]}
     for name, checksum in expected.items():
         path = f"{version.artifact}/{name}"
         try:

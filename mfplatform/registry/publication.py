@@ -6,7 +6,13 @@ from __future__ import annotations
 from django.db import transaction
 
 from mfengine.checks import all_passed
-from mfplatform.registry.artifacts import checksums, new_artifact_dir, save_fallbacks, store_file
+from mfplatform.registry.artifacts import (
+    checksums,
+    new_artifact_dir,
+    save_fallbacks,
+    save_model,
+    store_file,
+)
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.vectors import create_item_index, write_vectors
 from mfplatform.training.liveness import lock_active_run
@@ -33,7 +39,7 @@ def _write_files(run, prepared, catalogue, model=None, cold=(None, None)) -> dic
     files). The row's fields that point at them and vouch for them."""
     folder = new_artifact_dir(run)
     if model is not None:
-        store_file(folder, "model.npz", model.save)
+        save_model(folder, model)
     cold_items, segments = cold
     # Where new items and users without events go: registry.cold, serving's bundle.
     if cold_items is not None:

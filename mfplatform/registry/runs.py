@@ -11,10 +11,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-import mfengine
 from mfengine.data import PreparedData
 from mfengine.remap import RemappedModel
-from mfplatform.registry.artifacts import open_artifact
+from mfplatform.registry.artifacts import read_item_ids, read_item_side_model
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.publication import publish
 from mfplatform.registry.services import active_version, apply_retention, decide_promotion
@@ -71,11 +70,8 @@ def _remapped_model(version: ModelVersion, prepared: PreparedData) -> RemappedMo
     if version.kind != ModelKind.MF:
         return None
     try:
-        with open_artifact(version, "model.npz") as handle:
-            model = mfengine.load(handle)
-        with open_artifact(version, "ids.npz") as handle, np.load(handle,
-                                                                  allow_pickle=False) as ids:
-            item_ids = ids["item_ids"]
+        model = read_item_side_model(version)  # its users are folded in anew
+        item_ids = read_item_ids(version)
         model.fold_in(np.zeros(1, np.int64), np.ones(1, np.float32))
     except (OSError, ValueError, KeyError, IndexError, NotImplementedError) as exc:
         # Files gone, or a plugin strategy without fold-in: only its own report remains.

@@ -2,7 +2,8 @@
 process's byte-bounded cache (serving/cache.py): the mfengine model's item side (item
 factors, biases, the fold-in Gram matrix), the item id map, the norm head, and the popularity
 and content fallbacks. User factors stay out of web processes: a user's vector comes from
-Postgres with the rest of the request's state (serving/state.py).
+Postgres with the rest of the request's state (serving/state.py), and the version's user-side
+files (registry/artifacts.py) are never opened.
 
 `load_bundle` reads everything, user factors included, without caching: for what runs
 offline (precompute, tests, benchmarks)."""
@@ -10,19 +11,23 @@ offline (precompute, tests, benchmarks)."""
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 import mfengine
-from mfengine.base import ARTIFACT_FORMAT, ARTIFACT_FORMAT_VERSION
 from mfengine.baselines import ContentRecommender, PopularityRecommender
 from mfengine.cold import SegmentVectors
 from mfengine.ids import positions
-from mfengine.recommender import METADATA_KEY
-from mfplatform.registry.artifacts import artifact_exists, open_artifact
+from mfplatform.registry.artifacts import (
+    artifact_exists,
+    open_artifact,
+    read_item_ids,
+    read_item_side_model,
+    read_model,
+    read_user_ids,
+)
 from mfplatform.registry.models import ModelKind, ModelVersion
 from mfplatform.serving.cache import CACHE, ByteLRU, serving_cache
 
@@ -127,14 +132,9 @@ def load_bundle(version: ModelVersion) -> ModelBundle:
 
 
 def _load(version: ModelVersion, users: bool) -> ModelBundle:
-    with open_artifact(version, "ids.npz") as handle, np.load(handle,
-                                                              allow_pickle=False) as ids:
-        item_ids = ids["item_ids"]
-        user_ids = ids["user_ids"] if users else None
     model = None
     if version.kind == ModelKind.MF:
-        with open_artifact(version, "model.npz") as handle:
-            model = mfengine.load(handle) if users else item_side_model(handle)
+        model = read_model(version) if users else read_item_side_model(version)
     with open_artifact(version, "popularity.npz") as handle:
         popularity = PopularityRecommender.load(handle)
     content = None
@@ -142,8 +142,9 @@ def _load(version: ModelVersion, users: bool) -> ModelBundle:
         with open_artifact(version, "content.npz") as handle:
             content = ContentRecommender.load(handle)
     bundle = ModelBundle(
-        version_id=version.pk, kind=version.kind, model=model, item_ids=item_ids,
-        user_ids=user_ids, popularity=popularity, content=content,
+        version_id=version.pk, kind=version.kind, model=model,
+        item_ids=read_item_ids(version), user_ids=read_user_ids(version) if users else None,
+        popularity=popularity, content=content,
         event_weights=dict(version.plan_revision.config["events"]),
         cutoff=version.dataset_version.cutoff.timestamp())
     if model is not None:
@@ -169,35 +170,3 @@ def _warm_fold_in(model: mfengine.MatrixFactorization) -> None:
     if model.n_items_:
         with contextlib.suppress(NotImplementedError):  # a plugin without fold-in
             model.fold_in(np.zeros(1, np.int64), np.ones(1, np.float32))
-
-
-def item_side_model(handle) -> mfengine.MatrixFactorization:
-    """The model of an mfengine artifact with only its item side read: every array named
-    user_* (factors, biases) is left in the file and stands as an empty array of its dtype
-    (0 rows), so the model scores, folds in and exports item vectors as the full one does.
-    (mfengine reads every array of an artifact; this reads the same format selectively.)"""
-    with np.load(handle, allow_pickle=False) as archive:
-        metadata = json.loads(str(archive[METADATA_KEY][0]))
-        if metadata.get("format") != ARTIFACT_FORMAT:
-            raise ValueError("not an mfengine model artifact")
-        if metadata.get("format_version", 0) > ARTIFACT_FORMAT_VERSION:
-            raise ValueError("artifact written by a newer mfengine (format too new)")
-        model = mfengine.get_strategy(metadata["strategy"])(**metadata["hyperparameters"])
-        for name in metadata["arrays"]:
-            if name.startswith("user_"):
-                shape, dtype = _array_header(archive, name)
-                setattr(model, name, np.empty((0, *shape[1:]), dtype=dtype))
-            else:
-                setattr(model, name, archive[name])
-    model.loss_history_ = np.asarray(metadata.get("loss_history", []), dtype=np.float64)
-    return model
-
-
-def _array_header(archive, name: str) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of an array in an .npz, from its header alone."""
-    with archive.zip.open(f"{name}.npy") as member:
-        major, _minor = np.lib.format.read_magic(member)
-        read = (np.lib.format.read_array_header_1_0 if major == 1
-                else np.lib.format.read_array_header_2_0)
-        shape, _fortran, dtype = read(member)
-    return shape, dtype

@@ -16,7 +16,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 
 import mfengine
-from mfengine import get_strategy
+from mfengine.als import weighted_lambda
 from mfengine.data import PreparedData
 from mfplatform.training.models import DatasetVersion
 
@@ -59,17 +59,22 @@ def choose_engine(strategy: str, hyperparameters: dict, dataset: DatasetVersion,
 
 
 def _spark_hyperparameters(als: dict, record: dict) -> dict:
-    """An `als` plan's values for Spark, less its regularization: mfengine's penalty is one
-    absolute value, Spark's is per observed entry of every user and item row (ALS-WR), so no
-    single factor converts one into the other (dividing by the mean entries per user left
-    popular items with a penalty thousands of times too strong: NDCG@10 near zero on the
-    synthetic benchmark, benchmarks/RESULTS.md). Spark's own default (SparkALS's) is used."""
+    """An `als` plan's values for Spark, meaning the same model: the penalty rule as mfengine's
+    ALS reads it, with its scaling always passed (a number without one is a fixed lambda for
+    ALS and regParam for Spark), which spark_als turns into the regParam of the same strength
+    (mfengine.als.weighted_lambda), and ALS's alpha where the plan sets none (the confidence
+    1 + alpha * strength is the same on both engines)."""
     params = dict(als)
-    if "regularization" in params:
-        record["regularization"] = {
-            "plan": params.pop("regularization"),
-            "spark": get_strategy(SPARK_STRATEGY)().regularization,
-            "why": "mfengine's absolute penalty has no ALS-WR equivalent; Spark's default"}
+    als_model = mfengine.create("als", **{key: params[key] for key in (
+        "regularization", "regularization_scaling", "alpha") if key in params})
+    rule = als_model.regularization_rule()
+    params.update(regularization=rule[1], regularization_scaling=rule[0], alpha=als_model.alpha)
+    record["regularization"] = {
+        "plan": als.get("regularization", "auto"), "scaling": rule[0],
+        # A fixed lambda is compared with what "auto" gives on the data, at fit time; the
+        # fitted model keeps the regParam it used (regularization_).
+        "spark_regparam": None if rule[0] == "none" else weighted_lambda(
+            rule, None, als_model.alpha)}
     return params
 
 

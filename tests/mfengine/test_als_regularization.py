@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mfengine.als import ALS, AUTO_REGULARIZATION, confidence_singular_value
+from mfengine.als import (
+    ALS,
+    AUTO_REGULARIZATION,
+    confidence_singular_value,
+    regularization_rule,
+    weighted_lambda,
+)
 from mfengine.testing import planted_split
 
 # user 0 has three events, user 1 one, user 2 two
@@ -109,3 +115,27 @@ def test_the_fitted_penalty_travels_with_the_model(tmp_path) -> None:
 def test_bad_penalties_are_refused(params, message) -> None:
     with pytest.raises(ValueError, match=message):
         ALS(factors=2, iterations=1, **params).fit(THREE)
+
+
+def test_the_weighted_lambda_of_a_rule_is_its_strength_relative_to_its_default() -> None:
+    """What Spark's ALS-WR gets for an ALS penalty: count passes through, each rule's default
+    gives the count default, and a fixed lambda counts against what "auto" gives here."""
+    train, _ = planted_split()
+    count, share = AUTO_REGULARIZATION["count"], AUTO_REGULARIZATION["singular_value"]
+    assert weighted_lambda(("count", 0.05), train, 1.0) == 0.05
+    assert weighted_lambda(("singular_value", share), None, 1.0) == pytest.approx(count)
+    assert weighted_lambda(("singular_value", 2 * share), None, 1.0) == pytest.approx(2 * count)
+    auto_lambda = share * confidence_singular_value(train, 2.0)
+    assert weighted_lambda(("none", auto_lambda), train, 2.0) == pytest.approx(count)
+    assert weighted_lambda(("none", auto_lambda / 4), train, 2.0) == pytest.approx(count / 4)
+
+
+@pytest.mark.parametrize("regularization,scaling,expected", [
+    ("auto", None, ("singular_value", AUTO_REGULARIZATION["singular_value"])),
+    (2.0, None, ("count", 2.0)), (2.0, "none", ("none", 2.0)),
+    ("auto", "count", ("count", AUTO_REGULARIZATION["count"]))])
+def test_a_number_without_a_scaling_is_what_the_engine_calls_it(regularization, scaling,
+                                                                expected) -> None:
+    assert regularization_rule(regularization, scaling, number_scaling="count") == expected
+    with pytest.raises(ValueError, match="regularization must be"):
+        regularization_rule(-1.0, scaling)

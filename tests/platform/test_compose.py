@@ -56,5 +56,19 @@ def test_application_services_share_the_bucket_and_no_disk(services):
         assert depends["bucket"]["condition"] == "service_completed_successfully"
         assert {"db", "redis"} <= depends.keys()
     assert services["minio"]["image"].startswith("minio/minio")
-    assert "pip install --no-cache-dir '.[s3]'" in (DOCKER / "Dockerfile").read_text()
+    assert 'pip install --no-cache-dir ".[s3$(' in (DOCKER / "Dockerfile").read_text()
     assert {"db", "redis", "minio", "bucket", "proxy", *APP_SERVICES} == set(services)
+
+
+def test_spark_is_a_build_argument_off_by_default(services):
+    """The image gets the spark extra and a Java runtime only when asked (both or neither);
+    the Spark package is copied either way (the extra only adds its dependencies)."""
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    assert "ARG WITH_SPARK=0" in dockerfile
+    assert 'if [ "$WITH_SPARK" = 1 ]; then echo default-jre-headless; fi' in dockerfile
+    assert '".[s3$(if [ "$WITH_SPARK" = 1 ]; then echo ,spark; fi)]"' in dockerfile
+    assert "COPY mfengine_spark ./mfengine_spark" in dockerfile
+    for name in APP_SERVICES:
+        assert services[name]["build"]["args"] == {"WITH_SPARK": "${WITH_SPARK:-0}"}, name
+        assert services[name]["environment"]["SPARK_MASTER_URL"] == (
+            "${SPARK_MASTER_URL:-local[2]}")

@@ -116,7 +116,8 @@ def test_the_pipeline_keeps_every_artifact_in_the_bucket(s3_server, s3_storage, 
     keys = s3_server.keys(s3_storage)
     assert dataset in keys
     assert {f"{version.artifact}/{name}" for name in version.checksums} <= set(keys)
-    assert {"model.npz", "ids.npz", "popularity.npz"} <= set(version.checksums)
+    assert {"model_items.npz", "model_users.npz", "item_ids.npz", "user_ids.npz",
+            "popularity.npz"} <= set(version.checksums)
 
     response = tenant_a.client().get("/api/v1/recommendations?user=user-1&k=10")
     assert response.status_code == 200, response.content
@@ -126,18 +127,18 @@ def test_the_pipeline_keeps_every_artifact_in_the_bucket(s3_server, s3_storage, 
     assert damaged_artifacts(version) is None
 
     # An object changed in the bucket: the checksum recorded at publication catches it.
-    model_key = f"{version.artifact}/model.npz"
+    model_key = f"{version.artifact}/model_items.npz"
     raw = bytearray(s3_server.client.get_object(Bucket=s3_storage, Key=model_key)["Body"].read())
     raw[len(raw) // 2] ^= 0xFF
     s3_server.client.put_object(Bucket=s3_storage, Key=model_key, Body=bytes(raw))
-    assert damaged_artifacts(version) == ("model.npz is not the file that was published "
-                                          "(checksum mismatch)")
+    assert damaged_artifacts(version) == ("model_items.npz is not the file that was "
+                                          "published (checksum mismatch)")
     with tenant_a.scope():
         ModelVersion.objects.filter(pk=version.pk).update(status=ModelStatus.RETIRED)
         with pytest.raises(RegistryError, match="files are damaged"):
             promote(ModelVersion.objects.get(pk=version.pk), actor="test", reason="again")
-    s3_server.client.delete_object(Bucket=s3_storage, Key=f"{version.artifact}/ids.npz")
-    assert damaged_artifacts(version) == "ids.npz is missing"
+    s3_server.client.delete_object(Bucket=s3_storage, Key=f"{version.artifact}/item_ids.npz")
+    assert damaged_artifacts(version) == "item_ids.npz is missing"
 
 
 # Transactional: the job's progress is written on a session of its own, which sees only

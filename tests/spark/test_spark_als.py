@@ -63,7 +63,7 @@ def test_fold_in_penalty_is_scaled_by_the_history_length() -> None:
     Y = model.item_factors_.astype(np.float64)
     ids, strengths = np.array([1, 4, 9]), np.array([1.0, 2.0, 0.5], np.float32)
     extra = model.alpha * strengths
-    A = Y.T @ Y + (Y[ids].T * extra) @ Y[ids] + model.regularization * 3 * np.eye(Y.shape[1])
+    A = Y.T @ Y + (Y[ids].T * extra) @ Y[ids] + model.regularization_ * 3 * np.eye(Y.shape[1])
     expected = np.linalg.solve(A, Y[ids].T @ (1.0 + extra))
     np.testing.assert_allclose(model.fold_in(ids, strengths), expected, rtol=1e-4, atol=1e-6)
 
@@ -89,3 +89,22 @@ def test_last_loss_is_the_objective_of_the_final_factors() -> None:
     model = _default_fit()
     assert np.isnan(model.loss_history_[:-1]).all()
     assert np.isfinite(model.loss_history_[-1]) and model.loss_history_[-1] > 0
+
+
+def test_one_plan_trains_models_of_the_same_strength_on_either_engine() -> None:
+    """The same hyperparameters through mfengine's ALS and Spark's: the default ("auto"), and a
+    fixed lambda, which spark_als converts to the regParam of the same strength."""
+    train, test = planted_split()
+    for plan in ({}, {"regularization": 5.0}):
+        shared = {"factors": 8, "iterations": 10, "random_state": 0, **plan}
+        als = mfengine.create("als", **shared).fit(train)
+        spark = mfengine.create("spark_als", regularization_scaling="none" if plan else None,
+                                **shared).fit(train)
+        ours, theirs = _ndcg(als, train, test), _ndcg(spark, train, test)
+        assert theirs >= 0.9 * ours, (plan, ours, theirs)
+
+
+def _ndcg(model, train, test) -> float:
+    from mfengine.evaluation import evaluate_model
+
+    return evaluate_model(model, train, test, ks=(10,))["metrics"]["overall"]["10"]["ndcg"]

@@ -7,10 +7,15 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import scipy.sparse as sp
 from django.core.files.storage import default_storage
 
+import mfengine
+from mfengine.als import AUTO_REGULARIZATION, weighted_lambda
+from mfplatform.registry.artifacts import read_item_side_model
 from mfplatform.registry.models import ItemVector, ModelKind, ModelStatus
 from mfplatform.registry.runs import execute_run
 from mfplatform.training.engines import choose_engine
@@ -74,11 +79,19 @@ def test_an_als_plan_above_the_threshold_trains_on_spark(tenant_a, settings):
     assert engine["requested"] == "als" and engine["strategy"] == "spark_als"
     assert "SPARK_MIN_INTERACTIONS=1000" in engine["reason"]
     assert str(dataset.n_interactions) in engine["reason"]
-    # mfengine's absolute penalty does not carry over to ALS-WR: Spark's default is used.
-    assert engine["regularization"]["plan"] == 1.0
-    assert engine["regularization"]["spark"] == 0.1
-    assert "regularization" not in version.hyperparameters or (
-        version.hyperparameters["regularization"] == 0.1)
+    # The plan's fixed lambda (1.0) becomes the regParam of the same strength on this data:
+    # in proportion to what "auto" gives here, applied to the count default.
+    assert engine["regularization"] == {"plan": 1.0, "scaling": "none", "spark_regparam": None}
+    assert version.hyperparameters["regularization_scaling"] == "none"
+    assert version.hyperparameters["alpha"] == mfengine.create("als").alpha
+    with default_storage.open(engine["input"], "rb") as handle:
+        columns = pq.read_table(handle).to_pydict()
+    matrix = sp.csr_matrix((columns["value"], (columns["user"], columns["item"])),
+                           shape=(dataset.n_users, dataset.n_items), dtype=np.float32)
+    with tenant_a.scope():
+        fitted = read_item_side_model(version).regularization_
+    assert fitted == pytest.approx(weighted_lambda(("none", 1.0), matrix, 1.0), rel=1e-5)
+    assert 0 < fitted < AUTO_REGULARIZATION["count"]  # 1.0 is far below what auto gives
 
 
 def _dataset(n_interactions, n_users=100):
@@ -92,7 +105,16 @@ def test_the_switch_needs_a_threshold_an_als_plan_and_no_tuning(settings):
     at = choose_engine("als", {}, _dataset(5000), tuning=False)
     assert at.strategy == "als" and "reason" not in at.record
     above = choose_engine("als", {"factors": 8}, _dataset(5001), tuning=False)
-    assert above.strategy == "spark_als" and above.hyperparameters == {"factors": 8}
+    assert above.strategy == "spark_als" and above.hyperparameters == {
+        "factors": 8, "regularization": AUTO_REGULARIZATION["singular_value"],
+        "regularization_scaling": "singular_value", "alpha": 1.0}
+    assert above.record["regularization"]["spark_regparam"] == pytest.approx(
+        AUTO_REGULARIZATION["count"])  # ALS's default is Spark's count default
+    counted = choose_engine("als", {"regularization": 0.05, "regularization_scaling": "count",
+                                    "alpha": 3.0}, _dataset(5001), tuning=False)
+    assert counted.hyperparameters == {"regularization": 0.05,
+                                       "regularization_scaling": "count", "alpha": 3.0}
+    assert counted.record["regularization"]["spark_regparam"] == 0.05
     assert choose_engine("bpr", {}, _dataset(10**6), tuning=False).strategy == "bpr"
     tuned = choose_engine("als", {}, _dataset(10**6), tuning=True)
     assert tuned.strategy == "als" and "tunes" in tuned.record["reason"]

@@ -90,7 +90,7 @@ def test_without_its_files_the_active_model_is_judged_by_its_own_report(tenant_a
     from tests import artifact_files
 
     plan, _run, first = train(tenant_a)
-    artifact_files.delete_file(first, "model.npz")
+    artifact_files.delete_file(first, "model_items.npz")
     second = _second_run(tenant_a, plan)
     assert second.report["active_baseline"] is None
     assert "active" not in second.report["baselines"]
