@@ -69,6 +69,8 @@ def parse_args():
     parser.add_argument("--parts", default="storage,traffic,queue")
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3, help="traffic: rounds of the 3 mixes")
+    parser.add_argument("--chunks", type=int, default=4,
+                        help="traffic: slices in which the mixes take turns within a round")
     parser.add_argument("--repeat", type=int, default=20, help="EXPLAIN ANALYZE repetitions")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--keep-database", action="store_true",
@@ -324,10 +326,10 @@ def bundle_loads(before: dict, after: dict) -> float:
 def traffic(tenants: list[dict], args) -> dict:
     """Each mix against the shipped gunicorn settings (2 workers x 4 threads, the cache budget
     of SERVING_CACHE_BYTES each): a warm-up that asks for every tenant of the mix a few times
-    (each worker loads what it serves), then `--requests` measured requests; model loads
-    during those are the cache's reloads."""
-    from benchmarks import serving
-
+    (each worker loads what it serves), then `--requests` measured requests a round; model
+    loads during those are the cache's reloads. Within a round the mixes take turns in
+    `--chunks` slices, so that a drift of the host's speed (seconds long on these shared
+    machines) falls on every mix alike, not on the one measured then."""
     rng = np.random.default_rng(5)
     n = args.requests
     ranks = np.arange(1, len(tenants) + 1)
@@ -337,13 +339,22 @@ def traffic(tenants: list[dict], args) -> dict:
              "Zipf (s=1) over all tenants": rng.choice(len(tenants), size=n, p=zipf)}
     port = free_port()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(ROOT / "var" / "bench-prometheus")
+    from benchmarks import serving
+
     server = serving.start_server(port, "--config", "python:mfplatform.gunicorn_conf")
     results: dict = {"rss_start": web_rss_mb(server), "uptime_before": uptime(),
                      "shared_buffers": shared_buffers()}
     try:
+        for choice in mixes.values():
+            warm_up(port, tenants, sorted(set(choice.tolist())))
         for round_number in range(1, args.rounds + 1):
-            for name, choice in mixes.items():
-                run = traffic_mix(port, tenants, choice, rng, warm=round_number == 1)
+            parts: dict[str, list[dict]] = {name: [] for name in mixes}
+            for chunk in range(args.chunks):
+                for name, choice in mixes.items():
+                    part = np.array_split(choice, args.chunks)[chunk]
+                    parts[name].append(traffic_mix(port, tenants, part, rng))
+            for name, runs in parts.items():
+                run = combined(runs)
                 print(f"round {round_number}, {name}: p50 {run['p50']:.1f} ms, p99 "
                       f"{run['p99']:.1f} ms, {run['rps']:.0f} requests/s, reloads "
                       f"{100 * run['reloads']:.2f}% ({run['tenants']} tenants)", flush=True)
@@ -357,37 +368,44 @@ def traffic(tenants: list[dict], args) -> dict:
     return results
 
 
-def traffic_mix(port: int, tenants: list[dict], choice: np.ndarray, rng, warm: bool) -> dict:
-    """One mix: `choice` names the tenant of each request; with `warm`, every tenant of the
-    mix is asked 8 times first, again until a pass loads no model."""
+def warm_up(port: int, tenants: list[dict], asked: list[int]) -> None:
+    """Every tenant asked 8 times, in passes until one loads nothing: under load gunicorn's
+    workers do not share connections evenly, and a worker a tenant never reached would load
+    it when measured."""
     from benchmarks import serving
 
-    n = choice.size
+    for _ in range(5):
+        before = scrape(port)
+        keys = [tenants[t]["key"] for t in asked] * 8
+        paths = [f"/api/v1/recommendations?user=user-{i % 7}&k=20" for i in range(len(keys))]
+        serving.load_test(port, keys, paths, len(paths))
+        if bundle_loads(before, scrape(port)) == 0:
+            return
+
+
+def traffic_mix(port: int, tenants: list[dict], choice: np.ndarray, rng) -> dict:
+    """One slice of a mix: `choice` names the tenant of each request (random users)."""
+    from benchmarks import serving
+
     keys, paths = [], []
     for t in choice:
         owner = tenants[t]
         keys.append(owner["key"])
         user = int(rng.integers(owner["users"]))
         paths.append(f"/api/v1/recommendations?user=user-{user}&k=20")
-    asked = sorted(set(choice.tolist()))
-    if warm:
-        # Passes until one loads nothing: under load gunicorn's workers do not share
-        # connections evenly, and a worker a tenant never reached would load it when measured.
-        for _ in range(5):
-            before = scrape(port)
-            warm_keys = [tenants[t]["key"] for t in asked] * 8
-            warm_paths = [f"/api/v1/recommendations?user=user-{i % 7}&k=20"
-                          for i in range(len(warm_keys))]
-            serving.load_test(port, warm_keys, warm_paths, len(warm_paths))
-            if bundle_loads(before, scrape(port)) == 0:
-                break
     before = scrape(port)
-    latencies, wall = serving.load_test(port, keys, paths, n)
-    after = scrape(port)
-    ms = np.array(latencies) * 1000
+    latencies, wall = serving.load_test(port, keys, paths, choice.size)
+    return {"latencies": latencies, "wall": wall, "loads": bundle_loads(before, scrape(port)),
+            "tenants": set(choice.tolist())}
+
+
+def combined(parts: list[dict]) -> dict:
+    """A round of a mix from its slices: requests over the slices' summed wall time."""
+    ms = np.concatenate([np.asarray(p["latencies"]) for p in parts]) * 1000
     return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-            "rps": n / wall, "reloads": bundle_loads(before, after) / n,
-            "tenants": len(asked)}
+            "rps": ms.size / sum(p["wall"] for p in parts),
+            "reloads": sum(p["loads"] for p in parts) / ms.size,
+            "tenants": len(set().union(*(p["tenants"] for p in parts)))}
 
 
 def shared_buffers() -> str:
@@ -525,11 +543,11 @@ def traffic_report(args, result: dict) -> str:
              f"{budget:,.0f} MiB a worker (SERVING_CACHE_BYTES), "
              f"{settings.SERVING_PREPARED_STATEMENTS} prepared statements a database session, "
              f"Postgres shared_buffers {result.get('shared_buffers', '?')}. Each mix: a warm-up "
-             f"asking every tenant of the mix 8 times until a pass loads no model (first round "
-             f"only), then {args.requests:,} "
-             f"requests (random users, k=20), the three mixes one after the other in each of "
-             f"{args.rounds} rounds; a goal is met when it holds in every round; a reload is a "
-             f"bundle load during those (mf_serving_cache_misses_total). "
+             f"asking every tenant of the mix 8 times until a pass loads no model (once), then "
+             f"{args.requests:,} requests a round (random users, k=20), the three mixes taking "
+             f"turns in {args.chunks} slices within each of {args.rounds} rounds (a drift of "
+             f"the host's speed falls on all three); a goal is met when it holds in every "
+             f"round; a reload is a bundle load during those (mf_serving_cache_misses_total). "
              f"The machine is shared with other sessions' work: `uptime` before: "
              f"`{result['uptime_before']}`; after: `{result['uptime_after']}`.\n",
              "| traffic | round | tenants asked | requests/s | p50 | p99 | reloads | "
