@@ -26,10 +26,12 @@ def test_a_tenant_admin_imports_a_csv_from_the_admin(live_server, tenant_a, tmp_
     try:
         login(driver, live_server, "admin@alpha.test", "pw-admin-123")
         driver.get(f"{live_server.url}/admin/catalog/importjob/add/")
+        # The form's last field is there (the implicit wait): the page has loaded. Read
+        # before it, page_source was once only the head (CI).
+        driver.find_element(By.NAME, "_save")
         assert "Items: item, title, category, tags" in driver.page_source
-        # A member imports into their own tenant: no tenant field. The page has loaded (the
-        # help above is on it), so look without the implicit wait, which an absent element
-        # would sit out in full (20 s).
+        # A member imports into their own tenant: no tenant field. The page has loaded, so
+        # look without the implicit wait, which an absent element would sit out (20 s).
         driver.implicitly_wait(0)
         assert not driver.find_elements(By.NAME, "tenant")
         driver.implicitly_wait(20)
