@@ -131,7 +131,8 @@ def stored_user_vector(version_id: int | None, user_id: int | None) -> np.ndarra
         return None
     with prepared_cursor() as cursor:
         cursor.execute(f"SELECT embedding FROM {PARENTS['user']} WHERE model_version_id = "
-                       f"{int(version_id)} AND user_id = %(user_pk)s", {"user_pk": user_id})
+                       f"{int(version_id)} AND user_id = %(user_pk)s", {"user_pk": user_id},
+                       prepare=True)  # every request of an experiment's other variant
         row = cursor.fetchone()
     return None if row is None else _as_array(row[0])
 
