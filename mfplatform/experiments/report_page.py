@@ -4,19 +4,10 @@ pyplot's global state is not safe in a threaded server), inlined as PNG data URI
 
 from __future__ import annotations
 
-import base64
-import io
 from collections import defaultdict
 
-from matplotlib.figure import Figure
-
 from mfplatform.admin_tables import number, table
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+from mfplatform.charts import new_figure, png_data_uri
 
 
 def over_time_chart(results: dict) -> str | None:
@@ -26,7 +17,7 @@ def over_time_chart(results: dict) -> str | None:
         series[row["variant"]].append((row["day"], row["impressions"], row["ctr"]))
     if not series:
         return None
-    fig = Figure(figsize=(11, 3.2))
+    fig = new_figure(figsize=(11, 3.2))
     shown, ctr = fig.subplots(1, 2)
     for variant, points in series.items():
         days = [d for d, _n, _c in points]
@@ -37,7 +28,7 @@ def over_time_chart(results: dict) -> str | None:
     for ax in (shown, ctr):
         ax.tick_params(axis="x", labelrotation=30)
         ax.legend(fontsize=8)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def _ci(interval) -> str:

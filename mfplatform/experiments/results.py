@@ -33,7 +33,6 @@ from datetime import date, datetime, timedelta
 import numpy as np
 from django.db import connection
 from django.utils import timezone
-from scipy import stats
 
 from mfplatform.catalog.models import EventKind
 from mfplatform.experiments.models import Experiment
@@ -76,10 +75,18 @@ class Design:
     catalogue_size: int = 0
 
 
+def _stats():
+    # scipy.stats costs about a second to import; only results need it, not every command
+    # and web worker that imports this module at admin autodiscovery.
+    from scipy import stats
+
+    return stats
+
+
 def wilson(successes: int, trials: int) -> list[float] | None:
     if trials == 0:
         return None
-    interval = stats.binomtest(successes, trials).proportion_ci(CONFIDENCE, method="wilson")
+    interval = _stats().binomtest(successes, trials).proportion_ci(CONFIDENCE, method="wilson")
     return [float(interval.low), float(interval.high)]
 
 
@@ -92,7 +99,7 @@ def two_proportion_z(x1: int, n1: int, x2: int, n2: int) -> tuple[float, float]:
     if se == 0:
         return 0.0, 1.0
     z = (x1 / n1 - x2 / n2) / se
-    return float(z), float(2 * stats.norm.sf(abs(z)))
+    return float(z), float(2 * _stats().norm.sf(abs(z)))
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

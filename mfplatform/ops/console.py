@@ -15,22 +15,19 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import matplotlib
+from django.db.models import Count, Max
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
-matplotlib.use("Agg")
-from django.db.models import Count, Max  # noqa: E402
-from django.db.models.functions import TruncDate  # noqa: E402
-from django.utils import timezone  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from prometheus_client import REGISTRY, CollectorRegistry, multiprocess  # noqa: E402
-
-from mfplatform.catalog.models import EndUser, Event, Item  # noqa: E402
-from mfplatform.registry.models import ModelStatus, ModelVersion  # noqa: E402
-from mfplatform.serving.models import EligibilityRule  # noqa: E402
-from mfplatform.serving.service import Request, recommend  # noqa: E402
-from mfplatform.training.models import RunStatus, TrainingRun  # noqa: E402
-from tenants.context import rls_bypass, tenant_context  # noqa: E402
-from tenants.models import Tenant  # noqa: E402
+from mfplatform.catalog.models import EndUser, Event, Item
+from mfplatform.charts import new_figure
+from mfplatform.registry.models import ModelStatus, ModelVersion
+from mfplatform.serving.models import EligibilityRule
+from mfplatform.serving.service import Request, recommend
+from mfplatform.training.models import RunStatus, TrainingRun
+from tenants.context import rls_bypass, tenant_context
+from tenants.models import Tenant
 
 OVERVIEW_DAYS = 30
 LAST_RUNS = 10
@@ -91,7 +88,7 @@ def daily_counts(tenant: Tenant, days: int = OVERVIEW_DAYS,
 def daily_counts_svg(rows: list[dict]) -> str:
     """Events per day (bars) above new users and items per day (lines), as inline SVG."""
     days = [row["day"] for row in rows]
-    figure = Figure(figsize=(8, 3.6))
+    figure = new_figure(figsize=(8, 3.6))
     events_axes, new_axes = figure.subplots(2, 1, sharex=True)
     events_axes.bar(days, [row["events"] for row in rows], color="#417690")
     events_axes.set_ylabel("events")

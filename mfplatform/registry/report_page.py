@@ -10,24 +10,15 @@ run measured; the popularity (and content) baselines come from the same split.
 
 from __future__ import annotations
 
-import base64
-import io
-
 from django.template.loader import render_to_string
-from matplotlib.figure import Figure
 
+from mfplatform.charts import new_figure, png_data_uri
 from mfplatform.registry.models import ModelVersion
 
 SEGMENTS = ("overall", "cold_users", "long_tail")
 CURVE_METRICS = ("ndcg", "recall", "hit_rate")
 COLOURS = {"this model": "#1f77b4", "previous active": "#9467bd", "popularity": "#ff7f0e",
            "content": "#2ca02c"}
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def previous_metrics(report: dict) -> dict:
@@ -67,7 +58,7 @@ def _metric_by_k(report: dict) -> str | None:
     ks = _ks(report)
     if not ks:
         return None
-    fig = Figure(figsize=(11, 3.2))
+    fig = new_figure(figsize=(11, 3.2))
     axes = fig.subplots(1, len(CURVE_METRICS))
     for ax, name in zip(axes, CURVE_METRICS, strict=True):
         for label, source in _series(report):
@@ -85,7 +76,7 @@ def _metric_by_k(report: dict) -> str | None:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
                ncol=len(labels), fontsize=9, frameon=False)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def _segment_bars(report: dict) -> str | None:
@@ -95,7 +86,7 @@ def _segment_bars(report: dict) -> str | None:
     metrics = report.get("metrics") or {}
     segments = [s for s in SEGMENTS if k in metrics.get(s, {})]
     series = _series(report)
-    fig = Figure(figsize=(7, 3.2))
+    fig = new_figure(figsize=(7, 3.2))
     ax = fig.subplots()
     width = 0.8 / len(series)
     for i, (label, source) in enumerate(series):
@@ -108,14 +99,14 @@ def _segment_bars(report: dict) -> str | None:
     ax.set_title(f"NDCG@{k} by segment")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def _norm_histograms(report: dict) -> str | None:
     hist = report.get("norm_histograms") or {}
     if not (hist.get("items") or {}).get("counts"):
         return None
-    fig = Figure(figsize=(9, 3))
+    fig = new_figure(figsize=(9, 3))
     axes = fig.subplots(1, 2)
     for ax, side in zip(axes, ("users", "items"), strict=True):
         edges, counts = hist[side]["bin_edges"], hist[side]["counts"]
@@ -124,7 +115,7 @@ def _norm_histograms(report: dict) -> str | None:
         ax.set_title(f"{side[:-1]} vector norms")
         ax.set_xlabel("L2 norm")
         ax.set_ylabel("count")
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def _lorenz(report: dict) -> str | None:
@@ -133,7 +124,7 @@ def _lorenz(report: dict) -> str | None:
         return None
     k = str(lorenz.get("k"))
     gini = (report.get("metrics") or {}).get("overall", {}).get(k, {}).get("gini")
-    fig = Figure(figsize=(4.2, 4))
+    fig = new_figure(figsize=(4.2, 4))
     ax = fig.subplots()
     ax.plot(lorenz["item_share"], lorenz["recommendation_share"], label="recommendations")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="equal share")
@@ -142,21 +133,21 @@ def _lorenz(report: dict) -> str | None:
     title = f"Lorenz curve, K={k}"
     ax.set_title(title if gini is None else f"{title}, Gini {gini:.2f}")
     ax.legend(fontsize=8)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def _loss(report: dict) -> str | None:
     losses = [v for v in report.get("loss_history") or [] if v is not None]
     if not losses:
         return None
-    fig = Figure(figsize=(5, 3))
+    fig = new_figure(figsize=(5, 3))
     ax = fig.subplots()
     ax.plot(range(1, len(losses) + 1), losses, marker="o")
     ax.set_xlabel("iteration")
     ax.set_ylabel("loss")
     ax.set_title("training loss")
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_data_uri(fig)
 
 
 def _change(prior: dict | None) -> str:
