@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint bench migrate
+.PHONY: run test install lint bench migrate stop-db
 
 $(STAMP): pyproject.toml tests/plugins/mfengine_example_plugin/pyproject.toml \
 		tests/plugins/mfplatform_example_rule/pyproject.toml
@@ -26,6 +26,10 @@ migrate: install
 run: migrate
 	DEBUG=$${DEBUG:-1} PORT=$(PORT) $(BIN)/python manage.py seed_demo
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py serve --port $(PORT)
+
+# The embedded PostgreSQL outlives `make run` (the tests and the next run reuse it): stop it.
+stop-db: install
+	$(BIN)/python -m mfplatform.embedded_db stop
 
 test: install
 	$(BIN)/ruff check .

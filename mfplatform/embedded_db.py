@@ -53,6 +53,20 @@ def ensure_running(data_dir: Path) -> Path:
     return socket_dir
 
 
+def stop(data_dir: Path) -> bool:
+    """Stop the embedded server of ``data_dir`` (fast: open sessions end); False when none
+    runs. Nothing stops it on its own: `make run`, the tests and workers share it, so `make
+    run`'s Ctrl-C leaves it up for the next start; `make stop-db` calls this."""
+    from pgserver._commands import pg_ctl
+
+    if not (data_dir / "postmaster.pid").exists():
+        return False
+    # As root, pgserver runs Postgres as a system user of its own; pg_ctl must run as it.
+    system_user = "pgserver" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=system_user, timeout=120)
+    return True
+
+
 def shared_buffers_bytes() -> int:
     """EMBEDDED_DB_SHARED_BUFFERS (bytes), else a quarter of the machine's memory up to 1 GiB.
     initdb's 128 MB holds one tenant's hot pages; traffic spread over hundreds of tenants
@@ -125,3 +139,13 @@ def database_settings(data_dir: Path) -> dict:
         "HOST": str(socket_dir),
         "PORT": "",
     }
+
+
+if __name__ == "__main__":  # python -m mfplatform.embedded_db stop (make stop-db)
+    import sys
+
+    if sys.argv[1:] != ["stop"]:
+        sys.exit("usage: python -m mfplatform.embedded_db stop")
+    folder = Path(os.environ.get("VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
+    print("embedded PostgreSQL stopped" if stop(folder / "pgdata")
+          else "embedded PostgreSQL was not running")

@@ -151,6 +151,9 @@ class EndUserViewSet(ExternalIdLookup, TenantScopedMixin, mixins.ListModelMixin,
 class EventTypeViewSet(TenantScopedMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                        mixins.CreateModelMixin, mixins.UpdateModelMixin,
                        viewsets.GenericViewSet):
+    """Event types: a name and a kind (positive, negative such as hide, policy such as
+    report). How much a positive type counts in training is the plan's `events` mapping."""
+
     model = EventType
     serializer_class = EventTypeSerializer
     lookup_field = "name"

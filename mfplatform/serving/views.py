@@ -85,6 +85,10 @@ class RecommendationsView(Timed, APIView):
 
 
 class SimilarItemsView(Timed, APIView):
+    """Items similar to this one: nearest by the serving model's item vectors (inner
+    product), then content-based and popularity (in the item's category) to fill `k`; the
+    tenant's rules apply. 404 for an unknown item."""
+
     required_scope = "recommend"
     endpoint = "similar"
 
@@ -126,6 +130,9 @@ class SimilarItemsView(Timed, APIView):
                          responses=eligibility_rule_of_kind()),
     partial_update=extend_schema(responses=eligibility_rule_of_kind()))
 class EligibilityRuleViewSet(TenantScopedMixin, viewsets.ModelViewSet):
+    """Eligibility rules applied to every recommendation: a kind, its typed params (see
+    EligibilityRuleOfKind), an order and an on/off switch."""
+
     model = EligibilityRule
     serializer_class = EligibilityRuleSerializer
     required_scope = "manage"

@@ -21,6 +21,9 @@ RUN_CONFLICT = inline_serializer("RunConflict", {
 
 
 class TrainingPlanViewSet(TenantScopedMixin, viewsets.ModelViewSet):
+    """Training plans: a JSON configuration (PlanConfig) kept in revisions. PATCH merges
+    the config section by section, PUT replaces it; a plan with runs cannot be deleted (409)."""
+
     model = TrainingPlan
     serializer_class = TrainingPlanSerializer
     required_scope = "manage"
@@ -39,6 +42,8 @@ class TrainingPlanViewSet(TenantScopedMixin, viewsets.ModelViewSet):
     @extend_schema(request=None, responses={202: TrainingRunSerializer, 409: RUN_CONFLICT})
     @action(detail=True, methods=["post"])
     def train(self, request, pk=None):
+        """Queue a training run of the plan for the worker; 409 while one is queued or
+        running."""
         plan = self.get_object()
         try:
             run = queue_run(request_tenant(request), plan, trigger="api")
@@ -51,6 +56,8 @@ class TrainingPlanViewSet(TenantScopedMixin, viewsets.ModelViewSet):
 
 
 class TrainingRunViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
+    """Training runs: status, progress, per-stage timings, heartbeat and error."""
+
     model = TrainingRun
     serializer_class = TrainingRunSerializer
     required_scope = "manage"
@@ -82,6 +89,9 @@ class TrainingRunViewSet(TenantScopedMixin, viewsets.ReadOnlyModelViewSet):
 
 class DatasetVersionViewSet(TenantScopedMixin, mixins.ListModelMixin,
                             mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Dataset versions: the immutable training data of a run (cutoff, counts per filter,
+    content hash)."""
+
     model = DatasetVersion
     serializer_class = DatasetVersionSerializer
     required_scope = "manage"

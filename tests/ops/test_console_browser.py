@@ -180,3 +180,58 @@ def test_operator_health_table_in_chromium(live_server, console_data):
         shoot(driver, "operator-preview")
     finally:
         driver.quit()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_operator_opens_every_tenant_page_in_chromium(live_server, tenant_a, console_data):
+    """The pages a tenant admin gets, opened by an operator (a superuser, no membership):
+    report with its buttons, run and version tables, plan editor, CSV import form (with the
+    tenant to import into), experiment results."""
+    from selenium.webdriver.common.by import By
+
+    from tests.experiments.decided import decided_experiment
+
+    trained = console_data["trained"]
+    with tenant_a.scope():
+        experiment, _version = decided_experiment(tenant_a.tenant)
+    get_user_model().objects.create_superuser("op@platform.test", "op@platform.test",
+                                              "pw-operator-1")
+    admin = f"{live_server.url}/admin"
+    driver = browser()
+    try:
+        login(driver, live_server, "op@platform.test", "pw-operator-1")
+        driver.get(f"{admin}/registry/modelversion/{trained.pk}/report/")
+        assert "What the numbers mean" in driver.page_source
+        assert driver.find_element(By.ID, "rollback-button").is_displayed()
+        shoot(driver, "operator-report")
+
+        driver.get(f"{admin}/training/trainingrun/{trained.training_run_id}/change/")
+        stages = [t.split()[0] for t in texts(driver, "table.run-timings tbody tr")]
+        assert {"training", "evaluating", "total"} <= set(stages), stages
+        shoot(driver, "operator-run")
+
+        driver.get(f"{admin}/registry/modelversion/{trained.pk}/change/")
+        assert texts(driver, "table.report-summary tbody tr")
+        assert texts(driver, "table.decision-summary tbody tr")
+        shoot(driver, "operator-version")
+
+        driver.get(f"{admin}/training/trainingplan/{trained.plan_id}/change/")
+        reference = driver.find_element(By.CLASS_NAME, "plan-config-reference").text
+        assert "training.factors" in reference and "integer" in reference
+        shoot(driver, "operator-plan-editor")
+
+        driver.get(f"{admin}/catalog/importjob/add/")
+        driver.find_element(By.NAME, "_save")  # the form has loaded
+        assert "Items: item, title, category, tags" in driver.page_source
+        assert driver.find_element(By.NAME, "tenant")  # an operator picks the tenant
+        shoot(driver, "operator-import-form")
+
+        driver.get(f"{admin}/experiments/experiment/{experiment.pk}/results/")
+        assert "Winner: model" in driver.find_element(By.ID, "verdict").text
+        chart = driver.find_element(By.ID, "chart-over-time")
+        assert driver.execute_script("return arguments[0].complete && "
+                                     "arguments[0].naturalWidth > 0", chart)
+        assert driver.find_element(By.ID, "promote-winner")
+        shoot(driver, "operator-experiment")
+    finally:
+        driver.quit()

@@ -31,7 +31,8 @@ CHARTS = {"Metrics by K", "Segments", "Vector norms", "Popularity concentration"
           "Training loss"}
 
 
-def chromium_driver():
+def chromium_driver(extra_flags: tuple[str, ...] = (), log_network: bool = False):
+    """Headless Chromium; `log_network` keeps every request in its performance log."""
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
     if missing:
         message = (f"{', '.join(missing)} missing: apt-get install -y chromium chromium-driver "
@@ -49,6 +50,10 @@ def chromium_driver():
                  "--disable-sync", "--no-first-run", "--window-size=1280,2600",
                  f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-profile-')}"):
         options.add_argument(flag)
+    for flag in extra_flags:
+        options.add_argument(flag)
+    if log_network:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
