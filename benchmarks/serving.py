@@ -84,6 +84,7 @@ def load(args, require_active: bool = True):
         print(f"trained and published in {time.perf_counter() - started:.1f} s: "
               f"{version.status} ({'; '.join(version.decision.get('reasons', []))}), "
               f"{version.n_item_vectors:,} item vectors", flush=True)
+        version = serve_anyway(version)
         if require_active and version.status != "active":
             raise SystemExit("the model was not promoted: nothing to measure")
         for name, kind, params in (
@@ -215,12 +216,30 @@ def existing(name: str):
     from tenants.models import ApiKey, Tenant
 
     tenant = Tenant.objects.filter(slug="bench").first()
-    if tenant is None or not tenant_has_active(tenant):
+    if tenant is None:
         return None
     with tenant_context(tenant):
+        if not tenant_has_active(tenant):  # a kept database from before the override
+            latest = ModelVersion.objects.order_by("-pk").first()
+            if latest is None or serve_anyway(latest).status != "active":
+                raise SystemExit("the kept benchmark database has no servable version")
         version = ModelVersion.objects.filter(status="active").first()
         _key, raw = ApiKey.issue(tenant, ["recommend"])
     return tenant, version, raw
+
+
+def serve_anyway(version):
+    """The benchmark measures serving, not the model: a version the gate rejected (on this
+    synthetic data popularity can beat it, and a model must beat popularity) is promoted by
+    an operator's override, as a person could; a failed quality check stays final."""
+    from mfplatform.registry.services import promote
+
+    if version.status == "rejected" and all(c.get("passed", True)
+                                            for c in version.checks or []):
+        promote(version, actor="benchmark", reason="serving benchmark: measures serving",
+                override=True)
+        version.refresh_from_db()
+    return version
 
 
 def tenant_has_active(tenant) -> bool:
