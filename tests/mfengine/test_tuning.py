@@ -193,6 +193,37 @@ def test_a_gain_on_both_carve_outs_is_kept_and_a_lost_first_test_skips_the_secon
     assert "skipped" in section["confirmation"]
 
 
+@pytest.mark.parametrize("kind", ["temporal", "global"])
+def test_second_carve_out_holds_out_the_events_before_the_validation_ones(events, kind):
+    from mfengine.splits import earlier_band_mask, temporal_split_mask
+    from mfengine.tuning import second_carve_out, validation_split
+
+    d = events
+    shape = (d.n_users, d.n_items)
+    fit_m, val_m, info = validation_split(d.user_ids, d.item_ids, d.timestamps, shape=shape,
+                                          validation=kind)
+    fit2, val2 = second_carve_out(d.user_ids, d.item_ids, d.timestamps, shape=shape,
+                                  validation=kind)
+    first = (temporal_split_mask(d.user_ids, d.timestamps, 0.2, d.item_ids) if kind ==
+             "temporal" else d.timestamps >= info["cutoff"])
+    band = earlier_band_mask(d.user_ids, d.timestamps, first, 0.2, d.item_ids, kind)
+    assert band.any() and not (band & first).any()  # disjoint from the first's held-out
+    if kind == "global":  # the band ends where the first carve-out's events begin
+        assert d.timestamps[band].max() <= d.timestamps[first].min()
+    else:  # per user, the band comes before the validation events
+        for user in np.unique(d.user_ids[band])[:20]:
+            mine = d.user_ids == user
+            if (first & mine).any():
+                assert d.timestamps[band & mine].max() <= d.timestamps[first & mine].min()
+    # fitted on everything but the band, the first carve-out's events included
+    assert fit2.nnz > fit_m.nnz
+    rows, cols = val2.nonzero()
+    assert not np.asarray(fit2[rows, cols]).any()  # nothing held out is in the fit
+    assert set(zip(*val2.nonzero(), strict=True)) <= set(
+        zip(d.user_ids[band].tolist(), d.item_ids[band].tolist(), strict=True))
+    assert val2.nnz > 0 and (val2 != val_m).nnz > 0
+
+
 def test_tune_against_defaults_keep_threshold_is_a_parameter(events):
     from mfengine.keep_rule import tune_against_defaults
 
