@@ -1,6 +1,7 @@
 """The tuner's keep rule: a search (:func:`mfengine.tuning.search`) whose choice replaces the
 defaults only when it beats them by more than noise, judged by a paired test over the
-validation users."""
+validation users, and, when a second carve-out is given, again on that carve-out, on which
+nothing was selected (:func:`confirm_on_carve_out`)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,35 @@ def _defaults_outcomes(
     return [o["score"] for o in outcomes], [o["_per_user"] for o in outcomes], len(extra)
 
 
+def confirm_on_carve_out(
+    factory: Callable[..., Any], strategy: str, chosen: dict[str, Any],
+    defaults: dict[str, Any], carve_out: tuple[sp.csr_matrix, sp.csr_matrix],
+    seeds: list[int], metric: str, k: int, keep_standard_errors: float,
+) -> dict[str, Any]:
+    """The chosen configuration against the defaults on a carve-out the search never scored:
+    both fitted with the same ``seeds``, each user's metric averaged over them, the same
+    paired test. Its gain is free of the search's selection (the best of many trials on one
+    carve-out looks better there than it is) and of that carve-out's particular draw."""
+    fit_m, val_m = carve_out
+    arrays: dict[str, list[np.ndarray]] = {"chosen": [], "defaults": []}
+    for name, params in (("chosen", chosen), ("defaults", defaults)):
+        for random_state in seeds:
+            outcome = score_trial(factory, strategy, {**params, "random_state": random_state},
+                                  fit_m, val_m, metric, k)
+            if outcome["_per_user"] is None:  # a diverging fit: nothing to confirm with
+                return {"passed": False, "error": outcome["error"],
+                        "fits": len(arrays["chosen"]) + len(arrays["defaults"]) + 1}
+            arrays[name].append(outcome["_per_user"])
+    defaults_mean = float(np.mean(arrays["defaults"])) if val_m.nnz else 0.0
+    paired = paired_gain(np.mean(arrays["chosen"], axis=0), np.mean(arrays["defaults"], axis=0))
+    margin = keep_standard_errors * paired["se"]
+    return {"gain": paired["mean"], "gain_se": paired["se"], "margin": margin,
+            "relative_gain": paired["mean"] / defaults_mean if defaults_mean else None,
+            "n_users": paired["n_users"], "fit_interactions": int(fit_m.nnz),
+            "passed": paired["n_users"] > 1 and paired["mean"] > margin,
+            "fits": 2 * len(seeds)}
+
+
 def tune_against_defaults(
     strategy: str,
     fit_matrix: sp.csr_matrix,
@@ -60,6 +90,7 @@ def tune_against_defaults(
     defaults: Mapping[str, Any],
     seeds: int = 3,
     keep_standard_errors: float = KEEP_STANDARD_ERRORS,
+    carve_out: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
     factory: Callable[..., Any] | None = None,
     **search_options: Any,
 ) -> dict[str, Any]:
@@ -69,9 +100,12 @@ def tune_against_defaults(
     with the same ``seeds`` seeds (the search's own, then the confirmation seeds); each user's
     metric is averaged over those fits, and the choice is kept only when the mean per-user
     difference (chosen - defaults) exceeds ``keep_standard_errors`` standard errors of that
-    mean. Returns a plain (JSON-ready) dict: the trials, chosen vs defaults, the gain with its
-    standard error and number of users, the rule, whether kept and the ``hyperparameters`` to
-    train with.
+    mean. With ``carve_out`` (a second (fit, validation) pair of the training period, e.g.
+    :func:`mfengine.tuning.second_carve_out`), a choice that passes is tested once more there
+    (:func:`confirm_on_carve_out`) and kept only if it passes both. Returns a plain
+    (JSON-ready) dict: the trials, chosen vs defaults, the gain with its standard error and
+    number of users, the second carve-out's test (``confirmation``), the rule, whether kept
+    and the ``hyperparameters`` to train with.
     """
     if factory is None:
         import mfengine
@@ -102,6 +136,13 @@ def tune_against_defaults(
     kept = comparable and paired["mean"] > margin
     gain = paired["mean"]
     chosen = {**defaults, **best["params"]}
+    confirmation = None
+    if carve_out is not None:
+        confirmation = _second_test(factory, strategy, chosen, defaults, carve_out, kept,
+                                    seeds, int(search_options.get("seed", 0)), result,
+                                    keep_standard_errors)
+        fits += confirmation["fits"]
+        kept = kept and confirmation["passed"]
     return to_plain({
         "strategy": strategy,
         "metric": f"{result.metric}@{result.k}",
@@ -115,12 +156,41 @@ def tune_against_defaults(
         "gain_se": paired["se"],
         "noise": {"se": paired["se"], "margin": margin, "k": keep_standard_errors,
                   "n_users": paired["n_users"], "seeds": seeds,
-                  "rule": f"kept when the mean per-user gain over the {paired['n_users']} "
-                          f"validation users (each averaged over {seeds} seeds) exceeds "
-                          f"{keep_standard_errors:g} standard errors"},
+                  "rule": _rule_text(paired["n_users"], seeds, keep_standard_errors,
+                                     confirmation)},
+        "confirmation": confirmation,
         "kept": kept,
         "fits": fits,
         "rungs": result.rungs,
         "hyperparameters": chosen if kept else defaults,
         "seconds": time.perf_counter() - started,
     })
+
+
+def _second_test(
+    factory: Callable[..., Any], strategy: str, chosen: dict[str, Any],
+    defaults: dict[str, Any], carve_out: tuple[sp.csr_matrix, sp.csr_matrix],
+    passed_first: bool, seeds: int, seed: int, result: TuningResult,
+    keep_standard_errors: float,
+) -> dict[str, Any]:
+    """The report's ``confirmation``: the second carve-out's test, run only for a choice that
+    passed the first (the defaults need no confirming)."""
+    if not passed_first:
+        return {"passed": False, "fits": 0,
+                "skipped": "the choice did not pass the first carve-out's test"}
+    return confirm_on_carve_out(
+        factory, strategy, chosen, defaults, carve_out,
+        [seed + 1000 * n for n in range(seeds)], result.metric, result.k,
+        keep_standard_errors)
+
+
+def _rule_text(n_users: int, seeds: int, keep_standard_errors: float,
+               confirmation: dict[str, Any] | None) -> str:
+    rule = (f"kept when the mean per-user gain over the {n_users} validation users (each "
+            f"averaged over {seeds} seeds) exceeds {keep_standard_errors:g} standard errors")
+    if confirmation is None:
+        return rule
+    second = confirmation.get("n_users")
+    return (rule + ", and again on a second carve-out of the training period"
+            + (f" ({second} users)" if second is not None else "")
+            + " on which no trial was chosen")

@@ -154,6 +154,53 @@ def temporal_split(
     return Split(train, test)
 
 
+def masked_split(
+    user_ids: Any,
+    item_ids: Any,
+    timestamps: Any,
+    values: Any = None,
+    *,
+    held_out: Any,
+    shape: tuple[int, int] | None = None,
+    positive_threshold: float | None = None,
+    binary: bool = True,
+) -> Split:
+    """Train on the events not ``held_out`` (a boolean mask, one per event), test on the
+    held-out positives not in train: the other splits' matrices for any carve-out."""
+    users, items, ts, vals, shape = _event_arrays(user_ids, item_ids, timestamps, values, shape)
+    held_out = np.asarray(held_out, dtype=bool)
+    if held_out.shape != users.shape:
+        raise ValueError("held_out must have one entry per event")
+    train = _train_matrix(users[~held_out], items[~held_out],
+                          None if vals is None else vals[~held_out], shape, binary)
+    positive = held_out.copy()
+    if positive_threshold is not None:
+        if vals is None:
+            raise ValueError("positive_threshold needs values")
+        positive &= vals >= positive_threshold
+    return Split(train, _test_matrix(users[positive], items[positive], train, shape))
+
+
+def earlier_band_mask(user_ids: Any, timestamps: Any, held_out: Any, fraction: float = 0.2,
+                      item_ids: Any = None, kind: str = "temporal") -> np.ndarray:
+    """The events just before a carve-out's ``held_out`` ones: for ``"temporal"``, each
+    user's last ``fraction`` of the events not held out; for ``"global"``, the events from the
+    (1 - fraction) quantile of the remaining timestamps on. Disjoint from ``held_out``."""
+    held_out = np.asarray(held_out, dtype=bool)
+    rest = ~held_out
+    band = np.zeros(held_out.shape, dtype=bool)
+    ts = np.asarray(timestamps, dtype=np.int64)
+    if kind == "temporal":
+        items = None if item_ids is None else np.asarray(item_ids)[rest]
+        band[rest] = temporal_split_mask(np.asarray(user_ids)[rest], ts[rest], fraction, items)
+    elif kind == "global":
+        if rest.any():
+            band[rest] = ts[rest] >= int(np.quantile(ts[rest], 1.0 - fraction))
+    else:
+        raise ValueError("kind must be 'temporal' or 'global'")
+    return band
+
+
 def global_time_split(
     user_ids: Any,
     item_ids: Any,

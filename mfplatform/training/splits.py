@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from mfengine.data import PreparedData
 from mfengine.evaluation import temporal_split_mask
+from mfengine.splits import earlier_band_mask
 from mfplatform.training.dataset import EventArrays, prepare
 
 
@@ -34,14 +35,29 @@ def training_period(config: dict, events: EventArrays, cutoff: datetime
     return events.take(~is_test), cutoff
 
 
-def split_events(config: dict, events: EventArrays, prepared: PreparedData, cutoff: datetime
-                 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+def earlier_band(config: dict, events: EventArrays, cutoff: datetime) -> np.ndarray:
+    """The events just before the split's held-out ones: the `test_days` before them
+    (global), or each user's previous `test_fraction` (temporal). Tuning's second carve-out
+    (`mfengine.tuning.second_carve_out`) holds these out and fits on everything else."""
+    split = config["split"]
+    if split["kind"] == "global":
+        days = int(split["test_days"] * 86400)
+        end = int(cutoff.timestamp()) - days
+        return (events.timestamps >= end - days) & (events.timestamps < end)
+    return earlier_band_mask(events.user_ids, events.timestamps,
+                             held_out_mask(config, events, cutoff), split["test_fraction"],
+                             events.item_ids)
+
+
+def split_events(config: dict, events: EventArrays, prepared: PreparedData, cutoff: datetime,
+                 held_out: np.ndarray | None = None) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(train, test) in the dataset's id space: train prepared exactly like the full data from
     the non-test events; test = binary held-out positives not seen in train, for at most
-    `evaluation.max_users` users (a seeded sample keeps evaluation cost bounded)."""
+    `evaluation.max_users` users (a seeded sample keeps evaluation cost bounded). The test
+    events are the split's own (`held_out_mask`) unless `held_out` names others."""
     positive = np.isin(events.type_names.astype(str),
                        list(set(config["events"]) - events.negative_types))
-    is_test = held_out_mask(config, events, cutoff)
+    is_test = held_out_mask(config, events, cutoff) if held_out is None else held_out
     # The evaluation model sees only the training part, prepared exactly like the full data.
     train_part = prepare(events.take(~is_test), config, cutoff,
                          catalogue_item_ids=prepared.item_ids)

@@ -7,8 +7,10 @@ mfengine.tuning runs a seeded random search (the plan's configured values are tr
 the time budget, stopping weak trials early by successive halving unless
 `tune.early_stopping` is false, confirms the best trial and the configured values over 3
 seeds each, and keeps the choice only when its mean per-user gain over the validation users
-exceeds two standard errors, a paired test (see `mfengine.keep_rule.tune_against_defaults`).
-The report's "tuning" section records all of it.
+exceeds two standard errors, a paired test (see `mfengine.keep_rule.tune_against_defaults`),
+and again on a second carve-out on which no trial was chosen: the events just before the
+validation ones held out, everything else fitted (`splits.earlier_band`). The report's
+"tuning" section records all of it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from mfengine.data import PreparedData
 from mfengine.keep_rule import tune_against_defaults
 from mfplatform.training.dataset import EventArrays
-from mfplatform.training.splits import split_events, training_period
+from mfplatform.training.splits import earlier_band, split_events, training_period
 
 SEEDS = 3
 
@@ -38,8 +40,11 @@ def tune_training(config: dict, strategy: str, hyperparameters: dict, tune: dict
         return {"skipped": "the training period has no validation positives to tune on",
                 "metric": tune["metric"], "trials": [], "kept": False,
                 "hyperparameters": hyperparameters}
+    carve_out = split_events(config, period, prepared, period_end,
+                             held_out=earlier_band(config, period, period_end))
     section = tune_against_defaults(
         strategy, fit_matrix, validation_matrix, defaults=hyperparameters, seeds=SEEDS,
+        carve_out=carve_out,
         n_trials=tune["trials"], time_budget_s=tune["time_budget_s"], metric=metric, k=int(k),
         halving_eta=3 if tune.get("early_stopping", True) else None,
         seed=int(hyperparameters.get("random_state") or 0), callback=progress)

@@ -135,6 +135,95 @@ def test_tune_against_defaults_keeps_the_defaults_within_noise(events):
     assert "standard errors" in section["noise"]["rule"]
 
 
+def _columns(matrix, keep):
+    import scipy.sparse as sp
+
+    out = sp.csr_matrix(matrix @ sp.diags(keep.astype(np.float32)))
+    out.eliminate_zeros()
+    return out
+
+
+def test_a_gain_on_one_carve_out_only_is_not_kept(events):
+    from mfengine.keep_rule import tune_against_defaults
+
+    fit_m, val_m, _ = _matrices(events)
+    # A split-only gain: the first carve-out's validation positives are the 15 most popular
+    # items, where one factor (a popularity ranking) beats 8 clearly; the second carve-out's
+    # are the other items, where it loses. The first test alone keeps it, both do not.
+    counts = np.asarray((fit_m > 0).sum(axis=0)).ravel()
+    popular = np.zeros(fit_m.shape[1], dtype=bool)
+    popular[np.argsort(-counts, kind="stable")[:15]] = True
+    first, second = _columns(val_m, popular), _columns(val_m, ~popular)
+    options = {"defaults": {"factors": 8, "iterations": 8, "random_state": 0},
+               "space": {"factors": [1]}, "n_trials": 2, "halving_eta": None}
+    alone = tune_against_defaults("als", fit_m, first, **options)
+    assert alone["kept"] is True and alone["confirmation"] is None
+    section = tune_against_defaults("als", fit_m, first, carve_out=(fit_m, second), **options)
+    assert section["gain"] == alone["gain"] > section["noise"]["margin"]  # passed the first
+    confirmation = section["confirmation"]
+    assert confirmation["passed"] is False and section["kept"] is False
+    assert confirmation["gain"] < 0 and confirmation["n_users"] > 1
+    assert confirmation["fits"] == 6 and section["fits"] == alone["fits"] + 6
+    assert section["hyperparameters"] == options["defaults"]
+    assert "second carve-out" in section["noise"]["rule"]
+    json.dumps(section, allow_nan=False)
+
+
+def test_a_gain_on_both_carve_outs_is_kept_and_a_lost_first_test_skips_the_second(events):
+    from mfengine.keep_rule import tune_against_defaults
+    from mfengine.tuning import second_carve_out
+
+    d = events
+    fit_m, val_m, _ = _matrices(d)
+    carve_out = second_carve_out(d.user_ids, d.item_ids, d.timestamps,
+                                 shape=(d.n_users, d.n_items))
+    assert carve_out[1].nnz and (carve_out[1] != val_m).nnz  # other held-out positives
+    crippled = {"factors": 8, "regularization": 1e4, "iterations": 3, "random_state": 0}
+    section = tune_against_defaults(
+        "als", fit_m, val_m, defaults=crippled, space={"regularization": [0.5]}, n_trials=2,
+        halving_eta=None, carve_out=carve_out)
+    assert section["confirmation"]["passed"] is True and section["kept"] is True
+    assert section["confirmation"]["gain"] > section["confirmation"]["margin"] > 0
+    # seeds only: the first test already fails, so the second is not run (no fits)
+    defaults = {"factors": 8, "iterations": 8, "random_state": 0}
+    section = tune_against_defaults(
+        "als", fit_m, val_m, defaults=defaults, space={"random_state": [1, 2, 3]},
+        n_trials=4, halving_eta=None, carve_out=carve_out)
+    assert section["kept"] is False and section["confirmation"]["fits"] == 0
+    assert "skipped" in section["confirmation"]
+
+
+@pytest.mark.parametrize("kind", ["temporal", "global"])
+def test_second_carve_out_holds_out_the_events_before_the_validation_ones(events, kind):
+    from mfengine.splits import earlier_band_mask, temporal_split_mask
+    from mfengine.tuning import second_carve_out, validation_split
+
+    d = events
+    shape = (d.n_users, d.n_items)
+    fit_m, val_m, info = validation_split(d.user_ids, d.item_ids, d.timestamps, shape=shape,
+                                          validation=kind)
+    fit2, val2 = second_carve_out(d.user_ids, d.item_ids, d.timestamps, shape=shape,
+                                  validation=kind)
+    first = (temporal_split_mask(d.user_ids, d.timestamps, 0.2, d.item_ids) if kind ==
+             "temporal" else d.timestamps >= info["cutoff"])
+    band = earlier_band_mask(d.user_ids, d.timestamps, first, 0.2, d.item_ids, kind)
+    assert band.any() and not (band & first).any()  # disjoint from the first's held-out
+    if kind == "global":  # the band ends where the first carve-out's events begin
+        assert d.timestamps[band].max() <= d.timestamps[first].min()
+    else:  # per user, the band comes before the validation events
+        for user in np.unique(d.user_ids[band])[:20]:
+            mine = d.user_ids == user
+            if (first & mine).any():
+                assert d.timestamps[band & mine].max() <= d.timestamps[first & mine].min()
+    # fitted on everything but the band, the first carve-out's events included
+    assert fit2.nnz > fit_m.nnz
+    rows, cols = val2.nonzero()
+    assert not np.asarray(fit2[rows, cols]).any()  # nothing held out is in the fit
+    assert set(zip(*val2.nonzero(), strict=True)) <= set(
+        zip(d.user_ids[band].tolist(), d.item_ids[band].tolist(), strict=True))
+    assert val2.nnz > 0 and (val2 != val_m).nnz > 0
+
+
 def test_tune_against_defaults_keep_threshold_is_a_parameter(events):
     from mfengine.keep_rule import tune_against_defaults
 

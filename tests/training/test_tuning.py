@@ -44,6 +44,11 @@ def test_tune_on_reports_its_trials_and_trains_with_what_it_kept(tenant_a):
     assert tuning["budget"]["fits"] == tuning["fits"] >= 3 + 1 + 2
     assert tuning["kept"] is True, tuning
     assert tuning["gain"] > tuning["noise"]["margin"]
+    # and again on the second carve-out (the events before the validation ones held out)
+    confirmation = tuning["confirmation"]
+    assert confirmation["passed"] is True and confirmation["n_users"] > 1
+    assert confirmation["gain"] > confirmation["margin"] > 0 and confirmation["fits"] == 6
+    assert "second carve-out" in tuning["noise"]["rule"]
     # the version's hyperparameters are the kept choice, and the model was fitted with them
     assert version.hyperparameters == tuning["chosen"]["params"] == tuning["hyperparameters"]
     assert version.hyperparameters["regularization"] != 5000.0
@@ -55,6 +60,7 @@ def test_tune_on_reports_its_trials_and_trains_with_what_it_kept(tenant_a):
     assert html.count("<tr><td>") >= 3  # one row per trial
     assert "plan&#x27;s values" in html and "Kept:" in html
     assert html.count("stopped early (") == 2
+    assert "second carve-out" in html
     assert tuning["noise"]["rule"] in unescape(html)
 
 
@@ -68,6 +74,7 @@ def test_tune_within_noise_keeps_the_plans_values(tenant_a, monkeypatch):
     assert run.status == "succeeded", run.error
     section = version.report["tuning"]
     assert section["kept"] is False and section["metric"] == "recall@5"
+    assert section["confirmation"]["passed"] is False  # not run, or not passed
     planned = {k: v for k, v in config["training"].items() if k not in ("strategy", "tune")}
     assert version.hyperparameters == {**planned, "random_state": 0}
     with tenant_a.scope():
