@@ -194,13 +194,14 @@ def similar_items(tenant: Tenant, item_external_id: str, k: int,
     in an experiment running on the similar-items surface."""
     started = time.perf_counter()
     _check_k(k)
+    # The active version and the rules (and the user, for the impression), one round trip;
+    # first, so that a key changed since it was cached learns nothing of the catalogue.
+    state = request_state(tenant, user_external_id)
+    confirm_key(api_key, state.auth_version, SCOPE)
     item = (Item.objects.filter(tenant=tenant, external_id=item_external_id)
             .only("id", "external_id", "title", "category").first())
     if item is None:
         return None
-    # The active version and the rules (and the user, for the impression), one round trip.
-    state = request_state(tenant, user_external_id)
-    confirm_key(api_key, state.auth_version, SCOPE)
     assignment, state = assign(tenant, "similar_items", user_external_id, state)
     bundle = load_model(state.version)
     rules = [r for r in tenant_rules(tenant, configured=state.rules)

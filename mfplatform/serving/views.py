@@ -28,9 +28,11 @@ def _request(data) -> Request:
 
 
 class Timed:
-    """Counts and times each call per tenant and endpoint (GET /metrics)."""
+    """Counts and times each call per tenant and endpoint (GET /metrics). Serving's routes
+    confirm their API key in the request state's round trip (tenants.auth.confirm_key)."""
 
     endpoint = ""
+    confirms_api_key = True
 
     def finalize_response(self, request, response, *args, **kwargs):
         tenant = getattr(request, "tenant", None)

@@ -31,16 +31,26 @@ def key_lookups(queries) -> int:
     return len([q for q in queries if 'FROM "tenants_apikey"' in q["sql"]])
 
 
-def test_a_key_in_use_stays_cached_past_the_cache_time(served, clock):
+def test_serving_takes_a_cached_key_of_any_age_and_confirms_it(served, clock):
     with CaptureQueriesContext(connection) as queries:
-        for _ in range(4):
+        for _ in range(3):
             assert served.client().get(RECOMMEND).status_code == 200
-            clock[0] += 50  # each request is within 60 s of the last one, not of the lookup
+            clock[0] += 3600  # far past the cache time: its own round trip confirms it
     assert key_lookups(queries) == 1
-    clock[0] += 61  # unused for longer than the cache time: looked up again
+    # A route that does not confirm its key looks it up after the cache time.
     with CaptureQueriesContext(connection) as queries:
-        assert served.client().get(RECOMMEND).status_code == 200
+        assert served.client().get("/api/v1/tenant").status_code == 200
     assert key_lookups(queries) == 1
+
+
+def test_a_confirmed_key_stays_cached_for_the_other_routes(served, clock):
+    assert served.client().get("/api/v1/tenant").status_code == 200
+    clock[0] += 50
+    assert served.client().get(RECOMMEND).status_code == 200  # confirmed: 60 s more
+    clock[0] += 50
+    with CaptureQueriesContext(connection) as queries:
+        assert served.client().get("/api/v1/tenant").status_code == 200
+    assert key_lookups(queries) == 0
 
 
 def test_a_revocation_by_another_process_refuses_the_next_request(served, clock):
