@@ -23,6 +23,10 @@ class Tenant(models.Model):
     # Quotas and switches, e.g. {"allow_placeholder_items": true, "max_batch_size": 10000}.
     settings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Advanced by the database (a trigger, migration 0003) on every update of this row and
+    # every change of one of its keys: a process that cached a key knows it is still as read
+    # when this has not moved (tenants.auth.confirm_key).
+    auth_version = models.BigIntegerField(default=0, editable=False)
 
     class Meta:
         ordering = ["slug"]

@@ -43,9 +43,11 @@ from mfplatform.serving.state import (
     request_state,
     session_items,
 )
-from tenants.models import Tenant
+from tenants.auth import confirm_key
+from tenants.models import ApiKey, Tenant
 
 MAX_K = 1000
+SCOPE = "recommend"  # what an API key needs for serving's endpoints
 # Rules about one user's own data, which do not apply to an item's neighbours.
 USER_RULE_KINDS = ("not_interacted", "not_suppressed")
 
@@ -71,12 +73,15 @@ def _check_k(k: int) -> None:
         raise ServingError("k", f"k must be between 1 and {MAX_K}")
 
 
-def recommend(tenant: Tenant, user_external_id: str | None, request: Request) -> dict:
+def recommend(tenant: Tenant, user_external_id: str | None, request: Request,
+              api_key: ApiKey | None = None) -> dict:
     """A user's recommendations; with an experiment running on the surface, from the model
-    version of the user's variant, and labelled with the experiment and variant."""
+    version of the user's variant, and labelled with the experiment and variant. `api_key`,
+    the request's (cached) key, is confirmed by the state's round trip (tenants.auth)."""
     started = time.perf_counter()
     _check_k(request.k)
     state = request_state(tenant, user_external_id)
+    confirm_key(api_key, state.auth_version, SCOPE)
     assignment, state = assign(tenant, "recommendations", user_external_id, state)
     bundle = load_model(state.version)
     session = session_items(tenant, request.recent_items, request.exclude)
@@ -182,18 +187,21 @@ def _item_json(pick: Pick, explain: bool) -> dict:
 
 
 def similar_items(tenant: Tenant, item_external_id: str, k: int,
-                  explain: bool = False, user_external_id: str | None = None) -> dict | None:
+                  explain: bool = False, user_external_id: str | None = None,
+                  api_key: ApiKey | None = None) -> dict | None:
     """Items like the given one (by item vectors; content-based for an item without one).
     None when the tenant has no such item. With `user_external_id`, the request takes part
     in an experiment running on the similar-items surface."""
     started = time.perf_counter()
     _check_k(k)
+    # The active version and the rules (and the user, for the impression), one round trip;
+    # first, so that a key changed since it was cached learns nothing of the catalogue.
+    state = request_state(tenant, user_external_id)
+    confirm_key(api_key, state.auth_version, SCOPE)
     item = (Item.objects.filter(tenant=tenant, external_id=item_external_id)
             .only("id", "external_id", "title", "category").first())
     if item is None:
         return None
-    # The active version and the rules (and the user, for the impression), one round trip.
-    state = request_state(tenant, user_external_id)
     assignment, state = assign(tenant, "similar_items", user_external_id, state)
     bundle = load_model(state.version)
     rules = [r for r in tenant_rules(tenant, configured=state.rules)

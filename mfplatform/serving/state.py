@@ -40,6 +40,8 @@ class RequestState:
     # active version id}] (experiments are read here, in the same round trip, so that a start
     # or stop in any process applies to the next request, as a promotion does).
     experiments: list | None = None
+    # The tenant's auth_version now: confirms the request's cached API key (tenants.auth).
+    auth_version: int | None = None
 
     @property
     def personalised(self) -> bool:
@@ -80,7 +82,8 @@ SELECT
                    json_build_object())
               FROM experiments_variant v WHERE v.experiment_id = x.id AND v.kind = 'plan'))),
           '[]')
-     FROM experiments_experiment x WHERE x.tenant_id = %(tenant)s AND x.status = 'running')
+     FROM experiments_experiment x WHERE x.tenant_id = %(tenant)s AND x.status = 'running'),
+  (SELECT auth_version FROM tenants_tenant WHERE id = %(tenant)s)
 """
 # The user's vector in one version, by the user's external id. The version is part of the
 # text, so that the plan prunes to its partition at planning time whatever the number of
@@ -93,11 +96,11 @@ _VECTOR_SQL = (f"SELECT v.embedding FROM {PARENTS['user']} v "
 
 
 def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
-    """The active version, the user, their history, suppressions and stored vector and the
-    tenant's rules in one round trip (every table is also behind row-level security): the
-    state statement and the vector's, pipelined. The vector is read in the version this
-    process served the tenant last; a second round trip only when the active version is
-    another (its first request, or after a promotion)."""
+    """The active version, the user, their history, suppressions and stored vector, the
+    tenant's rules and its auth_version in one round trip (every table is also behind
+    row-level security): the state statement and the vector's, pipelined. The vector is read
+    in the version this process served the tenant last; a second round trip only when the
+    active version is another (its first request, or after a promotion)."""
     cache = serving_cache()
     expected = cache.get(("active", tenant.pk))
     params = {"tenant": tenant.pk, "user": user_external_id or ""}
@@ -106,8 +109,8 @@ def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
         with_vector = expected is not None and bool(user_external_id)
         if with_vector:
             stored.execute(_VECTOR_SQL.format(version=int(expected)), params, prepare=True)
-        (version_id, user_id, consent, history, suppressed, rules,
-         experiments) = state.fetchone()  # the first fetch sends them all
+        (version_id, user_id, consent, history, suppressed, rules, experiments,
+         auth_version) = state.fetchone()  # the first fetch sends them all
         vector = stored.fetchone() if with_vector else None
     vector = None if vector is None else vector[0]
     if version_id != expected:
@@ -122,7 +125,8 @@ def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
         history=[(int(i), name, float(ts)) for i, name, ts in _json(history)],
         suppressed=set(suppressed or ()),
         rules=[(name, kind, params, enabled) for name, kind, params, enabled in _json(rules)],
-        stored_vector=_as_array(vector), experiments=_json(experiments))
+        stored_vector=_as_array(vector), experiments=_json(experiments),
+        auth_version=auth_version)
 
 
 def stored_user_vector(version_id: int | None, user_id: int | None) -> np.ndarray | None:

@@ -17,7 +17,7 @@ from mfplatform.serving.serializers import (
     SimilarItemsSerializer,
     eligibility_rule_of_kind,
 )
-from mfplatform.serving.service import Request, ServingError, recommend, similar_items
+from mfplatform.serving.service import SCOPE, Request, ServingError, recommend, similar_items
 from tenants.api import TenantScopedMixin, request_tenant
 
 
@@ -28,9 +28,11 @@ def _request(data) -> Request:
 
 
 class Timed:
-    """Counts and times each call per tenant and endpoint (GET /metrics)."""
+    """Counts and times each call per tenant and endpoint (GET /metrics). Serving's routes
+    confirm their API key in the request state's round trip (tenants.auth.confirm_key)."""
 
     endpoint = ""
+    confirms_api_key = True
 
     def finalize_response(self, request, response, *args, **kwargs):
         tenant = getattr(request, "tenant", None)
@@ -48,7 +50,7 @@ class Timed:
 class RecommendationsView(Timed, APIView):
     """Recommendations for a user (GET) or a batch of users (POST)."""
 
-    required_scope = "recommend"
+    required_scope = SCOPE
     endpoint = "recommendations"
 
     @extend_schema(parameters=[RecommendationQuerySerializer],
@@ -61,7 +63,7 @@ class RecommendationsView(Timed, APIView):
         query.is_valid(raise_exception=True)
         try:
             body = recommend(request_tenant(request), query.validated_data.get("user") or None,
-                             _request(query.validated_data))
+                             _request(query.validated_data), api_key=request.auth)
         except ServingError as exc:
             raise ValidationError({exc.field: [str(exc)]}) from exc
         return Response(body)
@@ -80,8 +82,8 @@ class RecommendationsView(Timed, APIView):
         if not users:
             raise ValidationError({"users": ["give users (a list) or user"]})
         tenant = request_tenant(request)
-        return Response({"results": [recommend(tenant, user, _request(data))
-                                     for user in users]})
+        return Response({"results": [recommend(tenant, user, _request(data),
+                                               api_key=request.auth) for user in users]})
 
 
 class SimilarItemsView(Timed, APIView):
@@ -89,7 +91,7 @@ class SimilarItemsView(Timed, APIView):
     product), then content-based and popularity (in the item's category) to fill `k`; the
     tenant's rules apply. 404 for an unknown item."""
 
-    required_scope = "recommend"
+    required_scope = SCOPE
     endpoint = "similar"
 
     @extend_schema(parameters=[
@@ -111,7 +113,8 @@ class SimilarItemsView(Timed, APIView):
         if user is not None and len(user) > 255:
             raise ValidationError({"user": ["at most 255 characters"]})
         try:
-            body = similar_items(request_tenant(request), external_id, k, explain, user)
+            body = similar_items(request_tenant(request), external_id, k, explain, user,
+                                 api_key=request.auth)
         except ServingError as exc:
             raise ValidationError({exc.field: [str(exc)]}) from exc
         if body is None:

@@ -17,7 +17,7 @@ from mfplatform.experiments.impressions import (
 )
 from mfplatform.experiments.models import Impression
 from tenants.context import rls_bypass
-from tests.conftest import REPO, subprocess_env, wait_for
+from tests.conftest import REPO, make_tenant, subprocess_env, wait_for
 
 
 def test_a_recommendation_response_is_recorded_with_its_items_in_order(served):
@@ -69,6 +69,36 @@ def test_rows_of_two_tenants_are_written_each_under_its_own_scope(tenant_a, tena
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM experiments_impression")
             assert cursor.fetchone()[0] == 1
+
+
+def test_many_tenants_rows_cost_one_round_trip_and_one_prepared_insert(tenant_a, tenant_b,
+                                                                       monkeypatch):
+    """Traffic over many tenants puts a few rows of each in a batch: their scopes and
+    INSERTs go in one pipeline, the INSERT prepared once for the session."""
+    import psycopg
+    from django.db import connection
+
+    pipelines = []
+    pipeline = psycopg.Connection.pipeline
+
+    def counting(self):
+        pipelines.append(self)
+        return pipeline(self)
+
+    tenant_c = make_tenant("charlie")
+    for round_ in range(2):
+        for fixture in (tenant_a, tenant_b, tenant_c):
+            BUFFER.add(_row(fixture.tenant.pk))
+        monkeypatch.setattr(psycopg.Connection, "pipeline", counting)
+        assert flush_impressions() == 3
+        monkeypatch.setattr(psycopg.Connection, "pipeline", pipeline)
+        assert len(pipelines) == round_ + 1
+    prepared = [q for q, _types in connection.connection._prepared._names
+                if q.startswith(b"INSERT INTO experiments_impression")]
+    assert len(prepared) == 1
+    for fixture in (tenant_a, tenant_b, tenant_c):
+        with fixture.scope():
+            assert Impression.objects.count() == 2
 
 
 def test_retention_drops_old_rows_in_batches(tenant_a):
