@@ -48,8 +48,6 @@ from django.test import override_settings
 from tests.conftest import REPO, wait_for
 from tests.platform.test_health import _free_port
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 PROGRAMS = r"(?:\.venv/bin/\S+|make|curl|python3?|celery|docker|pip|apt-get|cd|export|openssl)"
 COMMAND = re.compile(rf"^(?:[A-Z_]+=\S+\s+)*{PROGRAMS}\s+\S")  # a program and an argument
 KEY = re.compile(r"mf_[0-9a-f]+_[A-Za-z0-9_-]+")
@@ -401,6 +399,7 @@ def admin_page(base: str, username: str, password: str, path: str) -> str:
     return page
 
 
+@pytest.mark.django_db(transaction=True)
 def test_every_readme_command_works_as_pasted(after_make_run, tmp_path):
     base, make_run_output, port = after_make_run
     reader = Reader(env=reader_env(tmp_path), base=base, movielens=movielens_folder(tmp_path),
