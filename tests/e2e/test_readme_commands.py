@@ -36,7 +36,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
@@ -51,7 +51,7 @@ from tests.platform.test_health import _free_port
 PROGRAMS = r"(?:\.venv/bin/\S+|make|curl|python3?|celery|docker|pip|apt-get|cd|export|openssl)"
 COMMAND = re.compile(rf"^(?:[A-Z_]+=\S+\s+)*{PROGRAMS}\s+\S")  # a program and an argument
 KEY = re.compile(r"mf_[0-9a-f]+_[A-Za-z0-9_-]+")
-OPERATOR_PASSWORD = "readme-operator-" + "x7Qp2"
+OPERATOR_PASSWORD = "readme-operator-x7Qp2"
 
 # Commands that cannot run in a test, each with why (matched against the whole command).
 EXCLUDED: list[tuple[str, str]] = [
@@ -120,7 +120,6 @@ class Reader:
     base: str
     movielens: Path
     last_key: str = ""
-    passwords: dict[str, str] = field(default_factory=dict)
 
     def api(self, path: str, key: str) -> dict:
         request = urllib.request.Request(self.base + path,
@@ -148,7 +147,6 @@ def check_similar(reader: Reader, out: str) -> None:
 def check_create_tenant(reader: Reader, out: str) -> None:
     assert re.search(r"API key \(shown once\): mf_", out), out
     email, password = re.search(r"Admin login: (\S+) / (\S+)", out).groups()
-    reader.passwords[email] = password
     page = admin_page(reader.base, email, password, "/admin/")
     assert "Acme" in page and "Preview recommendations" in page, page[-2000:]
 
@@ -296,7 +294,8 @@ def _answers(url: str) -> bool:
 @pytest.fixture
 def after_make_run(transactional_db, tmp_path):
     """What `make run` leaves running, on the fresh test database: the demo tenant seeded
-    and `manage.py serve` (DEBUG=1, as make run starts it). Yields (base URL, its output)."""
+    and `manage.py serve` (DEBUG=1, as make run starts it). Yields the server's URL, what
+    seed_demo printed (make run's output) and the port."""
     out = StringIO()
     with override_settings(VAR_DIR=tmp_path):  # the demo key file, not the checkout's
         call_command("seed_demo", stdout=out)
