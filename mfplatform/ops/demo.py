@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connection
 from tqdm import tqdm
 
 from mfplatform.catalog.events import ingest_events
@@ -135,7 +135,9 @@ def _train(tenant, plan, echo) -> ModelVersion:
         except Exception as exc:  # shown below; the run records it too
             outcome["error"] = exc
         finally:
-            close_old_connections()
+            # The thread's own connection: nothing reuses it once the thread ends, and an
+            # open one would keep its database from being dropped (the tests' teardown).
+            connection.close()
 
     thread = threading.Thread(target=work)
     thread.start()
