@@ -96,9 +96,20 @@ def existing_tenant(slug: str) -> dict | None:
         # The active version, else the latest (a rejected one: served by the fallbacks).
         versions = ModelVersion.objects.select_related("plan").order_by("-pk")
         version = versions.filter(status="active").first() or versions.first()
+        if version is None:  # an earlier build stopped before its run: train it now
+            version = _train_half_built(tenant)
         _key, raw = ApiKey.issue(tenant, ["recommend"])
         return {"tenant": tenant, "version": version, "key": raw, "plan": version.plan,
                 "users": version.dataset_version.n_users}
+
+
+def _train_half_built(tenant):
+    from mfplatform.registry.runs import execute_run
+    from mfplatform.training.models import TrainingPlan
+    from mfplatform.training.services import create_plan, queue_run
+
+    plan = TrainingPlan.objects.first() or create_plan(tenant, "main", SMALL_PLAN)
+    return execute_run(queue_run(tenant, plan))
 
 
 def large_tenant(args):
