@@ -114,6 +114,9 @@ class ALS(MatrixFactorization):
 
     name = "als"
     _state_arrays = ("user_factors_", "item_factors_", "regularization_")
+    # Each half-iteration solves one side from the other, so a start near the optimum (a
+    # model of most of the same data) needs only a few iterations (mfplatform's refit).
+    supports_warm_start = True
 
     def __init__(
         self,
