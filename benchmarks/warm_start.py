@@ -5,7 +5,8 @@ it (`MatrixFactorization.fit(..., initial_item_factors=, initial_user_factors=)`
 
     .venv/bin/python benchmarks/warm_start.py [--no-write]
 
-On every shape of benchmarks/shapes.py, the training period (the shape's train matrix) plays
+On every shape of benchmarks/shapes.py and benchmarks/pipeline.py's data at 1M events, the
+training period (the shape's train matrix) plays
 the dataset version and its own per-user temporal split (last 20% of each user's events) the
 evaluation's train part: the cold 15-iteration fit of the training period (what the pipeline
 published before) against the warm k-iteration fit from the inner model, both scored on the
@@ -27,10 +28,13 @@ from benchmarks.common import command_line, machine_line, pin_threads, write_sec
 THREADS = 2
 pin_threads(THREADS)
 
+import numpy as np  # noqa: E402
+
 import mfengine  # noqa: E402
 from benchmarks.quality import load_average, test_ndcg  # noqa: E402
-from benchmarks.shapes import all_shapes  # noqa: E402
-from mfengine.evaluation import temporal_split  # noqa: E402
+from benchmarks.shapes import Shape, all_shapes  # noqa: E402
+from mfengine.evaluation import temporal_split, temporal_split_mask  # noqa: E402
+from mfengine.synthetic import generate  # noqa: E402
 
 ITERATIONS = 15
 WARM = (1, 2, 3, 5)
@@ -40,6 +44,19 @@ SEEDS = (0, 1, 2)
 def als(iterations: int, seed: int = 0):
     return mfengine.create("als", factors=64, iterations=iterations, random_state=seed,
                            num_threads=THREADS)
+
+
+def pipeline_shape() -> Shape:
+    """benchmarks/pipeline.py's data at its default size (100k users, 20k items, 1M events,
+    popularity exponent 0.9, 8 clusters), per-user temporal split, binary."""
+    data = generate(n_users=100_000, n_items=20_000, n_interactions=1_000_000, seed=0)
+    users, items, ts = data.user_ids, data.item_ids, data.timestamps
+    vals = data.values.astype(np.float64)
+    train, test = temporal_split(users, items, ts, vals, shape=(data.n_users, data.n_items))
+    keep = ~temporal_split_mask(users, ts, 0.2, items)
+    return Shape("syn-pipeline", "benchmarks/pipeline.py's synthetic data, 1M events",
+                 "confirm", train, test, (users[keep], items[keep], ts[keep], vals[keep]),
+                 "temporal", None, True)
 
 
 def measure(shape) -> dict:
@@ -66,7 +83,7 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     load_before = load_average()
-    rows = {shape.name: measure(shape) for shape in all_shapes()}
+    rows = {shape.name: measure(shape) for shape in [*all_shapes(), pipeline_shape()]}
     header = ("| shape | cold 15 it (seeds 0/1/2) | "
               + " | ".join(f"warm {k} it" for k in WARM) + " | "
               + " | ".join(f"cold {k} it" for k in WARM) + " |")
