@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mfengine import _kernels
-from mfengine.base import MatrixFactorization, RandomState, check_user_items
+from mfengine.base import MatrixFactorization, RandomState, check_user_items, random_factors
 
 #: lambda for regularization="auto", per scaling (see the class docstring and README).
 AUTO_REGULARIZATION = {"singular_value": 0.17, "count": 0.3, "none": 50.0}
@@ -209,12 +209,8 @@ class ALS(MatrixFactorization):
     def _initialize(self, user_items: sp.csr_matrix, rng: np.random.Generator) -> None:
         n_users, n_items = user_items.shape
         scale = np.float32(0.01)
-        self.user_factors_ = (rng.standard_normal((n_users, self.factors)) * scale).astype(
-            np.float32
-        )
-        self.item_factors_ = (rng.standard_normal((n_items, self.factors)) * scale).astype(
-            np.float32
-        )
+        self.user_factors_ = random_factors(rng, n_users, self.factors, scale)
+        self.item_factors_ = random_factors(rng, n_items, self.factors, scale)
         item_users = user_items.T.tocsr()
         self._item_users = item_users
         self.regularization_ = np.float32(self.effective_regularization(user_items))

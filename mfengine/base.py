@@ -63,6 +63,18 @@ def check_random_state(random_state: RandomState) -> np.random.Generator:
     raise TypeError(f"random_state must be None, an int or a numpy Generator, got {random_state!r}")
 
 
+def random_factors(rng: np.random.Generator, rows: int, factors: int, scale: float
+                   ) -> np.ndarray:
+    """float32 ``standard_normal * scale``, drawn in blocks of rows: the same numbers as one
+    float64 draw (the generator fills row after row), without its float64 temporaries (768 MB
+    for 750k users x 64 factors)."""
+    out = np.empty((rows, factors), dtype=np.float32)
+    for start in range(0, rows, 65536):
+        stop = min(start + 65536, rows)
+        out[start:stop] = rng.standard_normal((stop - start, factors)) * scale
+    return out
+
+
 def check_user_items(user_items: Any, *, allow_negative: bool = True) -> sp.csr_matrix:
     """Validate and copy ``user_items`` into a canonical float32 CSR matrix."""
     if not sp.issparse(user_items):
