@@ -69,15 +69,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def write_section(name: str, markdown: str, path: Path = RESULTS) -> None:
+def write_section(name: str, markdown: str, path: Path = RESULTS,
+                  parent: str | None = None) -> None:
     """Replace the block between ``<!-- name:start -->`` and ``<!-- name:end -->`` in
-    RESULTS.md (creating the file or appending the section if missing); other sections stay."""
+    RESULTS.md (creating the file or appending the section if missing); other sections stay.
+
+    With ``parent``, a missing block goes at the end of the parent's block (a subsection, e.g.
+    one run size of a benchmark whose other sizes and notes stay as they are); a parent that
+    is missing too is appended first, empty."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{markdown.rstrip()}\n{end}"
     text = path.read_text() if path.exists() else "# Benchmark results\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text)
+    elif parent is not None:
+        parent_end = f"<!-- {parent}:end -->"
+        if parent_end not in text:
+            text = text.rstrip() + f"\n\n<!-- {parent}:start -->\n{parent_end}\n"
+        at = text.index(parent_end)
+        text = text[:at].rstrip() + "\n\n" + block + "\n" + text[at:]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mfengine import _kernels
-from mfengine.base import MatrixFactorization, RandomState, check_user_items
+from mfengine.base import MatrixFactorization, RandomState, check_user_items, random_factors
 
 #: lambda for regularization="auto", per scaling (see the class docstring and README).
 AUTO_REGULARIZATION = {"singular_value": 0.17, "count": 0.3, "none": 50.0}
@@ -78,6 +78,29 @@ def weighted_lambda(rule: tuple[str, float], user_items: sp.csr_matrix | None,
     return AUTO_REGULARIZATION["count"] * value / auto if auto > 0 else 0.0
 
 
+# Rows per block of the loss's sums: float64 precision without a float64 copy of every factor
+# (750k users x 64 factors: 384 MB, on every iteration).
+_LOSS_BLOCK = 65536
+
+
+def _gram64(factors: np.ndarray) -> np.ndarray:
+    """factors^T factors accumulated in float64 over float32 blocks."""
+    gram = np.zeros((factors.shape[1], factors.shape[1]), dtype=np.float64)
+    for start in range(0, factors.shape[0], _LOSS_BLOCK):
+        block = factors[start:start + _LOSS_BLOCK].astype(np.float64)
+        gram += block.T @ block
+    return gram
+
+
+def _penalty_term(penalties: np.ndarray, factors: np.ndarray) -> float:
+    """sum_r penalty_r |factors_r|^2 in float64, block by block."""
+    total = 0.0
+    for start in range(0, factors.shape[0], _LOSS_BLOCK):
+        block = factors[start:start + _LOSS_BLOCK].astype(np.float64)
+        total += float(penalties[start:start + _LOSS_BLOCK] @ np.einsum("ij,ij->i", block, block))
+    return total
+
+
 class ALS(MatrixFactorization):
     """Alternating least squares for implicit feedback.
 
@@ -114,6 +137,9 @@ class ALS(MatrixFactorization):
 
     name = "als"
     _state_arrays = ("user_factors_", "item_factors_", "regularization_")
+    # Each half-iteration solves one side from the other, so a start near the optimum (a
+    # model of most of the same data) needs only a few iterations (mfplatform's refit).
+    supports_warm_start = True
 
     def __init__(
         self,
@@ -183,12 +209,8 @@ class ALS(MatrixFactorization):
     def _initialize(self, user_items: sp.csr_matrix, rng: np.random.Generator) -> None:
         n_users, n_items = user_items.shape
         scale = np.float32(0.01)
-        self.user_factors_ = (rng.standard_normal((n_users, self.factors)) * scale).astype(
-            np.float32
-        )
-        self.item_factors_ = (rng.standard_normal((n_items, self.factors)) * scale).astype(
-            np.float32
-        )
+        self.user_factors_ = random_factors(rng, n_users, self.factors, scale)
+        self.item_factors_ = random_factors(rng, n_items, self.factors, scale)
         item_users = user_items.T.tocsr()
         self._item_users = item_users
         self.regularization_ = np.float32(self.effective_regularization(user_items))
@@ -237,9 +259,8 @@ class ALS(MatrixFactorization):
         observed = _kernels.als_observed_loss(
             user_items.indptr, user_items.indices, user_items.data, X, Y, np.float32(self.alpha)
         )
-        everything = float(np.sum((X.T.astype(np.float64) @ X) * (Y.T.astype(np.float64) @ Y)))
-        penalty = float(self._user_penalties @ np.sum(X * X, axis=1, dtype=np.float64)) + float(
-            self._item_penalties @ np.sum(Y * Y, axis=1, dtype=np.float64))
+        everything = float(np.sum(_gram64(X) * _gram64(Y)))
+        penalty = _penalty_term(self._user_penalties, X) + _penalty_term(self._item_penalties, Y)
         return (observed + everything + penalty) / max(user_items.nnz, 1)
 
     def _finalize(self, user_items: sp.csr_matrix) -> None:

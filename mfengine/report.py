@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mfengine.baselines import PopularityRecommender
-from mfengine.checks import all_passed, check_model
+from mfengine.checks import all_passed, check_model, row_norms
 from mfengine.evaluation import (
     evaluate_model,
     lorenz_curve,
@@ -58,7 +58,7 @@ def to_plain(value: Any) -> Any:
 
 
 def norm_histogram(factors: np.ndarray, bins: int = 20) -> dict[str, list]:
-    norms = np.linalg.norm(np.asarray(factors, dtype=np.float64), axis=1)
+    norms = row_norms(factors)  # no float64 copy of every factor (384 MB at 750k users)
     norms = norms[np.isfinite(norms)]
     if norms.size == 0:
         return {"bin_edges": [], "counts": []}

@@ -94,6 +94,31 @@ def create_item_hnsw_index(cursor, model_version_id: int, dims: int) -> None:
                    f"USING hnsw ((embedding::vector({int(dims)})) vector_ip_ops)")
 
 
+# PostgreSQL's binary COPY: a header, per row the number of fields and each field as its
+# length and big-endian bytes, then -1. pgvector's binary value: int16 dimensions, int16 0,
+# the float4s.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_BINARY_TRAILER = b"\xff\xff"
+_COPY_CHUNK_ROWS = 65536
+
+
+def copy_vector_rows(copy, ids: np.ndarray, vectors: np.ndarray) -> None:
+    """(id, vector) rows into a binary COPY, built in numpy a chunk at a time: a row object per
+    vector took ~20 s for 750k user vectors."""
+    dims = vectors.shape[1]
+    row = np.dtype([("fields", ">i2"), ("ref_len", ">i4"), ("ref", ">i8"), ("vec_len", ">i4"),
+                    ("dims", ">i2"), ("unused", ">i2"), ("values", ">f4", (dims,))])
+    copy.write(_BINARY_HEADER)
+    for start in range(0, len(ids), _COPY_CHUNK_ROWS):
+        stop = min(start + _COPY_CHUNK_ROWS, len(ids))
+        rows = np.zeros(stop - start, dtype=row)
+        rows["fields"], rows["ref_len"], rows["vec_len"], rows["dims"] = 2, 8, 4 + 4 * dims, dims
+        rows["ref"] = ids[start:stop]
+        rows["values"] = vectors[start:stop]
+        copy.write(rows.tobytes())
+    copy.write(_BINARY_TRAILER)
+
+
 def write_vectors(model_version: ModelVersion, kind: str, ids: np.ndarray,
                   vectors: np.ndarray) -> int:
     """Load one vector per id (item or user primary keys) into the version's own partition,
@@ -114,9 +139,7 @@ def write_vectors(model_version: ModelVersion, kind: str, ids: np.ndarray,
         cursor.execute(f"TRUNCATE staging_{kind}_vectors")
         with cursor.copy(f"COPY staging_{kind}_vectors (ref, embedding) FROM STDIN "
                          f"WITH (FORMAT BINARY)") as copy:
-            copy.set_types(["int8", "vector"])
-            for ref, vector in zip(ids.tolist(), vectors, strict=True):
-                copy.write_row((ref, vector))
+            copy_vector_rows(copy, ids, vectors)
         cursor.execute(
             f"INSERT INTO {table} (tenant_id, model_version_id, {id_column}, embedding) "
             f"SELECT %s, %s, ref, embedding FROM staging_{kind}_vectors",

@@ -126,3 +126,31 @@ def test_retention_drops_the_partitions(tenant_a):
             cursor.execute("SELECT to_regclass(%s)", [partition_name("item", dropped.pk)])
             assert cursor.fetchone()[0] is None  # dropped, not only detached
     assert partition_name("item", v3.pk) in items and partition_name("user", v3.pk) in users
+
+
+def test_written_vectors_read_back_exactly_with_their_ids(tenant_a):
+    # The binary COPY is built in numpy (big-endian fields, pgvector's own layout): every
+    # float and id must arrive as given, in more than one chunk.
+    from mfplatform.catalog.models import EndUser
+    from mfplatform.registry import vectors
+
+    _, version = _published(tenant_a, "main")
+    with tenant_a.scope():
+        ids = np.sort(np.array(EndUser.objects.values_list("pk", flat=True), dtype=np.int64))
+    given = np.random.default_rng(3).standard_normal(
+        (len(ids), version.dimensions)).astype(np.float32)
+    chunk = vectors._COPY_CHUNK_ROWS
+    vectors._COPY_CHUNK_ROWS = 7
+    try:
+        with tenant_a.scope(), transaction.atomic():
+            vectors.drop_vectors(version)
+            assert vectors.write_vectors(version, "user", ids, given) == len(ids) == 20
+            with raw_connection().cursor() as cursor:
+                cursor.execute(f"SELECT user_id, embedding FROM "
+                               f"{partition_name('user', version.pk)} ORDER BY user_id")
+                rows = cursor.fetchall()
+            transaction.set_rollback(True)
+    finally:
+        vectors._COPY_CHUNK_ROWS = chunk
+    assert [row[0] for row in rows] == ids.tolist()
+    np.testing.assert_array_equal(np.vstack([row[1].to_numpy() for row in rows]), given)

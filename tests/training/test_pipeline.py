@@ -8,6 +8,7 @@ from mfplatform.registry.models import ItemVector, ModelKind, ModelStatus, UserV
 from mfplatform.registry.runs import execute_run
 from mfplatform.registry.vectors import nearest_items
 from mfplatform.training.models import RunStatus
+from mfplatform.training.pipeline import REFIT_ITERATIONS
 from mfplatform.training.services import queue_run
 from tests.factories import TEST_PLAN, load_synthetic, make_plan, synthetic
 
@@ -28,7 +29,11 @@ def test_run_publishes_an_evaluated_model_version_with_vectors(tenant_a):
     plan, run, version = train(tenant_a)
     assert run.status == RunStatus.SUCCEEDED
     assert set(run.timings) == {"building_dataset", "training", "evaluating", "publishing"}
-    assert run.progress["iteration"] == 8
+    # Progress counts both fits: the split's train part (the plan's 8 iterations), then the
+    # whole data warm-started from it.
+    assert run.progress["iteration"] == run.progress["iterations"] == 8 + REFIT_ITERATIONS
+    assert version.report["engine"]["full_fit"] == {"warm_start": True,
+                                                    "iterations": REFIT_ITERATIONS}
     assert version.kind == ModelKind.MF and version.dimensions == 16
     report = version.report
     assert report["metrics"]["overall"]["10"]["ndcg"] > 0
