@@ -117,14 +117,20 @@ def table(rows: list[dict]) -> str:
     lines = ["| events | users x items | non-zeros | mfengine fit: peak above before, MB | "
              "fit s | Spark: Python peak above before, MB | JVM idle MB | JVM peak MB | fit s |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for a in ours:
-        b = spark.get(a["events"])
+    # Rows by size; an engine not run (--engines) shows as such.
+    by_size = {row["events"]: row for row in rows}
+    for events in sorted(by_size):
+        a = next((row for row in ours if row["events"] == events), None)
+        b = spark.get(events)
+        if a is None:
+            a = {**by_size[events], "growth_mb": float("nan"), "fit_s": float("nan")}
         theirs = (f"{b['growth_mb']:,.0f} | {b['jvm_idle_mb']:,.0f} | {b['jvm_peak_mb']:,.0f} | "
                   f"{b['fit_s']:.1f}") if b else "not run | | |"
         lines.append(f"| {a['events']:,} | {a['users']:,} x {a['items']:,} | {a['nnz']:,} | "
                      f"{a['growth_mb']:,.0f} | {a['fit_s']:.1f} | {theirs} |")
-    lines.append(f"\nmfengine fit growth per million non-zeros (smallest to largest size): "
-                 f"{slope(ours, 'growth_mb'):,.0f} MB.")
+    if len(ours) > 1:
+        lines.append(f"\nmfengine fit growth per million non-zeros (smallest to largest "
+                     f"size): {slope(ours, 'growth_mb'):,.0f} MB.")
     if len(spark) > 1:
         measured = sorted(spark.values(), key=lambda row: row["nnz"])
         lines.append(f"Spark: the JVM {slope(measured, 'jvm_peak_mb'):,.0f} MB, the Python "
