@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import operator
 import threading
 import uuid
 from collections import Counter
-from dataclasses import astuple, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import psycopg
@@ -54,6 +55,9 @@ class ImpressionRow:
 COLUMNS = ("tenant_id", "recommendation_id", "surface", "user_external_id", "user_id", "items",
            "sources", "model_version_id", "experiment_id", "variant", "latency_ms", "fallback",
            "created_at")
+# The row's values in COLUMNS order, as they are: dataclasses.astuple deep-copies every
+# list, UUID and datetime, which was two thirds of a flush's CPU (0.36 of 0.56 s for 300 rows).
+_row_values = operator.attrgetter(*COLUMNS)
 _STAGING = """CREATE TEMP TABLE IF NOT EXISTS staging_impressions (
     tenant_id bigint, recommendation_id uuid, surface text, user_external_id text,
     user_id bigint, items bigint[], sources text[], model_version_id bigint,
@@ -77,7 +81,7 @@ def write_rows(rows: list[ImpressionRow]) -> int:
         cursor.execute("DELETE FROM staging_impressions")
         with cursor.copy(f"COPY staging_impressions ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row(astuple(row))
+                copy.write_row(_row_values(row))
         raw = connection.connection
         with raw.pipeline(), psycopg.Cursor(raw) as insert:
             for tenant_id in sorted({row.tenant_id for row in rows}):
