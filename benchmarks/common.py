@@ -110,9 +110,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, *gunicorn_args: str):
+def start_server(port: int, *gunicorn_args: str, env: dict[str, str] | None = None):
     """The platform under gunicorn on 127.0.0.1:`port` (extra options after the bind), once
-    /healthz answers; the caller stops it."""
+    /healthz answers, with `env` over this process's environment; the caller stops it."""
     import subprocess
     import time
     import urllib.error
@@ -121,7 +121,8 @@ def start_server(port: int, *gunicorn_args: str):
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "mfplatform.wsgi:application", *gunicorn_args,
          "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:
         try:

@@ -235,10 +235,10 @@ def stop(server) -> None:
 
 
 def serve(logging_on: bool):
-    os.environ["IMPRESSION_LOGGING"] = "1" if logging_on else "0"
     port = free_port()
     server = start_server(port, "--config", "python:mfplatform.gunicorn_conf",
-                          "--access-logfile", "/dev/null")
+                          "--access-logfile", "/dev/null",
+                          env={"IMPRESSION_LOGGING": "1" if logging_on else "0"})
     return server, port
 
 

@@ -315,16 +315,9 @@ def add_fresh_events(tenant, users: list[str], n_items: int) -> None:
 
 def shipped_server(logging_on: bool):
     """gunicorn with the shipped configuration; impression logging on or off."""
-    previous = os.environ.get("IMPRESSION_LOGGING")
-    os.environ["IMPRESSION_LOGGING"] = "1" if logging_on else "0"
-    try:
-        port = free_port()
-        return start_server(port, "--config", "python:mfplatform.gunicorn_conf"), port
-    finally:
-        if previous is None:
-            os.environ.pop("IMPRESSION_LOGGING")
-        else:
-            os.environ["IMPRESSION_LOGGING"] = previous
+    port = free_port()
+    return start_server(port, "--config", "python:mfplatform.gunicorn_conf",
+                        env={"IMPRESSION_LOGGING": "1" if logging_on else "0"}), port
 
 
 def summary(runs: list[dict]) -> dict:
