@@ -15,7 +15,10 @@ popularity). So an item placed by its content or category keeps the regression's
 the `norm_quantile` of the trained items' norms (0.9; None keeps the regression's own norm):
 benchmarks/cold.py measured recall@20 of held-out items in the whole catalogue 0.55 against
 0.04 without on a synthetic shop; on MovieLens 0.004 against 0.000, at a 4% cost to the users'
-other test items (a 0.99 quantile lifts the new items to 0.038 there, at a 36% cost).
+other test items (a 0.99 quantile lifts the new items to 0.038 there, at a 36% cost; a norm
+predicted from content, the same ridge fitted to the log norms, leaves them at 0.000). A
+serving exploration share, filled by the user's score with these vectors, lifts the new
+items further for less than a higher quantile costs (benchmarks/RESULTS.md, *Cold start*).
 
 `SegmentVectors` keeps the mean user vector of each segment (an onboarding attribute).
 Both are saved as `.npz` and read back without pickle.

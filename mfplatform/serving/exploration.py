@@ -5,7 +5,11 @@ events get shown and learn from their first reactions (plan option `serving.expl
 Eligible are the active version's cold items (placed by their content after it was trained,
 registry.cold) created at most `max_item_age_days` ago; they pass the rules like every other
 candidate. The number of slots is share x k, its fraction drawn at random (5% of 10 slots:
-one slot in every other list), and which items and where they go are drawn from a generator
+one slot in every other list). A user with a vector gets the eligible items that score best
+with it (their vectors placed by content): benchmarks/cold.py measured recall@20 of new
+items 0.0081 against 0.0031 for items drawn at random on MovieLens with one slot, 0.554
+against 0.520 on a synthetic shop, and less taken from the user's other items; without a
+vector they are drawn at random. Where they go in the list is drawn too, from a generator
 seeded by the recommendation id: the same id gives the same list."""
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import time
 import uuid
 
 import numpy as np
-from django.db import connection
 
 from mfplatform.registry.models import ModelVersion
 from mfplatform.registry.vectors import partition_name
 from mfplatform.serving.cache import serving_cache
+from mfplatform.serving.items import prepared_cursor
 from mfplatform.serving.selector import Selector
 from mfplatform.training.models import TrainingPlan
 
@@ -57,17 +61,24 @@ def reserved_slots(options: dict, k: int, rng: np.random.Generator) -> int:
 
 
 def explore(selector: Selector, version: ModelVersion, options: dict, slots: int,
-            rng: np.random.Generator) -> None:
-    """Fill up to `slots` more places of the selector with eligible new items, drawn at
-    random, each put at a random place of the list."""
-    eligible = eligible_items(version, float(options["max_item_age_days"]))
+            rng: np.random.Generator, query: np.ndarray | None = None) -> None:
+    """Fill up to `slots` more places of the selector with eligible new items, best by
+    `query` (the user's vector as the index searches with it) or, without one, drawn at
+    random; each put at a random place of the list."""
+    eligible, vectors = eligible_items(version, float(options["max_item_age_days"]))
     if not slots or not eligible.size:
         return
+    if query is not None:
+        scores = vectors @ np.asarray(query, dtype=np.float32)
+        best = np.argsort(-scores, kind="stable")
+        order, scores = eligible[best], scores[best]
+    else:
+        order = rng.permutation(eligible)
+        scores = np.zeros(order.size)
     before = len(selector.picks)
     selector.k, wanted = before + slots, selector.k
     try:
-        order = rng.permutation(eligible)
-        selector.offer(order, np.zeros(order.size), SOURCE, _reason)
+        selector.offer(order, scores, SOURCE, _reason)
     finally:
         selector.k = wanted
     explored = selector.picks[before:]
@@ -76,20 +87,32 @@ def explore(selector: Selector, version: ModelVersion, options: dict, slots: int
         selector.picks.insert(int(rng.integers(0, len(selector.picks) + 1)), pick)
 
 
-def eligible_items(version: ModelVersion, max_age_days: float) -> np.ndarray:
-    """Pks of the version's cold items created within `max_age_days`, newest first."""
+def eligible_items(version: ModelVersion, max_age_days: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(pks, float32 vectors) of the version's cold items created within `max_age_days`,
+    newest first."""
 
     def load():
-        with connection.cursor() as cursor:
+        dims = int(version.dimensions)
+        with prepared_cursor() as cursor:
             cursor.execute(
-                f"SELECT v.item_id FROM {partition_name('item', version.pk)} v "
+                f"SELECT v.item_id, v.embedding::vector({dims}) "
+                f"FROM {partition_name('item', version.pk)} v "
                 f"JOIN catalog_item i ON i.id = v.item_id WHERE v.cold "
-                f"AND i.created_at >= now() - make_interval(secs => %s) "
+                f"AND i.created_at >= now() - make_interval(secs => %(secs)s) "
                 f"ORDER BY i.created_at DESC, v.item_id LIMIT 10000",
-                [max_age_days * 86400.0])
-            return np.array([row[0] for row in cursor.fetchall()], dtype=np.int64)
+                {"secs": max_age_days * 86400.0})
+            rows = cursor.fetchall()
+        pks = np.array([row[0] for row in rows], dtype=np.int64)
+        vectors = np.array([_array(row[1]) for row in rows], dtype=np.float32).reshape(
+            len(rows), dims)
+        return pks, vectors
 
     return _cached(("exploration-items", version.pk, max_age_days), load, None)
+
+
+def _array(vector) -> np.ndarray:
+    return vector.to_numpy() if hasattr(vector, "to_numpy") else np.asarray(vector)
 
 
 def _cached(key, load, size: int | None):
@@ -98,7 +121,7 @@ def _cached(key, load, size: int | None):
     if entry is not None and entry[0] > now:
         return entry[1]
     value = load()
-    nbytes = size if size is not None else 128 + int(getattr(value, "nbytes", 0))
+    nbytes = size if size is not None else 128 + sum(int(v.nbytes) for v in value)
     cache.put(key, (now + REFRESH_SECONDS, value), nbytes)
     return value
 
@@ -112,8 +135,9 @@ class Exploring:
     (`start`) and filled with new items before the fallbacks (`finish`)."""
 
     def __init__(self, version: ModelVersion | None = None, options: dict | None = None,
-                 slots: int = 0, rng: np.random.Generator | None = None):
+                 slots: int = 0, rng: np.random.Generator | None = None, bundle=None):
         self.version, self.options, self.slots, self.rng = version, options, slots, rng
+        self.bundle = bundle
 
     @classmethod
     def start(cls, version: ModelVersion | None, bundle, selector: Selector,
@@ -126,10 +150,12 @@ class Exploring:
         rng = generator(recommendation_id)
         slots = reserved_slots(options, selector.k, rng)
         selector.k -= slots
-        return cls(version, options, slots, rng)
+        return cls(version, options, slots, rng, bundle)
 
-    def finish(self, selector: Selector) -> None:
+    def finish(self, selector: Selector, vector: np.ndarray | None = None) -> None:
+        """`vector`: the user's, when the request has one (the new items are ranked by it)."""
         if not self.slots:
             return
         selector.k += self.slots
-        explore(selector, self.version, self.options, self.slots, self.rng)
+        query = None if vector is None else self.bundle.model.user_vectors(vector)[0]
+        explore(selector, self.version, self.options, self.slots, self.rng, query)

@@ -101,7 +101,7 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request,
                       if personalised else (None, "mf"))
     if vector is not None and not selector.full:
         _model_candidates(selector, state, bundle, vector, session, request.explain, source)
-    exploring.finish(selector)
+    exploring.finish(selector, vector)
     fallback_used = _fill_with_fallbacks(selector, bundle, state, session, request.category,
                                          personalised, popularity_only)
     _record_impressions(tenant, state.user, selector)

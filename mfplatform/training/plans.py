@@ -192,8 +192,9 @@ class PromotionSerializer(StrictSerializer):
 
 class ExplorationSerializer(StrictSerializer):
     """`serving.exploration`: a share of each list's slots reserved for new items (placed in
-    the model by their content), picked at random among those at most `max_item_age_days`
-    old, seeded by the recommendation id; labelled "exploration"."""
+    the model by their content) at most `max_item_age_days` old: those scoring best with the
+    user's vector (at random without one), put at places drawn from a generator seeded by
+    the recommendation id; labelled "exploration"."""
 
     share = serializers.FloatField(min_value=0, max_value=0.5, default=0.05)
     max_item_age_days = serializers.FloatField(min_value=0.01, max_value=3650, default=30)

@@ -108,6 +108,33 @@ def test_exploration_reserves_its_share_of_slots_for_new_items(served):
     assert 2.3 <= np.mean(counts) <= 2.7
 
 
+def test_exploration_shows_a_user_the_new_items_placed_nearest_their_taste(served):
+    """Half the new items belong to one taste, half to another: a user of the first is
+    shown the first's (a draw at random would show the other's about half the time); a
+    request without a user still gets new items, drawn at random."""
+    tastes = {0: _category(served, 0), 3: _category(served, 3)}
+    with served.scope():
+        upsert_items(served.tenant, [
+            {"external_id": f"fresh-{cluster}-{i}", "category": category,
+             "tags": [f"{category}-{i % 3}"]}
+            for cluster, category in tastes.items() for i in range(15)])
+        place_cold_items(served.tenant)
+        plan = served.version.plan
+        update_plan(plan, config={**plan.config, "serving": {
+            "exploration": {"share": 0.2, "max_item_age_days": 7}}})
+    CACHE.clear()
+    for cluster in tastes:
+        explored = []
+        for _ in range(5):
+            body = _get(served, f"user={_cluster_user(served, cluster)}&k=10")
+            explored += [i["item"] for i in body["items"] if i["source"] == "exploration"]
+        assert len(explored) == 10  # 2 slots a list
+        assert all(item.startswith(f"fresh-{cluster}-") for item in explored), explored
+    anonymous = [i for _ in range(5) for i in _get(served, "anonymous=true&k=10")["items"]
+                 if i["source"] == "exploration"]
+    assert len(anonymous) == 10
+
+
 def test_exploration_slots_are_reproducible_from_the_recommendation_id():
     options = {"share": 0.05, "max_item_age_days": 30}
     rid = uuid.uuid4()
