@@ -154,19 +154,78 @@ def small_tenant(index: int) -> dict:
 
 
 def stored_versions() -> int:
-    """Model versions with vectors: the item-vector partitions (a catalogue count, no RLS)."""
+    """Model versions with vectors: the item-vector partitions, in their blocks (a catalogue
+    count, no RLS)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_inherits "
-                       "WHERE inhparent = 'registry_itemvector'::regclass")
+        cursor.execute("SELECT count(*) FROM pg_partition_tree('registry_itemvector') "
+                       "WHERE isleaf")
         return cursor.fetchone()[0]
 
 
-def publish_extra_version(owner: dict, rows: int, dims: int, seed: int) -> float:
+# A publication's statements by what they do (registry.vectors issues them), for the steps'
+# table: the first pattern found in a statement names its step.
+STEPS = (("ATTACH PARTITION", "ATTACH PARTITION"), ("DROP CONSTRAINT", "drop the CHECK"),
+         ("CREATE TEMP TABLE", "staging table"), ("TRUNCATE", "staging table"),
+         ("CREATE TABLE", "CREATE TABLE (LIKE parent, CHECK)"),
+         ("pg_policies", "row-level security"), ("ROW LEVEL SECURITY", "row-level security"),
+         ("CREATE POLICY", "row-level security"), ("COPY", "COPY into staging"),
+         ("INSERT INTO", "INSERT ... SELECT"), ("maintenance", "HNSW index"),
+         ("CREATE INDEX", "HNSW index"), ("ANALYZE", "ANALYZE"))
+
+
+def step_of(statement: str) -> str:
+    kind = "user" if "uservector" in statement or "user_vectors" in statement else "item"
+    for pattern, step in STEPS:
+        if pattern in statement:
+            return f"{kind}: {step}" if step != "HNSW index" else "item: HNSW index"
+    return "other: " + " ".join(statement.split()[:3])
+
+
+class StepTimes:
+    """Seconds per publication step, recorded by a cursor class set on the raw connection
+    (registry.vectors runs every statement of a publication through `raw.cursor()`)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, statement: str, seconds: float) -> None:
+        step = step_of(statement)
+        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+
+    def cursor_class(self, base):
+        """`base` (Django's cursor class on the connection) timing each statement."""
+        times = self
+
+        class TimedCursor(base):
+            def execute(self, query, *args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return super().execute(query, *args, **kwargs)
+                finally:
+                    times.add(str(query), time.perf_counter() - started)
+
+            def copy(self, statement, *args, **kwargs):
+                from contextlib import contextmanager
+
+                @contextmanager
+                def timed():
+                    started = time.perf_counter()
+                    with super(TimedCursor, self).copy(statement, *args, **kwargs) as copy:
+                        yield copy
+                    times.add(str(statement), time.perf_counter() - started)
+                return timed()
+
+        return TimedCursor
+
+
+def publish_extra_version(owner: dict, rows: int, dims: int, seed: int,
+                          steps: StepTimes | None = None) -> float:
     """One more (retired) version of `owner`'s plan with random vectors for `rows` of its
-    items and users, published as the pipeline publishes; returns the seconds it took."""
-    from django.db import transaction
+    items and users, published as the pipeline publishes; returns the seconds it took.
+    `steps`, when given, receives the seconds of each statement by step, and the commit's."""
+    from django.db import connection, transaction
 
     from mfplatform.catalog.models import EndUser, Item
     from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
@@ -189,15 +248,27 @@ def publish_extra_version(owner: dict, rows: int, dims: int, seed: int) -> float
             dataset_version=template.dataset_version, training_run=run,
             version=last.version + 1, kind=ModelKind.MF, strategy="als", dimensions=dims,
             status=ModelStatus.RETIRED)
+        connection.ensure_connection()
+        raw = connection.connection
+        default_cursor = raw.cursor_factory
+        if steps is not None:
+            raw.cursor_factory = steps.cursor_class(default_cursor)
         started = time.perf_counter()
-        with transaction.atomic():
-            version.n_item_vectors = write_vectors(
-                version, "item", items, rng.standard_normal((len(items), dims)))
-            version.n_user_vectors = write_vectors(
-                version, "user", users, rng.standard_normal((len(users), dims)))
-            create_item_index(version)
-            version.save(update_fields=["n_item_vectors", "n_user_vectors"])
-        return time.perf_counter() - started
+        try:
+            with transaction.atomic():
+                version.n_item_vectors = write_vectors(
+                    version, "item", items, rng.standard_normal((len(items), dims)))
+                version.n_user_vectors = write_vectors(
+                    version, "user", users, rng.standard_normal((len(users), dims)))
+                create_item_index(version)
+                version.save(update_fields=["n_item_vectors", "n_user_vectors"])
+                committing = time.perf_counter()
+            finished = time.perf_counter()
+        finally:
+            raw.cursor_factory = default_cursor
+        if steps is not None:
+            steps.seconds["commit"] = steps.seconds.get("commit", 0.0) + finished - committing
+        return finished - started
 
 
 def inflate(smalls: list[dict], target: int) -> None:
