@@ -13,12 +13,13 @@ Each existing partition is detached from the flat parent and attached to its blo
 unique index and foreign keys match the new parent's, so nothing is rebuilt or re-checked
 beyond the bound (the CHECK added first lets ATTACH skip that scan)."""
 
-from django.db import migrations
+from django.db import migrations, transaction
 
 from mfplatform.registry import vectors
 from tenants.rls import enable_rls
 
 _REFERENCES = {"item": ("item_id", "catalog_item"), "user": ("user_id", "catalog_enduser")}
+MOVE_BATCH = 50  # partitions a transaction moves
 
 
 def _blocked_parent_sql(kind: str) -> list[str]:
@@ -43,29 +44,46 @@ def _blocked_parent_sql(kind: str) -> list[str]:
     ]
 
 
-def move_partitions(apps, schema_editor):
-    with schema_editor.connection.cursor() as cursor:
-        for kind in vectors.PARENTS:
-            flat = f"{vectors.PARENTS[kind]}_flat"
-            cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c "
-                           "ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass", [flat])
-            for (table,) in cursor.fetchall():
-                version_id = int(table.rsplit("_v", 1)[1])
-                cursor.execute(f"ALTER TABLE {flat} DETACH PARTITION {table}")
-                cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_bound "
-                               f"CHECK (model_version_id = {version_id})")
-                vectors.attach_partition(cursor, kind, version_id)
+def to_blocks(apps, schema_editor):
+    """Not one transaction: moving a partition locks it and its indexes, and thousands of
+    them in one transaction exhaust the lock table ("out of shared memory", measured on 1,990
+    versions). The new parent is made in one transaction, then partitions move in batches of
+    MOVE_BATCH, each batch committed; a migration stopped half-way resumes where it was."""
+    connection = schema_editor.connection
+    for kind in vectors.PARENTS:
+        parent = vectors.PARENTS[kind]
+        flat = f"{parent}_flat"
+        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+            cursor.execute("SELECT to_regclass(%s)", [flat])
+            if cursor.fetchone()[0] is None:
+                for statement in _blocked_parent_sql(kind) + enable_rls(parent).sql:
+                    cursor.execute(statement)
+        while _move_batch(connection, kind, flat):
+            pass
+        with connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE {flat}")
 
 
+def _move_batch(connection, kind: str, flat: str) -> int:
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c "
+                       "ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass LIMIT %s",
+                       [flat, MOVE_BATCH])
+        tables = [row[0] for row in cursor.fetchall()]
+        for table in tables:
+            version_id = int(table.rsplit("_v", 1)[1])
+            cursor.execute(f"ALTER TABLE {flat} DETACH PARTITION {table}")
+            cursor.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_bound "
+                           f"CHECK (model_version_id = {version_id})")
+            vectors.attach_partition(cursor, kind, version_id)
+    return len(tables)
+
+
 class Migration(migrations.Migration):
+    atomic = False  # to_blocks commits as it goes
+
     dependencies = [
         ("registry", "0006_item_vector_cold"),
     ]
 
-    operations = [
-        migrations.RunSQL(_blocked_parent_sql("item") + _blocked_parent_sql("user")),
-        enable_rls("registry_itemvector"),
-        enable_rls("registry_uservector"),
-        migrations.RunPython(move_partitions),
-    ]
+    operations = [migrations.RunPython(to_blocks)]
