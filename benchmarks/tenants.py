@@ -56,6 +56,9 @@ SMALL_PLAN = {
 INFLATED_ROWS = 300
 INFLATED_DIMS = 32
 PUBLISHED_ROWS = 2000  # the version whose publication is timed: items and users, 64 dims
+# Executions of the prepared candidate query before the measured ones: past the five custom
+# plans Postgres makes first under plan_cache_mode=auto (serving's sessions force generic).
+PREPARED_WARMUP = 6
 
 
 def parse_args():
@@ -154,19 +157,80 @@ def small_tenant(index: int) -> dict:
 
 
 def stored_versions() -> int:
-    """Model versions with vectors: the item-vector partitions (a catalogue count, no RLS)."""
+    """Model versions with vectors: the item-vector partitions, in their blocks (a catalogue
+    count, no RLS)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_inherits "
-                       "WHERE inhparent = 'registry_itemvector'::regclass")
+        cursor.execute("SELECT count(*) FROM pg_partition_tree('registry_itemvector') "
+                       "WHERE isleaf")
         return cursor.fetchone()[0]
 
 
-def publish_extra_version(owner: dict, rows: int, dims: int, seed: int) -> float:
+# A publication's statements by what they do (registry.vectors issues them), for the steps'
+# table: the first pattern found in a statement names its step.
+STEPS = (("ATTACH PARTITION", "ATTACH PARTITION"), ("DROP CONSTRAINT", "drop the CHECK"),
+         ("CREATE TEMP TABLE", "staging table"), ("TRUNCATE", "staging table"),
+         ("CREATE TABLE", "CREATE TABLE (LIKE parent, CHECK)"),
+         ("pg_policies", "row-level security"), ("ROW LEVEL SECURITY", "row-level security"),
+         ("CREATE POLICY", "row-level security"), ("COPY", "COPY into staging"),
+         ("INSERT INTO", "INSERT ... SELECT"), ("maintenance", "HNSW index"),
+         ("CREATE INDEX", "HNSW index"), ("ANALYZE", "ANALYZE"))
+
+
+def step_of(statement: str) -> str:
+    if "pg_advisory_xact_lock" in statement or "to_regclass" in statement:
+        return "finding the block (advisory lock, to_regclass)"
+    kind = "user" if "uservector" in statement or "user_vectors" in statement else "item"
+    for pattern, step in STEPS:
+        if pattern in statement:
+            return f"{kind}: {step}" if step != "HNSW index" else "item: HNSW index"
+    return "other SQL (the version's row)"
+
+
+class StepTimes:
+    """Seconds per publication step, recorded by a cursor class set on the raw connection
+    (registry.vectors runs every statement of a publication through `raw.cursor()`)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, statement: str, seconds: float) -> None:
+        step = step_of(statement)
+        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+
+    def cursor_class(self, base):
+        """`base` (Django's cursor class on the connection) timing each statement."""
+        times = self
+
+        class TimedCursor(base):
+            def execute(self, query, *args, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return super().execute(query, *args, **kwargs)
+                finally:
+                    times.add(str(query), time.perf_counter() - started)
+
+            def copy(self, statement, *args, **kwargs):
+                from contextlib import contextmanager
+
+                @contextmanager
+                def timed():
+                    started = time.perf_counter()
+                    with super(TimedCursor, self).copy(statement, *args, **kwargs) as copy:
+                        yield copy
+                    times.add(str(statement), time.perf_counter() - started)
+                return timed()
+
+        return TimedCursor
+
+
+def publish_extra_version(owner: dict, rows: int, dims: int, seed: int,
+                          steps: StepTimes | None = None) -> float:
     """One more (retired) version of `owner`'s plan with random vectors for `rows` of its
-    items and users, published as the pipeline publishes; returns the seconds it took."""
-    from django.db import transaction
+    items and users, published as the pipeline publishes; returns the seconds it took.
+    `steps`, when given, receives the seconds of each statement by step, and the commit's."""
+    from django.db import connection, transaction
 
     from mfplatform.catalog.models import EndUser, Item
     from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
@@ -189,15 +253,27 @@ def publish_extra_version(owner: dict, rows: int, dims: int, seed: int) -> float
             dataset_version=template.dataset_version, training_run=run,
             version=last.version + 1, kind=ModelKind.MF, strategy="als", dimensions=dims,
             status=ModelStatus.RETIRED)
+        connection.ensure_connection()
+        raw = connection.connection
+        default_cursor = raw.cursor_factory
+        if steps is not None:
+            raw.cursor_factory = steps.cursor_class(default_cursor)
         started = time.perf_counter()
-        with transaction.atomic():
-            version.n_item_vectors = write_vectors(
-                version, "item", items, rng.standard_normal((len(items), dims)))
-            version.n_user_vectors = write_vectors(
-                version, "user", users, rng.standard_normal((len(users), dims)))
-            create_item_index(version)
-            version.save(update_fields=["n_item_vectors", "n_user_vectors"])
-        return time.perf_counter() - started
+        try:
+            with transaction.atomic():
+                version.n_item_vectors = write_vectors(
+                    version, "item", items, rng.standard_normal((len(items), dims)))
+                version.n_user_vectors = write_vectors(
+                    version, "user", users, rng.standard_normal((len(users), dims)))
+                create_item_index(version)
+                version.save(update_fields=["n_item_vectors", "n_user_vectors"])
+                committing = time.perf_counter()
+            finished = time.perf_counter()
+        finally:
+            raw.cursor_factory = default_cursor
+        if steps is not None:
+            steps.seconds["commit"] = steps.seconds.get("commit", 0.0) + finished - committing
+        return finished - started
 
 
 def inflate(smalls: list[dict], target: int) -> None:
@@ -261,33 +337,85 @@ def candidate_query_times(large: dict, repeat: int) -> dict:
         explain(conn)
         warm = [explain(conn) for _ in range(repeat)]
         conn.execute(f"PREPARE candidates AS {named}")
-        prepared = [explain_prepared(conn) for _ in range(repeat)]
+        prepared = [explain_prepared(conn) for _ in range(PREPARED_WARMUP + repeat)]
+        parts = planning_by_part(conn, version, literal, repeat)
     cold = []
     for _ in range(repeat // 4 + 1):
         with connect() as conn:
             cold.append(explain(conn))
-    return {"plan_prepared": statistics.median(p for p, _ in prepared),
+    return {"plan_prepared": statistics.median(p for p, _ in prepared[PREPARED_WARMUP:]),
+            "plan_prepared_first": prepared[0][0],
             "plan_warm": statistics.median(p for p, _ in warm),
             "exec_warm": statistics.median(e for _, e in warm),
             "plan_new": statistics.median(p for p, _ in cold),
-            "exec_new": statistics.median(e for _, e in cold)}
+            "exec_new": statistics.median(e for _, e in cold), "parts": parts}
 
 
-def publication_time(owner: dict, repeats: int = 3) -> float:
+def planning_by_part(conn, version, literal: str, repeat: int) -> dict[str, float]:
+    """Planning time (ms, median) of serving's statement as text and of it with parts taken
+    away, the variants taking turns `repeat` times (a drift of the host falls on all)."""
+    from mfplatform.registry.vectors import partition_name
+    from mfplatform.serving.candidates import candidate_sql
+    from mfplatform.serving.items import ITEM_COLUMNS
+
+    dims = int(version.dimensions)
+    vector, table = f"'{literal}'::vector({dims})", partition_name("item", version.pk)
+    embedding = f"embedding::vector({dims})"
+    columns = ", ".join(f"i.{c}" for c in ITEM_COLUMNS)
+    full = (candidate_sql(version, 100).replace("%(query)s", f"'{literal}'")
+            .replace("%(head)s", "'{}'").replace("%(scores)s", "'{}'"))
+    scan = (f"SELECT item_id, cold_placement, -({embedding} <#> {vector}) AS score FROM "
+            f"{table} ORDER BY {embedding} <#> {vector} LIMIT 100")
+    idx = f"WITH idx AS MATERIALIZED ({scan}) "
+    variants = {
+        "serving's statement": full,
+        "without the catalogue join": idx + full[full.index(", head AS"):full.index(
+            " JOIN catalog_item")].replace(f"SELECT {columns}, h.score, h.indexed, "
+                                           f"h.cold_placement", "SELECT h.*") +
+        " ORDER BY h.score DESC",
+        "without the head CTE and the union": idx + f"SELECT {columns}, h.score FROM idx h "
+        f"JOIN catalog_item i ON i.id = h.item_id ORDER BY h.score DESC",
+        "the index scan alone": scan,
+        "a catalogue row by primary key": "SELECT * FROM catalog_item WHERE id = 1",
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeat):
+        for name, sql in variants.items():
+            plan = conn.execute("EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) " + sql
+                                ).fetchone()[0][0]
+            times[name].append(plan["Planning Time"])
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def publication_time(owner: dict, repeats: int) -> tuple[float, dict[str, float]]:
     """Median seconds to publish one more version's vectors (PUBLISHED_ROWS items and users,
-    64 dims: write, index, analyze, attach)."""
-    return statistics.median(publish_extra_version(owner, PUBLISHED_ROWS, 64, seed=10_000 + n)
-                             for n in range(repeats))
+    64 dims: write, index, analyze, attach), and the median seconds of each step."""
+    totals, runs = [], []
+    for n in range(repeats):
+        steps = StepTimes()
+        totals.append(publish_extra_version(owner, PUBLISHED_ROWS, 64,
+                                            seed=10_000 + stored_versions() + n, steps=steps))
+        steps.seconds["other (Django, Python)"] = totals[-1] - sum(steps.seconds.values())
+        runs.append(steps.seconds)
+    names = sorted({name for run in runs for name in run})
+    return statistics.median(totals), {
+        name: statistics.median(run.get(name, 0.0) for run in runs) for name in names}
 
 
 def storage_row(large: dict, publisher: dict, repeat: int) -> dict:
-    times = candidate_query_times(large, repeat)
-    times["publish"] = publication_time(publisher)
-    times["versions"] = stored_versions()
-    print(f"{times['versions']:,} versions: planning {times['plan_warm']:.3f} ms warm "
-          f"({times['plan_prepared']:.3f} ms prepared), "
-          f"{times['plan_new']:.2f} ms new connection; execution {times['exec_warm']:.2f} ms; "
-          f"publication {times['publish']:.2f} s", flush=True)
+    times = {"uptime": uptime(), "versions": stored_versions()}
+    times.update(candidate_query_times(large, repeat))
+    times["publish"], times["steps"] = publication_time(publisher, max(3, repeat // 4))
+    print(f"{times['versions']:,} versions: a request pays {times['plan_prepared']:.3f} ms of "
+          f"planning (prepared, cached generic plan; first execution "
+          f"{times['plan_prepared_first']:.3f} ms); the text planned {times['plan_warm']:.3f} ms "
+          f"warm, {times['plan_new']:.2f} ms on a new connection; execution "
+          f"{times['exec_warm']:.2f} ms; publication {times['publish']:.2f} s "
+          f"({times['uptime']})", flush=True)
+    for name, ms in times["parts"].items():
+        print(f"  planning, {name}: {ms:.3f} ms", flush=True)
+    for name, seconds in times["steps"].items():
+        print(f"  publication, {name}: {1000 * seconds:.1f} ms", flush=True)
     return times
 
 
@@ -495,39 +623,7 @@ def report(args, storage: list[dict], queue: dict | None, load: float) -> str:
              f"ones (300-3,000 items, 3 users an item, 12 events an item, ALS 32 factors), "
              f"all trained by the pipeline. 1-minute load average at the end: {load:.1f}.\n"]
     if storage:
-        base = storage[0]
-        lines += ["### Vector storage (a partition per model version)\n",
-                  f"Storage inflated with retired versions of the small tenants ({INFLATED_ROWS} "
-                  f"items and users, {INFLATED_DIMS} dims each, published by "
-                  f"`registry.vectors` as the pipeline publishes). The candidate query is "
-                  f"serving's (`candidate_sql`, 100 rows) for the large tenant's active "
-                  f"version, EXPLAIN ANALYZE: medians of {args.repeat} on one warm connection "
-                  f"(prepared: a PREPAREd statement from its 7th execution on, as serving "
-                  f"prepares it once per connection; unprepared: the text planned each time) "
-                  f"and of {args.repeat // 4 + 1} new connections. Publication: one more "
-                  f"version's vectors ({PUBLISHED_ROWS:,} items and users, 64 dims; write, "
-                  f"HNSW index, ANALYZE, attach), median of 3.\n",
-                  "| versions stored | planning warm, prepared (as serving) | "
-                  "planning warm, unprepared | planning new connection | "
-                  "execution warm | publication | publication / at "
-                  f"{base['versions']} |",
-                  "|---|---|---|---|---|---|---|"]
-        for row in storage:
-            lines.append(f"| {row['versions']:,} | {row['plan_prepared']:.3f} ms | "
-                         f"{row['plan_warm']:.3f} ms | "
-                         f"{row['plan_new']:.2f} ms | {row['exec_warm']:.2f} ms | "
-                         f"{row['publish']:.2f} s | {row['publish'] / base['publish']:.2f}x |")
-        last = storage[-1]
-
-        def met(ok: bool) -> str:
-            return "met" if ok else "NOT met"
-
-        lines.append(f"\nGoals at the largest size: planning <= 0.2 ms warm as serving "
-                     f"runs the statement, prepared ({met(last['plan_prepared'] <= 0.2)}; "
-                     f"unprepared {met(last['plan_warm'] <= 0.2)}), <= 5 ms on a new "
-                     f"connection "
-                     f"({met(last['plan_new'] <= 5)}); publication <= 1.2x the first "
-                     f"({met(last['publish'] <= 1.2 * base['publish'])}).\n")
+        lines += storage_report(args, storage)
     if queue:
         lines += ["### Training fairness\n",
                   f"With a worker per training queue, a small tenant's run queued while the "
@@ -537,6 +633,62 @@ def report(args, storage: list[dict], queue: dict | None, load: float) -> str:
                   f"Goal: start within 5 s "
                   f"({'met' if queue['started'] <= 5 else 'NOT met'}).\n"]
     return "\n".join(lines)
+
+
+def storage_report(args, storage: list[dict]) -> list[str]:
+    base, last = storage[0], storage[-1]
+    sizes = " / ".join(f"{row['versions']:,}" for row in storage)
+    lines = ["### Vector storage (a partition per model version, in blocks of 100 ids)\n",
+             f"Storage inflated with retired versions of the small tenants ({INFLATED_ROWS} "
+             f"items and users, {INFLATED_DIMS} dims each, published by `registry.vectors` as "
+             f"the pipeline publishes). The candidate query is serving's (`candidate_sql`, 100 "
+             f"rows) for the large tenant's active version, EXPLAIN ANALYZE on one warm "
+             f"connection. **What a request pays** is the planning of the prepared statement: "
+             f"serving prepares it once per session (`prepare=True`) in sessions with "
+             f"`plan_cache_mode=force_generic_plan`, so a request runs the cached generic plan "
+             f"(EXPLAIN ANALYZE EXECUTE after {PREPARED_WARMUP} executions, median of "
+             f"{args.repeat}: revalidating the plan and reading the parameters). The session's "
+             f"first execution builds that plan; the text planned on every run (unprepared, "
+             f"median of {args.repeat}) and on new connections (median of "
+             f"{args.repeat // 4 + 1}) is what the statement costs to plan, paid once per "
+             f"session and statement. Publication: one more version's vectors "
+             f"({PUBLISHED_ROWS:,} items and users, 64 dims; write, HNSW index, ANALYZE, "
+             f"attach), median of {max(3, args.repeat // 4)}.\n",
+             "| versions stored | a request pays: planning, prepared (cached generic plan) | "
+             "first execution (plan built) | text planned, warm | text planned, new "
+             "connection | execution warm | publication | publication / at "
+             f"{base['versions']:,} | `uptime` before the row |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for row in storage:
+        load = row["uptime"].split("load average:")[-1].strip()
+        lines.append(f"| {row['versions']:,} | {row['plan_prepared']:.3f} ms | "
+                     f"{row['plan_prepared_first']:.2f} ms | {row['plan_warm']:.3f} ms | "
+                     f"{row['plan_new']:.2f} ms | {row['exec_warm']:.2f} ms | "
+                     f"{row['publish']:.2f} s | {row['publish'] / base['publish']:.2f}x | "
+                     f"{load} |")
+    lines.append(f"\nGoals at the largest size: what a request pays for planning <= 0.2 ms "
+                 f"warm ({_met(last['plan_prepared'] <= 0.2)}; the text planned each time: "
+                 f"{_met(last['plan_warm'] <= 0.2)}), <= 5 ms on a new connection "
+                 f"({_met(last['plan_new'] <= 5)}); publication <= 1.2x the first "
+                 f"({_met(last['publish'] <= 1.2 * base['publish'])}).\n")
+    lines += [f"Planning the text, by part (ms, medians of {args.repeat} taking turns; "
+              f"sizes {sizes}):\n", "| statement | " + " | ".join(
+                  f"{row['versions']:,}" for row in storage) + " |",
+              "|---|" + "---|" * len(storage)]
+    for name in base["parts"]:
+        lines.append(f"| {name} | " + " | ".join(f"{row['parts'][name]:.3f}"
+                                                 for row in storage) + " |")
+    lines += ["", f"Publication by step (ms, medians of {max(3, args.repeat // 4)}; "
+              f"statements timed on the client, each with its round trip):\n",
+              "| step | " + " | ".join(f"{row['versions']:,}" for row in storage)
+              + f" | at {last['versions']:,} / at {base['versions']:,} |",
+              "|---|" + "---|" * (len(storage) + 1)]
+    for name in base["steps"]:
+        first, final = base["steps"][name], last["steps"].get(name, 0.0)
+        ratio = f"{final / first:.2f}x" if first > 0 else ""
+        lines.append(f"| {name} | " + " | ".join(
+            f"{1000 * row['steps'].get(name, 0.0):.1f}" for row in storage) + f" | {ratio} |")
+    return lines + [""]
 
 
 def traffic_report(args, result: dict) -> str:

@@ -1,9 +1,11 @@
 """Model vectors in pgvector: a partition per model version, its HNSW index, search, drop.
 
-`registry_itemvector` and `registry_uservector` are LIST-partitioned by model version, so what
-one version costs (planning a query, building its index, ANALYZE, retention) does not grow
-with the number of tenants and versions: a statement naming the version id as a constant
-prunes to one partition, and dropping a version drops its tables.
+`registry_itemvector` and `registry_uservector` are RANGE-partitioned into blocks of
+BLOCK_VERSIONS model version ids, each block LIST-partitioned by model version, so what one
+version costs (planning a query, building its index, ANALYZE, attaching, retention) does not
+grow with the number of tenants and versions: a statement naming the version id as a constant
+prunes to one partition, dropping a version drops its tables, and ATTACH (which reads every
+partition bound of the table it attaches to) sees one block's partitions, not all of them.
 
 Vectors of different versions may have different dimensions, so the column stays an untyped
 `vector`; each item partition gets one plain HNSW index on `embedding::vector(<dims>)`, which
@@ -26,10 +28,17 @@ from tenants.context import apply_scope
 
 PARENTS = {"item": "registry_itemvector", "user": "registry_uservector"}
 _ID_COLUMNS = {"item": "item_id", "user": "user_id"}
+# Model version ids a block holds (migration 0007): attaching reads one block's bounds; a new
+# connection planning through the parent reads the blocks' and one block's.
+BLOCK_VERSIONS = 100
 
 
 def partition_name(kind: str, model_version_id: int) -> str:
     return f"{PARENTS[kind]}_v{int(model_version_id)}"
+
+
+def block_name(kind: str, model_version_id: int) -> str:
+    return f"{PARENTS[kind]}_b{int(model_version_id) // BLOCK_VERSIONS * BLOCK_VERSIONS}"
 
 
 def index_name(model_version_id: int) -> str:
@@ -78,11 +87,31 @@ def copy_tenant_policy(cursor, parent: str, table: str) -> None:
 
 
 def attach_partition(cursor, kind: str, model_version_id: int) -> None:
-    """Attach, then drop the CHECK: the partition bound says the same from now on."""
-    parent, table = PARENTS[kind], partition_name(kind, model_version_id)
-    cursor.execute(f"ALTER TABLE {parent} ATTACH PARTITION {table} "
+    """Attach to the version's block (made first if it is the block's first version), then
+    drop the CHECK: the partition bound says the same from now on."""
+    block, table = ensure_block(cursor, kind, model_version_id), partition_name(
+        kind, model_version_id)
+    cursor.execute(f"ALTER TABLE {block} ATTACH PARTITION {table} "
                    f"FOR VALUES IN ({int(model_version_id)})")
     cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {table}_bound")
+
+
+def ensure_block(cursor, kind: str, model_version_id: int) -> str:
+    """The block of the version's id, created and attached to the parent when missing, with
+    the parent's tenant policy (a block queried by its own name is walled too). A
+    transaction-level advisory lock on the block's name makes a concurrent publication into
+    the same new block wait for this one's commit and then find the block."""
+    parent, block = PARENTS[kind], block_name(kind, model_version_id)
+    cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [block])
+    cursor.execute("SELECT to_regclass(%s)", [block])
+    if cursor.fetchone()[0] is None:
+        low = int(model_version_id) // BLOCK_VERSIONS * BLOCK_VERSIONS
+        cursor.execute(f"CREATE TABLE {block} (LIKE {parent} INCLUDING DEFAULTS) "
+                       f"PARTITION BY LIST (model_version_id)")
+        copy_tenant_policy(cursor, parent, block)
+        cursor.execute(f"ALTER TABLE {parent} ATTACH PARTITION {block} "
+                       f"FOR VALUES FROM ({low}) TO ({low + BLOCK_VERSIONS})")
+    return block
 
 
 def create_item_hnsw_index(cursor, model_version_id: int, dims: int) -> None:
@@ -193,10 +222,18 @@ def add_cold_item_vectors(model_version: ModelVersion, ids: np.ndarray, vectors:
 
 
 def drop_vectors(model_version: ModelVersion) -> None:
-    """Drop the version's partitions (rows and index go with them); nothing else is touched."""
+    """Drop the version's partitions (rows and index go with them), and their block when it
+    has no partition left (a later version in its range makes it again)."""
     with connection.cursor() as cursor:
         for kind in PARENTS:
             cursor.execute(f"DROP TABLE IF EXISTS {partition_name(kind, model_version.pk)}")
+            block = block_name(kind, model_version.pk)
+            # ensure_block's lock: a publication into this block commits its partition first.
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [block])
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL AND NOT EXISTS (SELECT FROM "
+                           "pg_inherits WHERE inhparent = to_regclass(%s))", [block, block])
+            if cursor.fetchone()[0]:
+                cursor.execute(f"DROP TABLE {block}")
 
 
 def nearest_items(model_version: ModelVersion, query: np.ndarray, limit: int,

@@ -1,5 +1,6 @@
 """Migration 0005 moves the vectors of an existing deployment into one partition per model
-version: run on a database of its own, migrated to 0004, filled, then migrated forward."""
+version, and 0007 those partitions into blocks of version ids: run on a database of its own,
+migrated to 0004, filled, then migrated forward."""
 
 import subprocess
 import sys
@@ -78,13 +79,16 @@ def test_existing_vectors_move_into_one_partition_per_version(scratch_database):
     _manage(url, "shell", "-c", SEED)
     _manage(url, "migrate", "--noinput")
     with psycopg.connect(**connect) as db:
-        partitions = db.execute(
-            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'registry_itemvector'::regclass ORDER BY 1").fetchall()
-        assert len(partitions) == 4 and all(rls and force for _, rls, force in partitions)
-        assert db.execute("SELECT to_regclass('registry_itemvector_unpartitioned')"
-                          ).fetchone()[0] is None
+        tree = db.execute(
+            "SELECT c.relname, t.isleaf, t.level, c.relrowsecurity, c.relforcerowsecurity "
+            "FROM pg_partition_tree('registry_itemvector') t JOIN pg_class c ON c.oid = t.relid "
+            "WHERE t.level > 0 ORDER BY 1").fetchall()
+        partitions = [row for row in tree if row[1]]
+        assert len(partitions) == 4 and {row[2] for row in partitions} == {2}
+        assert all(rls and force for *_, rls, force in tree)  # the blocks' too
+        for gone in ("registry_itemvector_unpartitioned", "registry_itemvector_flat",
+                     "registry_uservector_flat"):
+            assert db.execute("SELECT to_regclass(%s)", [gone]).fetchone()[0] is None
         indexes = db.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE "
                              "'registry_itemvector_v%_hnsw'").fetchone()[0]
         assert indexes == 4

@@ -6,8 +6,10 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 
 from mfplatform.catalog.models import Item
+from mfplatform.registry import vectors
 from mfplatform.registry.services import apply_retention, promote
 from mfplatform.registry.vectors import (
+    block_name,
     index_name,
     nearest_items,
     partition_name,
@@ -21,9 +23,10 @@ pytestmark = pytest.mark.django_db
 
 
 def _partitions_of(parent: str) -> set[str]:
+    """The version partitions under the parent (in their blocks)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                       "WHERE i.inhparent = %s::regclass", [parent])
+        cursor.execute("SELECT relid::regclass::text FROM pg_partition_tree(%s::regclass) "
+                       "WHERE isleaf", [parent])
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -51,6 +54,7 @@ def test_each_version_has_its_own_partitions_with_row_level_security(tenant_a, t
         assert partition_name("user", version.pk) in _partitions_of("registry_uservector")
         for kind in ("item", "user"):
             assert _row_security(partition_name(kind, version.pk)) == (True, True, 1)
+            assert _row_security(block_name(kind, version.pk)) == (True, True, 1)
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s",
                        [index_name(version_a.pk)])
@@ -154,3 +158,18 @@ def test_written_vectors_read_back_exactly_with_their_ids(tenant_a):
         vectors._COPY_CHUNK_ROWS = chunk
     assert [row[0] for row in rows] == ids.tolist()
     np.testing.assert_array_equal(np.vstack([row[1].to_numpy() for row in rows]), given)
+
+
+def test_retention_drops_a_block_it_empties(tenant_a, monkeypatch):
+    # A block per version id: dropping a version empties its block.
+    monkeypatch.setattr(vectors, "BLOCK_VERSIONS", 1)
+    plan, v1 = _published(tenant_a, "main")
+    with tenant_a.scope():
+        v2 = publish(make_model_version(plan))
+        promote(v2, actor="test", reason="newest")
+        apply_retention(plan, keep=1)
+    with connection.cursor() as cursor:
+        for kind in ("item", "user"):
+            cursor.execute("SELECT to_regclass(%s), to_regclass(%s)",
+                           [block_name(kind, v1.pk), block_name(kind, v2.pk)])
+            assert cursor.fetchone() == (None, block_name(kind, v2.pk))

@@ -96,6 +96,24 @@ def test_each_tenants_statements_stay_prepared_and_generic(served, tenant_b, set
     assert raw.execute("SHOW plan_cache_mode").fetchone()[0] == "force_generic_plan"
 
 
+def test_a_request_runs_the_cached_generic_plan_of_the_candidate_search(served):
+    """What a request pays for planning the candidate search: the server's own count of the
+    session's prepared statement shows every execution on the generic plan, never a custom
+    plan (made per execution), so the statement is planned once per session, not per
+    request."""
+    from django.db import connection
+
+    with served.scope():
+        for _ in range(3):
+            recommend(served.tenant, "user-3", Request(k=10))
+    raw = connection.connection
+    rows = raw.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                       "WHERE statement LIKE %s",
+                       [f"%FROM registry_itemvector_v{served.version.pk} %"]).fetchall()
+    assert rows, "the candidate search is not a prepared statement"
+    assert sum(generic for generic, _ in rows) >= 3 and all(custom == 0 for _, custom in rows)
+
+
 def test_explanations_and_a_session_cost_one_statement_each(served, statements):
     """Explanations load the history's titles; a session resolves its external ids."""
     request = Request(k=10, explain=True, recent_items=["item-1", "item-2"])

@@ -59,7 +59,11 @@ def move_rows(apps, schema_editor):
                 if kind == "item":
                     vectors.create_item_hnsw_index(cursor, version_id, dims)
                 cursor.execute(f"ANALYZE {table}")
-                vectors.attach_partition(cursor, kind, version_id)
+                # Attached as this migration's flat layout wants (registry.vectors now
+                # attaches to the blocks of migration 0007).
+                cursor.execute(f"ALTER TABLE {parent} ATTACH PARTITION {table} "
+                               f"FOR VALUES IN ({int(version_id)})")
+                cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {table}_bound")
             cursor.execute("SELECT set_config('app.tenant_id', '', true)")
             cursor.execute(f"SELECT setval('{parent}_ids', coalesce(max(id), 0) + 1, false) "
                            f"FROM {old}")
