@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 
 from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.vectors import cold_item_vectors
@@ -17,6 +17,8 @@ from mfplatform.serving.models import PrecomputedRecommendation
 BATCH = 2048
 # New items placed by their content (registry.cold) scored together against a batch of users.
 COLD_BLOCK = 8192
+# First key of the advisory lock that makes a plan's precomputes take turns.
+PRECOMPUTE_LOCK = 0x70726563
 
 
 def precompute_top_n(version: ModelVersion, n: int = 100) -> int:
@@ -33,6 +35,14 @@ def precompute_top_n(version: ModelVersion, n: int = 100) -> int:
     n = min(n, len(bundle.item_ids) + len(cold.pks))
     users = model.user_factors_.shape[0]
     with transaction.atomic():
+        # Two precomputes of one plan (a redelivered task, a promotion right after another)
+        # take turns: otherwise neither deletes the other's uncommitted lists and the second
+        # to commit fails on the unique (version, user) constraint.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [PRECOMPUTE_LOCK,
+                                                                   version.plan_id])
+        if not ModelVersion.objects.filter(pk=version.pk, status=ModelStatus.ACTIVE).exists():
+            return 0  # replaced while waiting: the newer version's precompute writes the lists
         PrecomputedRecommendation.objects.filter(
             tenant=version.tenant, model_version__plan_id=version.plan_id).delete()
         for start in range(0, users, BATCH):

@@ -1,9 +1,12 @@
 """Precomputed top-N lists: the exact top items per user, replaced per plan."""
 
+import threading
+import time
 from collections import Counter
 
 import numpy as np
 import pytest
+from django.db import connection, transaction
 
 from mfengine.testing import reference_top_n
 from mfplatform.registry.models import ModelStatus
@@ -122,3 +125,32 @@ def test_a_precomputed_new_item_is_served_as_mf_cold(served):
     assert by_id["new-tagged"]["source"] == "mf_cold"
     assert by_id["new-tagged"]["reason"] == "new item, placed by its attributes"
     assert {i["source"] for i in body["items"]} == {"mf", "mf_cold"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_precomputes_of_one_plan_take_turns(served):
+    """The second waits for the first to commit, then replaces its lists (it used to fail on
+    the unique (version, user) constraint: neither saw the other's uncommitted rows)."""
+    inserted, failures = threading.Event(), []
+
+    def precompute_and_hold():
+        try:
+            with served.scope(), transaction.atomic():
+                precompute_top_n(served.version, n=5)
+                inserted.set()
+                time.sleep(0.5)  # the second precompute starts before this one commits
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            failures.append(exc)
+            inserted.set()
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=precompute_and_hold)
+    first.start()
+    assert inserted.wait(60)
+    with served.scope():
+        assert precompute_top_n(served.version, n=5) == 300
+    first.join(60)
+    assert not failures
+    with served.scope():
+        assert PrecomputedRecommendation.objects.count() == 300
