@@ -164,7 +164,7 @@ def bench_database(name: str = BENCH_DB, keep: bool = False):
     if not exists:
         admin(f"CREATE DATABASE {name}")
     env = {"EMBEDDED_DB_NAME": name, "DEBUG": "0", "SECRET_KEY": "benchmark-only-secret",
-           "CELERY_BROKER_DIR": str(ROOT / "var" / "bench-broker"),
+           "CELERY_BROKER_DIR": str(ROOT / "var" / "bench-broker" / name),
            "DJANGO_SETTINGS_MODULE": "mfplatform.settings", "API_RATE_LIMIT": "1000000/s"}
     os.environ.update(env)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],

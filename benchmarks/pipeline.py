@@ -189,7 +189,7 @@ def main() -> None:
     # No precomputed lists after the promotion: that task is serving's, not the pipeline's,
     # and kept the worker busy past the run (a 10M run's worker did not stop within 30 s).
     env = {**os.environ, "EMBEDDED_DB_NAME": BENCH_DB, "DEBUG": "1", "SERVING_PRECOMPUTE": "0",
-           "CELERY_BROKER_DIR": str(ROOT / "var" / "bench-broker"),
+           "CELERY_BROKER_DIR": str(ROOT / "var" / "bench-broker" / BENCH_DB),
            "DJANGO_SETTINGS_MODULE": "mfplatform.settings"}
     os.environ.update(env)
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],

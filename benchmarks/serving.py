@@ -284,7 +284,7 @@ def database(name: str, reuse: bool):
             conn.execute(f"CREATE DATABASE {name}")
     os.environ.update({"EMBEDDED_DB_NAME": name, "DEBUG": "0",
                        "SECRET_KEY": "benchmark-only-secret",
-                       "CELERY_BROKER_DIR": str(ROOT / "var" / "bench-broker"),
+                       "CELERY_BROKER_DIR": str(ROOT / "var" / "bench-broker" / name),
                        "DJANGO_SETTINGS_MODULE": "mfplatform.settings",
                        "API_RATE_LIMIT": "1000000/s"})
     subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
