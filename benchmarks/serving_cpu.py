@@ -1,0 +1,244 @@
+"""CPU a recommendation request costs the web process, measured in one process (issues #19, #15).
+
+    .venv/bin/python benchmarks/serving_cpu.py [--database mfbench_serving] [--requests 2000]
+        [--mixes single,uniform] [--logging on,off] [--threads 1] [--profile single:on]
+
+Drives GET /api/v1/recommendations through the WSGI application (every middleware, DRF,
+serving, impression logging with its writer thread) against a kept benchmark database and
+reports CPU per request: this process's (`time.process_time`, all its threads), the impression
+writer thread's share of it, and the Postgres backends this process opened. CPU rather than
+wall time, so that other work on the shared machine matters less; no HTTP server or load
+generator, so what is left is the web process's own work.
+
+The database is one `benchmarks/serving.py --reuse` kept (mfbench_serving: one large tenant)
+or `benchmarks/tenants.py --keep-database` kept (mfbench_tenants_kept: a large tenant and many
+small ones): every tenant of it with an active version is asked. Mixes: `single` (the large
+tenant, the serving benchmark's users: one in five has events newer than the model), `uniform`
+(a tenant drawn uniformly for each request, a random user of it). Impression logging is
+switched in-process (settings.IMPRESSION_LOGGING); on and off take turns in slices, the order
+flipped each slice, so that a drift of the host's speed falls on both. Prints only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import ROOT, machine_line  # noqa: E402
+
+APP_NAME = "serving_cpu"  # this process's Postgres sessions (PGAPPNAME), to count their CPU
+
+
+def parse_args():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--database", default="mfbench_serving")
+    parser.add_argument("--requests", type=int, default=2000,
+                        help="measured requests per mix and logging setting")
+    parser.add_argument("--mixes", default="single,uniform")
+    parser.add_argument("--logging", default="on,off")
+    parser.add_argument("--slices", type=int, default=4)
+    parser.add_argument("--flush-rows", type=int, default=75,
+                        help="rows per impression write: a worker of the serving benchmark "
+                             "serves ~75 requests in the writer's 1 s")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="request threads (gunicorn's worker runs 4)")
+    parser.add_argument("--profile", default="",
+                        help="mix:logging pairs to profile (cProfile, the calling thread), e.g. "
+                             "single:on,single:off; the stats go to "
+                             "/tmp/serving_cpu-<mix>-<logging>.prof")
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--sort", default="tottime")
+    return parser.parse_args()
+
+
+def environment(database: str) -> None:
+    metrics_dir = tempfile.mkdtemp(prefix="serving_cpu-prom-")
+    os.environ.update({
+        "EMBEDDED_DB_NAME": database, "DEBUG": "0", "SECRET_KEY": "benchmark-only-secret",
+        "CELERY_BROKER_DIR": str(ROOT / "var" / "bench-broker"),
+        "DJANGO_SETTINGS_MODULE": "mfplatform.settings", "API_RATE_LIMIT": "1000000/s",
+        "PGAPPNAME": APP_NAME,
+        # As under gunicorn (gunicorn_conf.py): metrics in multiprocess files.
+        "PROMETHEUS_MULTIPROC_DIR": metrics_dir})
+
+
+def tenants_to_ask() -> list[dict]:
+    """Every tenant with an active version trained on users, a new key each; the large one
+    ("bench") first."""
+    from mfplatform.registry.models import ModelVersion
+    from tenants.context import tenant_context
+    from tenants.models import ApiKey, Tenant
+
+    out = []
+    for tenant in Tenant.objects.order_by("pk"):
+        with tenant_context(tenant):
+            version = (ModelVersion.objects.filter(status="active")
+                       .select_related("dataset_version").first())
+            if version is None or not version.dataset_version.n_users:
+                continue
+            _key, raw = ApiKey.issue(tenant, ["recommend"], name="serving_cpu")
+        out.append({"slug": tenant.slug, "key": raw, "users": version.dataset_version.n_users})
+    out.sort(key=lambda t: t["slug"] != "bench")
+    if not out or out[0]["slug"] != "bench":
+        raise SystemExit("no active version of the large tenant 'bench' in this database: "
+                         "build it with benchmarks/serving.py --reuse (or tenants.py "
+                         "--keep-database) first")
+    return out
+
+
+def postgres_cpu() -> float:
+    """CPU seconds used so far by the Postgres backends of this process's sessions."""
+    import psycopg
+
+    from mfplatform.embedded_db import APP_DATABASE, APP_ROLE
+
+    with psycopg.connect(host=str(ROOT / "var" / "pgdata"), user=APP_ROLE, dbname=APP_DATABASE,
+                         application_name=f"{APP_NAME}-admin") as conn:
+        pids = [row[0] for row in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [APP_NAME])]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def writer_cpu() -> float:
+    """CPU seconds used so far by the impression writer thread (0 before it starts)."""
+    from mfplatform.experiments.impressions import BUFFER
+
+    thread = BUFFER._thread
+    if thread is None or not thread.is_alive():
+        return 0.0
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+def make_caller(tenants: list[dict]):
+    from django.core.handlers.wsgi import WSGIHandler
+
+    app = WSGIHandler()
+
+    def call(tenant: int, user: str) -> None:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/v1/recommendations",
+                   "QUERY_STRING": f"user={user}&k=20", "SERVER_NAME": "127.0.0.1",
+                   "SERVER_PORT": "8000", "HTTP_HOST": "127.0.0.1",
+                   "HTTP_AUTHORIZATION": f"Bearer {tenants[tenant]['key']}",
+                   "wsgi.input": io.BytesIO(b""), "wsgi.url_scheme": "http",
+                   "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.errors": sys.stderr}
+        status = []
+        body = b"".join(app(environ, lambda s, _headers, *_: status.append(s)))
+        if not status[0].startswith("200"):
+            raise SystemExit(f"{status[0]}: {body[:300]!r}")
+
+    return call
+
+
+def requests_of(tenants: list[dict], mix: str, n: int, rng) -> list[tuple[int, str]]:
+    if mix == "single":
+        # The serving benchmark's users (serving.py: one in five has events newer than the model).
+        users = np.random.default_rng(1).choice(tenants[0]["users"], 2000)
+        return [(0, f"user-{users[i % users.size]}") for i in range(n)]
+    if mix == "uniform":
+        chosen = rng.integers(len(tenants), size=n)
+        return [(int(t), f"user-{rng.integers(tenants[t]['users'])}") for t in chosen]
+    raise SystemExit(f"unknown mix {mix!r}")
+
+
+def run(call, requests: list[tuple[int, str]], threads: int) -> None:
+    if threads == 1:
+        for tenant, user in requests:
+            call(tenant, user)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(lambda r: call(*r), requests):
+            pass
+
+
+def measure_slice(call, requests, threads: int, logging_on: bool,
+                  profiler: cProfile.Profile | None) -> dict:
+    from django.conf import settings
+
+    from mfplatform.experiments.impressions import BUFFER
+
+    settings.IMPRESSION_LOGGING = logging_on
+    pg, cpu, writer, wall = postgres_cpu(), time.process_time(), writer_cpu(), time.perf_counter()
+    if profiler is not None:
+        profiler.enable()
+    run(call, requests, threads)
+    BUFFER.flush()  # what the slice logged is written within it (the writer's work, here)
+    if profiler is not None:
+        profiler.disable()
+    return {"cpu": time.process_time() - cpu, "writer": writer_cpu() - writer,
+            "wall": time.perf_counter() - wall, "pg": postgres_cpu() - pg}
+
+
+def main() -> None:
+    args = parse_args()
+    environment(args.database)
+    import django
+
+    django.setup()
+    from django.conf import settings
+
+    tenants = tenants_to_ask()
+    call = make_caller(tenants)
+    rng = np.random.default_rng(5)
+    settings.IMPRESSION_LOGGING = True
+    # One process here serves far fewer requests a second than a loaded worker, so a write
+    # every second would hold fewer rows and its fixed cost would weigh more: write by rows.
+    settings.IMPRESSION_FLUSH_ROWS, settings.IMPRESSION_FLUSH_SECONDS = args.flush_rows, 3600.0
+    for t in range(len(tenants)):  # bundles, versions, keys, prepared statements
+        for u in range(3):
+            call(t, f"user-{u}")
+    settings_of = [s == "on" for s in args.logging.split(",")]
+    print(f"{machine_line()}; {len(tenants)} tenants in {args.database}; "
+          f"{args.threads} request thread(s); load {os.getloadavg()[0]:.1f}", flush=True)
+    for mix in args.mixes.split(","):
+        requests = requests_of(tenants, mix, args.requests, rng)
+        run(call, requests[: args.requests // 4], args.threads)  # the mix's steady state
+        totals = {on: {"cpu": 0.0, "writer": 0.0, "wall": 0.0, "pg": 0.0} for on in settings_of}
+        profilers = {on: cProfile.Profile(time.process_time)
+                     for on in settings_of
+                     if f"{mix}:{'on' if on else 'off'}" in args.profile.split(",")}
+        per_slice = -(-len(requests) // args.slices)
+        for s in range(args.slices):
+            part = requests[s * per_slice:(s + 1) * per_slice]
+            for on in settings_of[:: 1 if s % 2 == 0 else -1]:
+                for name, value in measure_slice(call, part, args.threads, on,
+                                                 profilers.get(on)).items():
+                    totals[on][name] += value
+        for on in settings_of:
+            t, n = totals[on], len(requests)
+            print(f"{mix} logging {'on ' if on else 'off'}: web {1000 * t['cpu'] / n:.3f} ms "
+                  f"(impression writer {1000 * t['writer'] / n:.3f}), postgres "
+                  f"{1000 * t['pg'] / n:.3f} ms, wall {1000 * t['wall'] / n:.3f} ms a request "
+                  f"({n} requests, {len({r[0] for r in requests})} tenants)", flush=True)
+        if len(settings_of) == 2:
+            on, off = totals[True], totals[False]
+            print(f"{mix}: logging on - off: web {1000 * (on['cpu'] - off['cpu']) / n:+.3f} ms, "
+                  f"postgres {1000 * (on['pg'] - off['pg']) / n:+.3f} ms a request", flush=True)
+        for on, profiler in profilers.items():
+            path = f"/tmp/serving_cpu-{mix}-{'on' if on else 'off'}.prof"
+            profiler.dump_stats(path)
+            stream = io.StringIO()
+            pstats.Stats(profiler, stream=stream).sort_stats(args.sort).print_stats(args.top)
+            print(f"profile ({path}):\n{stream.getvalue()}", flush=True)
+    print(f"load {os.getloadavg()[0]:.1f} at the end", flush=True)
+
+
+if __name__ == "__main__":
+    main()
