@@ -186,6 +186,42 @@ def measure_slice(call, requests, threads: int, logging_on: bool,
             "wall": time.perf_counter() - wall, "pg": postgres_cpu() - pg}
 
 
+def measure_mix(call, requests, arms: list[str], args, mix: str) -> list[dict]:
+    """CPU totals per arm over the mix's requests, in slices, the arms taking turns."""
+    totals = [{"cpu": 0.0, "writer": 0.0, "wall": 0.0, "pg": 0.0} for _ in arms]
+    profilers = {i: cProfile.Profile(time.process_time) for i, arm in enumerate(arms)
+                 if f"{mix}:{arm}" in args.profile.split(",")}
+    per_slice = -(-len(requests) // args.slices)
+    order = list(range(len(arms)))
+    for s in range(args.slices):
+        part = requests[s * per_slice:(s + 1) * per_slice]
+        for i in order[:: 1 if s % 2 == 0 else -1]:
+            used = measure_slice(call, part, args.threads, arms[i] == "on", profilers.get(i))
+            for name, value in used.items():
+                totals[i][name] += value
+    for i, profiler in profilers.items():
+        path = f"/tmp/serving_cpu-{mix}-{arms[i]}.prof"
+        profiler.dump_stats(path)
+        stream = io.StringIO()
+        pstats.Stats(profiler, stream=stream).sort_stats(args.sort).print_stats(args.top)
+        print(f"profile ({path}):\n{stream.getvalue()}", flush=True)
+    return totals
+
+
+def report(mix: str, arms: list[str], totals: list[dict], requests) -> None:
+    n = len(requests)
+    for arm, t in zip(arms, totals, strict=True):
+        print(f"{mix} logging {arm:3}: web {1000 * t['cpu'] / n:.3f} ms (impression writer "
+              f"{1000 * t['writer'] / n:.3f}), postgres {1000 * t['pg'] / n:.3f} ms, wall "
+              f"{1000 * t['wall'] / n:.3f} ms a request ({n} requests, "
+              f"{len({r[0] for r in requests})} tenants)", flush=True)
+    if len(arms) == 2:
+        first, second = totals
+        print(f"{mix}: logging {arms[0]} - {arms[1]}: web "
+              f"{1000 * (first['cpu'] - second['cpu']) / n:+.3f} ms, postgres "
+              f"{1000 * (first['pg'] - second['pg']) / n:+.3f} ms a request", flush=True)
+
+
 def main() -> None:
     args = parse_args()
     environment(args.database)
@@ -204,39 +240,14 @@ def main() -> None:
     for t in range(len(tenants)):  # bundles, versions, keys, prepared statements
         for u in range(3):
             call(t, f"user-{u}")
-    settings_of = [s == "on" for s in args.logging.split(",")]
+    arms = args.logging.split(",")  # "on,off"; "on,on" or "off,off" shows the noise (A/A)
     print(f"{machine_line()}; {len(tenants)} tenants in {args.database}; "
           f"{args.threads} request thread(s); load {os.getloadavg()[0]:.1f}", flush=True)
     for mix in args.mixes.split(","):
         requests = requests_of(tenants, mix, args.requests, rng)
         run(call, requests[: args.requests // 4], args.threads)  # the mix's steady state
-        totals = {on: {"cpu": 0.0, "writer": 0.0, "wall": 0.0, "pg": 0.0} for on in settings_of}
-        profilers = {on: cProfile.Profile(time.process_time)
-                     for on in settings_of
-                     if f"{mix}:{'on' if on else 'off'}" in args.profile.split(",")}
-        per_slice = -(-len(requests) // args.slices)
-        for s in range(args.slices):
-            part = requests[s * per_slice:(s + 1) * per_slice]
-            for on in settings_of[:: 1 if s % 2 == 0 else -1]:
-                for name, value in measure_slice(call, part, args.threads, on,
-                                                 profilers.get(on)).items():
-                    totals[on][name] += value
-        for on in settings_of:
-            t, n = totals[on], len(requests)
-            print(f"{mix} logging {'on ' if on else 'off'}: web {1000 * t['cpu'] / n:.3f} ms "
-                  f"(impression writer {1000 * t['writer'] / n:.3f}), postgres "
-                  f"{1000 * t['pg'] / n:.3f} ms, wall {1000 * t['wall'] / n:.3f} ms a request "
-                  f"({n} requests, {len({r[0] for r in requests})} tenants)", flush=True)
-        if len(settings_of) == 2:
-            on, off = totals[True], totals[False]
-            print(f"{mix}: logging on - off: web {1000 * (on['cpu'] - off['cpu']) / n:+.3f} ms, "
-                  f"postgres {1000 * (on['pg'] - off['pg']) / n:+.3f} ms a request", flush=True)
-        for on, profiler in profilers.items():
-            path = f"/tmp/serving_cpu-{mix}-{'on' if on else 'off'}.prof"
-            profiler.dump_stats(path)
-            stream = io.StringIO()
-            pstats.Stats(profiler, stream=stream).sort_stats(args.sort).print_stats(args.top)
-            print(f"profile ({path}):\n{stream.getvalue()}", flush=True)
+        totals = measure_mix(call, requests, arms, args, mix)
+        report(mix, arms, totals, requests)
     print(f"load {os.getloadavg()[0]:.1f} at the end", flush=True)
 
 
