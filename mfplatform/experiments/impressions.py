@@ -14,6 +14,7 @@ so a stalled database never grows a web process's memory without bound.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import operator
 import threading
@@ -58,6 +59,25 @@ COLUMNS = ("tenant_id", "recommendation_id", "surface", "user_external_id", "use
 # The row's values in COLUMNS order, as they are: dataclasses.astuple deep-copies every
 # list, UUID and datetime, which was two thirds of a flush's CPU (0.36 of 0.56 s for 300 rows).
 _row_values = operator.attrgetter(*COLUMNS)
+_ITEMS, _SOURCES = COLUMNS.index("items"), COLUMNS.index("sources")
+
+
+def _copy_values(row: ImpressionRow) -> tuple:
+    """The row for COPY, its two arrays as literals: psycopg's list dumper (pure Python, a
+    regular expression per element) was 90% of a flush's CPU (7.6 of 8.4 ms for 75 rows of
+    20 items)."""
+    values = list(_row_values(row))
+    values[_ITEMS] = "{" + ",".join(map(str, values[_ITEMS])) + "}"
+    values[_SOURCES] = "{" + ",".join(map(_array_element, values[_SOURCES])) + "}"
+    return tuple(values)
+
+
+@functools.lru_cache(maxsize=1024)  # sources are a handful of names
+def _array_element(text: str) -> str:
+    """`text` as an element of an array literal: always quoted, so any text is safe."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 _STAGING = """CREATE TEMP TABLE IF NOT EXISTS staging_impressions (
     tenant_id bigint, recommendation_id uuid, surface text, user_external_id text,
     user_id bigint, items bigint[], sources text[], model_version_id bigint,
@@ -81,7 +101,7 @@ def write_rows(rows: list[ImpressionRow]) -> int:
         cursor.execute("DELETE FROM staging_impressions")
         with cursor.copy(f"COPY staging_impressions ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row(_row_values(row))
+                copy.write_row(_copy_values(row))
         raw = connection.connection
         with raw.pipeline(), psycopg.Cursor(raw) as insert:
             for tenant_id in sorted({row.tenant_id for row in rows}):

@@ -71,6 +71,20 @@ def test_rows_of_two_tenants_are_written_each_under_its_own_scope(tenant_a, tena
             assert cursor.fetchone()[0] == 1
 
 
+def test_any_text_survives_the_write(tenant_a):
+    """The arrays go to COPY as literals the writer formats itself: quotes, backslashes,
+    commas, braces, blanks, tabs and the word NULL come back as they were sent."""
+    sources = ["mf", 'a "quoted", {braced} \\ source', "", "NULL", "tab\there", "é\nnext"]
+    row = _row(tenant_a.tenant.pk, items=[3, 1, 2, 9_000_000_000], sources=sources,
+               user_external_id='u\t"1"\\n', variant="B\\")
+    BUFFER.add(row)
+    assert flush_impressions() == 1
+    with tenant_a.scope():
+        stored = Impression.objects.get(recommendation_id=row.recommendation_id)
+    assert stored.items == [3, 1, 2, 9_000_000_000] and stored.sources == sources
+    assert stored.user_external_id == 'u\t"1"\\n' and stored.variant == "B\\"
+
+
 def test_many_tenants_rows_cost_one_round_trip_and_one_prepared_insert(tenant_a, tenant_b,
                                                                        monkeypatch):
     """Traffic over many tenants puts a few rows of each in a batch: their scopes and
