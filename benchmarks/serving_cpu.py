@@ -28,6 +28,7 @@ import os
 import pstats
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -127,6 +128,17 @@ def writer_cpu() -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
 
 
+def thread_cpu() -> str:
+    """CPU seconds of every thread of this process, by name (what else runs)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out = []
+    for task in Path("/proc/self/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        out.append(f"{names.get(int(task.name), task.name)} {seconds:.2f} s")
+    return "threads: " + ", ".join(out)
+
+
 def make_caller(tenants: list[dict]):
     from django.core.handlers.wsgi import WSGIHandler
 
@@ -158,14 +170,19 @@ def requests_of(tenants: list[dict], mix: str, n: int, rng) -> list[tuple[int, s
     raise SystemExit(f"unknown mix {mix!r}")
 
 
+_pools: dict[int, ThreadPoolExecutor] = {}
+
+
 def run(call, requests: list[tuple[int, str]], threads: int) -> None:
     if threads == 1:
         for tenant, user in requests:
             call(tenant, user)
         return
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(lambda r: call(*r), requests):
-            pass
+    # The same threads throughout, as a worker's: their database sessions (and prepared
+    # statements) last, and the backends' CPU is counted from one sample to the next.
+    pool = _pools.setdefault(threads, ThreadPoolExecutor(threads))
+    for _ in pool.map(lambda r: call(*r), requests):
+        pass
 
 
 def measure_slice(call, requests, threads: int, logging_on: bool,
@@ -249,6 +266,9 @@ def main() -> None:
         totals = measure_mix(call, requests, arms, args, mix)
         report(mix, arms, totals, requests)
     print(f"load {os.getloadavg()[0]:.1f} at the end", flush=True)
+    for pool in _pools.values():
+        pool.shutdown()
+    print(thread_cpu(), flush=True)
 
 
 if __name__ == "__main__":
