@@ -38,7 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import ROOT, machine_line  # noqa: E402
 
-APP_NAME = "serving_cpu"  # this process's Postgres sessions (PGAPPNAME), to count their CPU
+# This process's Postgres sessions (PGAPPNAME), to count their CPU (two runs side by side
+# count their own).
+APP_NAME = f"serving_cpu-{os.getpid()}"
 
 
 def parse_args():
