@@ -148,34 +148,39 @@ async def _load(port: int, key: str | list[str], paths: list[str], total: int,
     return latencies, wall
 
 
-OTHER_PROCESSES = "other processes"
-
-
-def cpu_seconds() -> dict[int, tuple[str, float]]:
-    """Per process: (kind, CPU seconds used so far). Only this checkout's Postgres (the
-    postmaster of var/pgdata and its backends) and its gunicorn count as the platform's: on a
-    shared machine another checkout's database or server is "other processes", reported
-    apart and left out of the cost of a request."""
-    tick = os.sysconf("SC_CLK_TCK")
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command name (ppid is [1], utime/stime [11]/[12])."""
     try:
-        postmaster = int((ROOT / "var" / "pgdata" / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        postmaster = None
-    checkout, me = str(ROOT).encode(), os.getpid()
-    used: dict[int, tuple[str, float]] = {}
-    for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        parent = int(fields[1])
-        part = ("postgres" if postmaster in (pid, parent) else
-                "web server" if b"gunicorn" in command and checkout in command else
-                "load generator" if me in (pid, parent) else OTHER_PROCESSES)
-        used[pid] = (part, (int(fields[11]) + int(fields[12])) / tick)
-    return used
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _tree(root: int, parents: dict[int, int]) -> set[int]:
+    """`root` and every process below it."""
+    tree, grown = {root}, True
+    while grown:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= below
+        grown = bool(below)
+    return tree
+
+
+def cpu_seconds(web_pid: int) -> dict[int, tuple[str, float]]:
+    """Per process of this run: (part, CPU seconds used so far). The parts are the web server
+    measured (gunicorn's master `web_pid` and its workers), this checkout's Postgres (its
+    postmaster and backends) and this process (the load generator); other processes on the
+    machine (other checkouts' servers, an idle second server) are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {int(pid): _stat(int(pid)) for pid in filter(str.isdigit, os.listdir("/proc"))}
+    stats = {pid: fields for pid, fields in stats.items() if fields is not None}
+    parents = {pid: int(fields[1]) for pid, fields in stats.items()}
+    postmaster = int((ROOT / "var" / "pgdata" / "postmaster.pid").read_text().split()[0])
+    parts = {os.getpid(): "load generator",
+             **dict.fromkeys(_tree(postmaster, parents), "postgres"),
+             **dict.fromkeys(_tree(web_pid, parents), "web server")}
+    return {pid: (part, (int(stats[pid][11]) + int(stats[pid][12])) / tick)
+            for pid, part in parts.items() if pid in stats}
 
 
 def cpu_used(before: dict, after: dict) -> dict[str, float]:
@@ -295,13 +300,15 @@ def database(name: str, reuse: bool):
 PACED_RATE = 300  # requests/s: the goal's throughput, offered at a steady pace
 
 
-def measure(port: int, key: str | list[str], paths: list[str], total: int,
+def measure(server, key: str | list[str], paths: list[str], total: int,
             rate: float | None = None) -> dict:
+    """One run against `server` (shipped_server's (process, port))."""
+    process, port = server
     # Warm-up: the model loads in each worker.
     load_test(port, key if isinstance(key, str) else key[:200], paths[:200], 300)
-    before = cpu_seconds()
+    before = cpu_seconds(process.pid)
     latencies, wall = load_test(port, key, paths, total, rate)
-    after = cpu_seconds()
+    after = cpu_seconds(process.pid)
     ms = np.array(latencies) * 1000
     cpu = {part: seconds / total * 1000 for part, seconds in cpu_used(before, after).items()}
     run = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
@@ -365,17 +372,16 @@ def main() -> None:
         # The shipped web server settings, as a deployment runs them; a second server with
         # impression logging off takes turns with it for the closed loop (the cost of logging).
         servers = {logging_on: shipped_server(logging_on) for logging_on in (True, False)}
-        port = servers[True][1]
         closed_runs, unlogged_runs, paced_runs, similar_runs = [], [], [], []
         try:
             for round_number in range(args.rounds):  # the machine is noisy: every round shown
                 for logging_on in (True, False)[::1 if round_number % 2 == 0 else -1]:
                     runs = closed_runs if logging_on else unlogged_runs
-                    runs.append(measure(servers[logging_on][1], key, recommendations,
+                    runs.append(measure(servers[logging_on], key, recommendations,
                                         args.requests))
-                paced_runs.append(measure(port, key, recommendations,
+                paced_runs.append(measure(servers[True], key, recommendations,
                                           min(args.requests, PACED_RATE * 10), PACED_RATE))
-                similar_runs.append(measure(port, key, similar, args.requests))
+                similar_runs.append(measure(servers[True], key, similar, args.requests))
         finally:
             for server, _port in servers.values():
                 server.terminate()
@@ -395,8 +401,7 @@ def main() -> None:
     index_recall, recall, query_ms = recalls[serving_ef]
     recall_rows = "\n".join(f"| {ef} | {r:.3f} | {rs:.3f} | {q:.2f} ms |"
                             for ef, (r, rs, q) in recalls.items())
-    cpu = {part: ms for part, ms in closed["cpu_ms"].items() if part != OTHER_PROCESSES}
-    other_ms = closed["cpu_ms"].get(OTHER_PROCESSES, 0.0)
+    cpu = closed["cpu_ms"]
     paced_ok = all(run["p99"] <= 25 and run["rps"] >= 0.99 * PACED_RATE for run in paced_runs)
     cpu_total = sum(cpu.values())
 
@@ -442,8 +447,8 @@ round): {", ".join(f"{r:.2f}x" for r in logging_ratios)} (goal >= 0.95x in every
 {met(min(logging_ratios) >= 0.95)}).
 
 CPU a request in the closed-loop run ({cpu_total:.2f} ms in all, of 2 cores):
-{", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items())}; other processes on the machine
-used {other_ms:.2f} ms a request meanwhile (not counted).
+{", ".join(f"{k} {v:.2f} ms" for k, v in cpu.items())} (this run's processes only: other
+work on the machine is not counted).
 
 Latency in the closed loop is mostly queueing: with {CONCURRENCY} requests always in flight,
 the mean latency is {CONCURRENCY} / throughput (Little's law), so p99 <= 25 ms at concurrency

@@ -27,23 +27,29 @@ from mfplatform.serving.selector import Selector
 from mfplatform.training.models import TrainingPlan
 
 SOURCE = "exploration"
-# How long a process keeps a plan's serving options and a version's eligible items: a
-# change to the plan, or a new item, applies within this.
+# How long a process keeps a version's eligible items (and another plan's serving options
+# than the active version's, which the request state reads): a new item applies within this.
 REFRESH_SECONDS = 30
 
 
-def exploration_options(version: ModelVersion | None) -> dict | None:
+def exploration_options(version: ModelVersion | None, stored: dict | None = None,
+                        stored_for: ModelVersion | None = None) -> dict | None:
     """The serving plan's current `serving.exploration` ({share, max_item_age_days}), None
-    when off (a plan change applies without a new version)."""
+    when off (a plan change applies without a new version). `stored` are the options the
+    request state read for the version `stored_for` (the active one): used when `version`
+    belongs to the same plan. Another plan's (an experiment variant's version) are read
+    through the process's cache, within REFRESH_SECONDS of a change."""
     if version is None:
         return None
+    if stored_for is not None and stored_for.plan_id == version.plan_id:
+        options = stored
+    else:
+        def load():
+            config = (TrainingPlan.objects.filter(pk=version.plan_id)
+                      .values_list("config", flat=True).first()) or {}
+            return (config.get("serving") or {}).get("exploration")
 
-    def load():
-        config = (TrainingPlan.objects.filter(pk=version.plan_id)
-                  .values_list("config", flat=True).first()) or {}
-        return (config.get("serving") or {}).get("exploration")
-
-    options = _cached(("exploration-options", version.plan_id), load, 256)
+        options = _cached(("exploration-options", version.plan_id), load, 256)
     return options if options and options.get("share", 0) > 0 else None
 
 
@@ -141,10 +147,13 @@ class Exploring:
 
     @classmethod
     def start(cls, version: ModelVersion | None, bundle, selector: Selector,
-              recommendation_id: uuid.UUID) -> Exploring:
+              recommendation_id: uuid.UUID, stored: dict | None = None,
+              stored_for: ModelVersion | None = None) -> Exploring:
+        """`stored`: the options the request state read for `stored_for` (its version)."""
         # New items have vectors only in a factor model's partition (not a fallback version's).
         factor_model = bundle is not None and bundle.model is not None
-        options = exploration_options(version) if factor_model else None
+        options = (exploration_options(version, stored, stored_for) if factor_model
+                   else None)
         if options is None:
             return cls()
         rng = generator(recommendation_id)

@@ -82,6 +82,7 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request,
     _check_k(request.k)
     state = request_state(tenant, user_external_id)
     confirm_key(api_key, state.auth_version, SCOPE)
+    active = state.version  # what state.exploration was read for (a variant may serve another)
     assignment, state = assign(tenant, "recommendations", user_external_id, state)
     bundle = load_model(state.version)
     session = session_items(tenant, request.recent_items, request.exclude)
@@ -94,7 +95,7 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request,
     personalised = state.personalised and not popularity_only
     recommendation_id = uuid.uuid4()
     exploring = Exploring.start(None if popularity_only else state.version, bundle, selector,
-                                recommendation_id)
+                                recommendation_id, state.exploration, active)
     precomputed = (request.precomputed and personalised and precomputed_candidates(
         selector, state.version, bundle, state.user, state.history))
     vector, source = (served_vector(bundle, state, session.items, bool(user_external_id))

@@ -42,6 +42,9 @@ class RequestState:
     experiments: list | None = None
     # The tenant's auth_version now: confirms the request's cached API key (tenants.auth).
     auth_version: int | None = None
+    # The serving plan's `serving.exploration` options as stored now (a plan change applies
+    # to the next request, with no cache to expire), for `version`.
+    exploration: dict | None = None
 
     @property
     def personalised(self) -> bool:
@@ -56,12 +59,13 @@ VERSION_BYTES = 16 * 1024
 
 _STATE_SQL = f"""
 WITH u AS (SELECT id, consent FROM catalog_enduser
-           WHERE tenant_id = %(tenant)s AND external_id = %(user)s)
+           WHERE tenant_id = %(tenant)s AND external_id = %(user)s),
+a AS (SELECT mv.id, p.config -> 'serving' -> 'exploration' AS exploration
+        FROM registry_modelversion mv JOIN training_trainingplan p ON p.id = mv.plan_id
+       WHERE mv.tenant_id = %(tenant)s AND p.is_serving AND mv.status = 'active'
+       ORDER BY mv.id LIMIT 1)
 SELECT
-  (SELECT mv.id FROM registry_modelversion mv
-     JOIN training_trainingplan p ON p.id = mv.plan_id
-    WHERE mv.tenant_id = %(tenant)s AND p.is_serving AND mv.status = 'active'
-    ORDER BY mv.id LIMIT 1),
+  (SELECT id FROM a), (SELECT exploration FROM a),
   (SELECT id FROM u), (SELECT consent FROM u),
   (SELECT coalesce(json_agg(json_build_array(h.item_id, h.name, h.ts) ORDER BY h.ts DESC),
                    '[]')
@@ -96,11 +100,12 @@ _VECTOR_SQL = (f"SELECT v.embedding FROM {PARENTS['user']} v "
 
 
 def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
-    """The active version, the user, their history, suppressions and stored vector, the
-    tenant's rules and its auth_version in one round trip (every table is also behind
-    row-level security): the state statement and the vector's, pipelined. The vector is read
-    in the version this process served the tenant last; a second round trip only when the
-    active version is another (its first request, or after a promotion)."""
+    """The active version (and its plan's exploration options), the user, their history,
+    suppressions and stored vector, the tenant's rules and its auth_version in one round trip
+    (every table is also behind row-level security): the state statement and the vector's,
+    pipelined. The vector is read in the version this process served the tenant last; a
+    second round trip only when the active version is another (its first request, or after a
+    promotion)."""
     cache = serving_cache()
     expected = cache.get(("active", tenant.pk))
     params = {"tenant": tenant.pk, "user": user_external_id or ""}
@@ -109,7 +114,7 @@ def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
         with_vector = expected is not None and bool(user_external_id)
         if with_vector:
             stored.execute(_VECTOR_SQL.format(version=int(expected)), params, prepare=True)
-        (version_id, user_id, consent, history, suppressed, rules, experiments,
+        (version_id, exploration, user_id, consent, history, suppressed, rules, experiments,
          auth_version) = state.fetchone()  # the first fetch sends them all
         vector = stored.fetchone() if with_vector else None
     vector = None if vector is None else vector[0]
@@ -126,7 +131,7 @@ def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
         suppressed=set(suppressed or ()),
         rules=[(name, kind, params, enabled) for name, kind, params, enabled in _json(rules)],
         stored_vector=_as_array(vector), experiments=_json(experiments),
-        auth_version=auth_version)
+        auth_version=auth_version, exploration=_json(exploration))
 
 
 def stored_user_vector(version_id: int | None, user_id: int | None) -> np.ndarray | None:
@@ -134,9 +139,12 @@ def stored_user_vector(version_id: int | None, user_id: int | None) -> np.ndarra
     if version_id is None or user_id is None:
         return None
     with prepared_cursor() as cursor:
+        # Prepared once it repeats (psycopg's prepare_threshold: every request of an
+        # experiment's other variant), not at once: most tenants run it once per session (a
+        # new active version), and a slot per tenant of SERVING_PREPARED_STATEMENTS made
+        # three per tenant, 415 at 138 tenants, so that 200 evicted one another.
         cursor.execute(f"SELECT embedding FROM {PARENTS['user']} WHERE model_version_id = "
-                       f"{int(version_id)} AND user_id = %(user_pk)s", {"user_pk": user_id},
-                       prepare=True)  # every request of an experiment's other variant
+                       f"{int(version_id)} AND user_id = %(user_pk)s", {"user_pk": user_id})
         row = cursor.fetchone()
     return None if row is None else _as_array(row[0])
 

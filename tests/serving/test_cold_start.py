@@ -135,6 +135,23 @@ def test_exploration_shows_a_user_the_new_items_placed_nearest_their_taste(serve
     assert len(anonymous) == 10
 
 
+def test_a_plan_change_to_exploration_applies_to_the_next_request(served):
+    """The options come with the request state (no cache to expire): switched on, the very
+    next request explores."""
+    with served.scope():
+        upsert_items(served.tenant, [{"external_id": f"fresh-{i}", "category": "books"}
+                                     for i in range(40)])
+        place_cold_items(served.tenant)
+    body = _get(served, "user=user-3&k=10")
+    assert "exploration" not in {i["source"] for i in body["items"]}
+    with served.scope():
+        plan = served.version.plan
+        update_plan(plan, config={**plan.config, "serving": {
+            "exploration": {"share": 0.5, "max_item_age_days": 7}}})
+    body = _get(served, "user=user-3&k=10")
+    assert [i["source"] for i in body["items"]].count("exploration") == 5
+
+
 def test_exploration_slots_are_reproducible_from_the_recommendation_id():
     options = {"share": 0.05, "max_item_age_days": 30}
     rid = uuid.uuid4()
