@@ -580,9 +580,12 @@ def queue_wait(large: dict, small: dict) -> dict:
 
     from django.conf import settings
 
-    # The large tenant trains on the large-tenant queue whatever the sizes chosen here.
-    settings.TRAINING_LARGE_TENANT_EVENTS = min(settings.TRAINING_LARGE_TENANT_EVENTS,
-                                                large["events"])
+    # The large tenant trains on the large-tenant queue whatever the sizes chosen here: in this
+    # process (which sends its run) and in the workers (which send its precompute after the
+    # promotion; with the default threshold they would route it to the small tenants' queue).
+    threshold = min(settings.TRAINING_LARGE_TENANT_EVENTS, large["events"])
+    settings.TRAINING_LARGE_TENANT_EVENTS = threshold
+    os.environ["TRAINING_LARGE_TENANT_EVENTS"] = str(threshold)
     workers = [subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "mfplatform", "worker", "--loglevel", "WARNING",
          "--concurrency", "1", "--pool", "solo", "--queues", ",".join(queues),
@@ -606,7 +609,11 @@ def queue_wait(large: dict, small: dict) -> dict:
         for worker in workers:
             worker.terminate()
         for worker in workers:
-            worker.wait(timeout=60)
+            try:
+                worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # a warm shutdown waits for its task to end
+                worker.kill()
+                worker.wait()
     print(f"small run started {started:.2f} s after queueing, finished after {finished:.1f} s "
           f"(large run then {large_state}, finished after {large_total:.0f} s)", flush=True)
     return {"started": started, "finished": finished, "large_state": large_state,
