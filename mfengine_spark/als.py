@@ -16,11 +16,14 @@ import scipy.sparse as sp
 
 from mfengine.als import regularization_rule, weighted_lambda
 from mfengine.base import MatrixFactorization, RandomState, check_user_items
+from mfengine_spark.entries import entry_blocks
 from mfengine_spark.parquet import write_interactions
 from mfengine_spark.session import spark_session
 
-# Observed entries scored per block when the objective is computed (bounds nnz x factors).
-_LOSS_BLOCK = 1 << 20
+# The objective is summed in float64 a block at a time, never over float64 copies of whole
+# arrays (10M users x 64 factors would be 5 GB): this many observed entries or factor rows per
+# block, 16 MB per float64 array at 64 factors.
+_LOSS_BLOCK = 32768
 
 
 class SparkALS(MatrixFactorization):
@@ -121,22 +124,8 @@ class SparkALS(MatrixFactorization):
 
     def _loss(self, user_items: sp.csr_matrix) -> float:
         """Spark's implicit objective of the factors, per observed entry."""
-        X = self.user_factors_.astype(np.float64)
-        Y = self.item_factors_.astype(np.float64)
-        coo = user_items.tocoo()
-        observed = 0.0
-        for start in range(0, coo.nnz, _LOSS_BLOCK):
-            rows, cols = coo.row[start:start + _LOSS_BLOCK], coo.col[start:start + _LOSS_BLOCK]
-            predicted = np.einsum("ij,ij->i", X[rows], Y[cols])
-            confidence = 1.0 + self.alpha * coo.data[start:start + _LOSS_BLOCK]
-            # c (1 - s)^2 on observed entries replaces the s^2 the all-pairs term counts
-            observed += float(np.sum(confidence * (1.0 - predicted) ** 2 - predicted**2))
-        everything = float(np.sum((X.T @ X) * (Y.T @ Y)))
-        user_counts = np.diff(user_items.indptr)
-        item_counts = np.bincount(user_items.indices, minlength=user_items.shape[1])
-        penalty = self._penalty() * (float(user_counts @ np.sum(X * X, axis=1))
-                                         + float(item_counts @ np.sum(Y * Y, axis=1)))
-        return (observed + everything + penalty) / user_items.nnz
+        return implicit_objective(user_items, self.user_factors_, self.item_factors_,
+                                  self.alpha, self._penalty()) / user_items.nnz
 
     def _fold_in_gram(self) -> np.ndarray:
         """Y^T Y (float64), kept until a fit replaces the item factors (per-request fold-in
@@ -145,8 +134,7 @@ class SparkALS(MatrixFactorization):
         key = (id(Y), Y.shape)
         cached = self.__dict__.get("_fold_in_gram_cache")
         if cached is None or cached[0] != key:
-            Yd = Y.astype(np.float64)
-            cached = (key, Yd.T @ Yd)
+            cached = (key, _gram64(Y))
             self._fold_in_gram_cache = cached
         return cached[1]
 
@@ -169,13 +157,56 @@ class SparkALS(MatrixFactorization):
             return np.linalg.lstsq(A, b, rcond=None)[0].astype(np.float32)
 
 
+def implicit_objective(user_items: sp.csr_matrix, X: np.ndarray, Y: np.ndarray,
+                       alpha: float, penalty: float) -> float:
+    """Spark's implicit ALS-WR objective of user factors X and item factors Y on the matrix:
+    sum over all (u, i) of c (p - x.y)^2 (p = 1 and c = 1 + alpha * strength on observed
+    entries, 0 and 1 elsewhere) + penalty * sum of each row's entry count x |row|^2. In
+    float64, _LOSS_BLOCK entries or rows at a time."""
+    observed = 0.0
+    for rows, cols, values in entry_blocks(user_items, _LOSS_BLOCK):
+        predicted = np.einsum("ij,ij->i", X[rows].astype(np.float64),
+                              Y[cols].astype(np.float64))
+        confidence = 1.0 + alpha * values
+        # c (1 - s)^2 on observed entries replaces the s^2 the all-pairs term counts
+        observed += float(np.sum(confidence * (1.0 - predicted) ** 2 - predicted**2))
+    everything = float(np.sum(_gram64(X) * _gram64(Y)))
+    user_counts = np.diff(user_items.indptr)
+    item_counts = np.bincount(user_items.indices, minlength=user_items.shape[1])
+    return observed + everything + penalty * (_weighted_norms(user_counts, X)
+                                              + _weighted_norms(item_counts, Y))
+
+
+def _gram64(factors: np.ndarray) -> np.ndarray:
+    """factors^T factors accumulated in float64 over blocks of rows."""
+    gram = np.zeros((factors.shape[1], factors.shape[1]), dtype=np.float64)
+    for start in range(0, factors.shape[0], _LOSS_BLOCK):
+        block = factors[start:start + _LOSS_BLOCK].astype(np.float64)
+        gram += block.T @ block
+        del block  # else it is still held while the next one is made
+    return gram
+
+
+def _weighted_norms(weights: np.ndarray, factors: np.ndarray) -> float:
+    """sum_r weights_r |factors_r|^2 in float64, block by block."""
+    total = 0.0
+    for start in range(0, factors.shape[0], _LOSS_BLOCK):
+        block = factors[start:start + _LOSS_BLOCK].astype(np.float64)
+        total += float(weights[start:start + _LOSS_BLOCK] @ np.einsum("ij,ij->i", block, block))
+        del block
+    return total
+
+
 def _dense_factors(frame: Any, rows: int, factors: int) -> np.ndarray:
     """A Spark factor DataFrame (id, features) as a (rows, factors) float32 array indexed by
-    id; rows Spark has no factors for (no observed entries) stay zero."""
+    id; rows Spark has no factors for (no observed entries) stay zero. The collected Arrow
+    table is the one transient copy: each of its chunks is read in place (a list column's
+    values are a view) and written into the result."""
     table = frame.toArrow()
     dense = np.zeros((rows, factors), dtype=np.float32)
-    if table.num_rows:
-        ids = table.column("id").to_numpy()
-        features = table.column("features").combine_chunks().flatten().to_numpy()
-        dense[ids] = features.astype(np.float32).reshape(-1, factors)
+    for batch in table.to_batches():
+        if batch.num_rows:
+            ids = batch.column("id").to_numpy()
+            features = batch.column("features").flatten().to_numpy()
+            dense[ids] = features.reshape(-1, factors)
     return dense

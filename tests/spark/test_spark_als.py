@@ -11,8 +11,11 @@ import pytest
 import scipy.sparse as sp
 
 import mfengine
+import mfengine_spark.als
+import mfengine_spark.parquet
 from mfengine.testing import StrategyConformance, planted_split
 from mfengine_spark import SparkALS, write_interactions
+from mfengine_spark.entries import entry_blocks
 
 HYPERPARAMETERS = {"factors": 8, "iterations": 3}
 
@@ -83,6 +86,57 @@ def test_parquet_holds_every_entry_by_position(tmp_path) -> None:
     rows = sorted(zip(table["user"].to_pylist(), table["item"].to_pylist(),
                       table["value"].to_pylist(), strict=True))
     assert rows == [(0, 1, 2.5), (1, 0, 1.0), (1, 2, 3.0)]
+
+
+def _with_empty_rows() -> sp.csr_matrix:
+    """23 x 17, strengths 0.1-3, the first two rows, row 10 and the last three empty."""
+    rng = np.random.default_rng(3)
+    dense = np.where(rng.random((23, 17)) < 0.35, rng.uniform(0.1, 3.0, (23, 17)), 0.0)
+    dense[[0, 1, 10, 20, 21, 22]] = 0
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+@pytest.mark.parametrize("size", [1, 4, 7, 1000])
+def test_entry_blocks_are_the_matrix_entries_in_row_order(size) -> None:
+    matrix = _with_empty_rows()
+    blocks = list(entry_blocks(matrix, size))
+    assert all(len(rows) <= size for rows, _, _ in blocks)
+    coo = matrix.tocoo()
+    for got, expected in zip(map(np.concatenate, zip(*blocks, strict=True)),
+                             (coo.row, coo.col, coo.data), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_parquet_is_written_a_row_group_at_a_time(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(mfengine_spark.parquet, "ROW_GROUP_ROWS", 5)
+    matrix = _with_empty_rows()
+    parquet = pq.ParquetFile(write_interactions(matrix, tmp_path))
+    assert parquet.num_row_groups == -(-matrix.nnz // 5) > 3
+    assert max(parquet.metadata.row_group(g).num_rows for g in range(3)) == 5
+    table, coo = parquet.read(), matrix.tocoo()
+    for column, expected in (("user", coo.row), ("item", coo.col), ("value", coo.data)):
+        np.testing.assert_array_equal(table[column].to_numpy(), expected)
+
+
+def test_blocked_objective_equals_the_dense_sum(monkeypatch) -> None:
+    """The objective summed a few entries and rows at a time is the one over the whole
+    users x items grid: c (p - x.y)^2 everywhere plus regParam x count x |row|^2 (up to the
+    float32 confidence the engine computes, as Spark does)."""
+    monkeypatch.setattr(mfengine_spark.als, "_LOSS_BLOCK", 4)
+    matrix = _with_empty_rows()
+    assert matrix.nnz > 3 * 4
+    rng = np.random.default_rng(4)
+    model = SparkALS(factors=3, alpha=2.0)
+    model.user_factors_ = rng.standard_normal((23, 3)).astype(np.float32)
+    model.item_factors_ = rng.standard_normal((17, 3)).astype(np.float32)
+    model.regularization_ = np.float32(0.25)
+    X, Y = model.user_factors_.astype(np.float64), model.item_factors_.astype(np.float64)
+    strength = matrix.toarray().astype(np.float64)
+    observed = strength > 0
+    grid = np.sum((1 + 2.0 * strength) * (observed - X @ Y.T) ** 2)
+    penalty = 0.25 * (observed.sum(axis=1) @ (X * X).sum(axis=1)
+                      + observed.sum(axis=0) @ (Y * Y).sum(axis=1))
+    np.testing.assert_allclose(model._loss(matrix), (grid + penalty) / matrix.nnz, rtol=1e-6)
 
 
 def test_last_loss_is_the_objective_of_the_final_factors() -> None:
