@@ -472,7 +472,7 @@ def storage_row(large: dict, publisher: dict, repeat: int, databases: dict[str, 
           f"warm, {times['plan_new']:.2f} ms on a new connection; execution "
           f"{times['exec_warm']:.2f} ms; publication {times['publish']:.2f} s vs "
           f"{times['reference']:.2f} s at {times['reference_versions']:,} versions, pairs "
-          + ", ".join(f"{r:.2f}x" for r in times["ratios"])
+          + ", ".join(f"{r:.3f}x" for r in times["ratios"])
           + f" ({times['uptime']})", flush=True)
     for name, ms in times["parts"].items():
         print(f"  planning, {name}: {ms:.3f} ms", flush=True)
@@ -745,15 +745,15 @@ def storage_report(args, storage: list[dict]) -> list[str]:
                      f"{row['plan_new']:.2f} ms | {row['exec_warm']:.2f} ms | "
                      f"{row['publish']:.2f} s | {row['reference']:.2f} s "
                      f"({row['reference_versions']:,}) | "
-                     + ", ".join(f"{r:.2f}" for r in row["ratios"])
-                     + f" | {row['ratio']:.2f}x | {row['worst']:.2f}x | {loads} |")
+                     + ", ".join(f"{r:.3f}" for r in row["ratios"])
+                     + f" | {row['ratio']:.3f}x | {row['worst']:.3f}x | {loads} |")
     lines.append(f"\nGoals at the largest size: what a request pays for planning <= 0.2 ms "
                  f"warm ({_met(last['plan_prepared'] <= 0.2)}; the text planned each time: "
                  f"{_met(last['plan_warm'] <= 0.2)}), <= 5 ms on a new connection "
                  f"({_met(last['plan_new'] <= 5)}); publication at {last['versions']:,} "
                  f"versions <= 1.2x at {last['reference_versions']:,}: on the median of the "
-                 f"pairs {_met(last['ratio'] <= 1.2)} ({last['ratio']:.2f}x), in every pair "
-                 f"{_met(last['worst'] <= 1.2)} (worst {last['worst']:.2f}x).\n")
+                 f"pairs {_met(last['ratio'] <= 1.2)} ({last['ratio']:.3f}x), in every pair "
+                 f"{_met(last['worst'] <= 1.2)} (worst {last['worst']:.3f}x).\n")
     lines.append(ATTACH_HISTORY)
     lines += [f"Planning the text, by part (ms, medians of {args.repeat} taking turns; "
               f"sizes {sizes}):\n", "| statement | " + " | ".join(
