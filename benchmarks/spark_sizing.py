@@ -96,7 +96,10 @@ def measure(events: int, engines: list[str]) -> list[dict]:
         sp.save_npz(path, matrix)
         for engine in engines:
             done = subprocess.run([sys.executable, __file__, "--child", engine, path],
-                                  capture_output=True, text=True, check=True)
+                                  capture_output=True, text=True)
+            if done.returncode:  # say why (a 1.6M-event child once failed without a word)
+                raise SystemExit(f"{engine} at {events:,} events failed "
+                                 f"({done.returncode}):\n{done.stderr[-4000:]}")
             row = json.loads(done.stdout.strip().splitlines()[-1])
             row.update(events=events, users=matrix.shape[0], items=matrix.shape[1],
                        nnz=matrix.nnz)
