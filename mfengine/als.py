@@ -83,21 +83,24 @@ def weighted_lambda(rule: tuple[str, float], user_items: sp.csr_matrix | None,
 _LOSS_BLOCK = 65536
 
 
-def _gram64(factors: np.ndarray) -> np.ndarray:
-    """factors^T factors accumulated in float64 over float32 blocks."""
+def gram64(factors: np.ndarray, block_rows: int = _LOSS_BLOCK) -> np.ndarray:
+    """factors^T factors accumulated in float64 over float32 blocks of `block_rows` rows."""
     gram = np.zeros((factors.shape[1], factors.shape[1]), dtype=np.float64)
-    for start in range(0, factors.shape[0], _LOSS_BLOCK):
-        block = factors[start:start + _LOSS_BLOCK].astype(np.float64)
+    for start in range(0, factors.shape[0], block_rows):
+        block = factors[start:start + block_rows].astype(np.float64)
         gram += block.T @ block
+        del block  # else it is still held while the next one is made
     return gram
 
 
-def _penalty_term(penalties: np.ndarray, factors: np.ndarray) -> float:
-    """sum_r penalty_r |factors_r|^2 in float64, block by block."""
+def weighted_norms(weights: np.ndarray, factors: np.ndarray,
+                   block_rows: int = _LOSS_BLOCK) -> float:
+    """sum_r weights_r |factors_r|^2 in float64, `block_rows` rows at a time."""
     total = 0.0
-    for start in range(0, factors.shape[0], _LOSS_BLOCK):
-        block = factors[start:start + _LOSS_BLOCK].astype(np.float64)
-        total += float(penalties[start:start + _LOSS_BLOCK] @ np.einsum("ij,ij->i", block, block))
+    for start in range(0, factors.shape[0], block_rows):
+        block = factors[start:start + block_rows].astype(np.float64)
+        total += float(weights[start:start + block_rows] @ np.einsum("ij,ij->i", block, block))
+        del block
     return total
 
 
@@ -259,8 +262,8 @@ class ALS(MatrixFactorization):
         observed = _kernels.als_observed_loss(
             user_items.indptr, user_items.indices, user_items.data, X, Y, np.float32(self.alpha)
         )
-        everything = float(np.sum(_gram64(X) * _gram64(Y)))
-        penalty = _penalty_term(self._user_penalties, X) + _penalty_term(self._item_penalties, Y)
+        everything = float(np.sum(gram64(X) * gram64(Y)))
+        penalty = weighted_norms(self._user_penalties, X) + weighted_norms(self._item_penalties, Y)
         return (observed + everything + penalty) / max(user_items.nnz, 1)
 
     def _finalize(self, user_items: sp.csr_matrix) -> None:

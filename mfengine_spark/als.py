@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from mfengine.als import regularization_rule, weighted_lambda
+from mfengine.als import gram64, regularization_rule, weighted_lambda, weighted_norms
 from mfengine.base import MatrixFactorization, RandomState, check_user_items
 from mfengine_spark.entries import entry_blocks
 from mfengine_spark.parquet import write_interactions
@@ -134,7 +134,7 @@ class SparkALS(MatrixFactorization):
         key = (id(Y), Y.shape)
         cached = self.__dict__.get("_fold_in_gram_cache")
         if cached is None or cached[0] != key:
-            cached = (key, _gram64(Y))
+            cached = (key, gram64(Y, _LOSS_BLOCK))
             self._fold_in_gram_cache = cached
         return cached[1]
 
@@ -170,31 +170,11 @@ def implicit_objective(user_items: sp.csr_matrix, X: np.ndarray, Y: np.ndarray,
         confidence = 1.0 + alpha * values
         # c (1 - s)^2 on observed entries replaces the s^2 the all-pairs term counts
         observed += float(np.sum(confidence * (1.0 - predicted) ** 2 - predicted**2))
-    everything = float(np.sum(_gram64(X) * _gram64(Y)))
+    everything = float(np.sum(gram64(X, _LOSS_BLOCK) * gram64(Y, _LOSS_BLOCK)))
     user_counts = np.diff(user_items.indptr)
     item_counts = np.bincount(user_items.indices, minlength=user_items.shape[1])
-    return observed + everything + penalty * (_weighted_norms(user_counts, X)
-                                              + _weighted_norms(item_counts, Y))
-
-
-def _gram64(factors: np.ndarray) -> np.ndarray:
-    """factors^T factors accumulated in float64 over blocks of rows."""
-    gram = np.zeros((factors.shape[1], factors.shape[1]), dtype=np.float64)
-    for start in range(0, factors.shape[0], _LOSS_BLOCK):
-        block = factors[start:start + _LOSS_BLOCK].astype(np.float64)
-        gram += block.T @ block
-        del block  # else it is still held while the next one is made
-    return gram
-
-
-def _weighted_norms(weights: np.ndarray, factors: np.ndarray) -> float:
-    """sum_r weights_r |factors_r|^2 in float64, block by block."""
-    total = 0.0
-    for start in range(0, factors.shape[0], _LOSS_BLOCK):
-        block = factors[start:start + _LOSS_BLOCK].astype(np.float64)
-        total += float(weights[start:start + _LOSS_BLOCK] @ np.einsum("ij,ij->i", block, block))
-        del block
-    return total
+    return observed + everything + penalty * (weighted_norms(user_counts, X, _LOSS_BLOCK)
+                                              + weighted_norms(item_counts, Y, _LOSS_BLOCK))
 
 
 def _dense_factors(frame: Any, rows: int, factors: int) -> np.ndarray:
