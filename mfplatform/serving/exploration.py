@@ -24,6 +24,7 @@ from mfplatform.registry.vectors import partition_name
 from mfplatform.serving.cache import serving_cache
 from mfplatform.serving.items import prepared_cursor
 from mfplatform.serving.selector import Selector
+from mfplatform.serving.state import vector_array
 from mfplatform.training.models import TrainingPlan
 
 SOURCE = "exploration"
@@ -110,15 +111,11 @@ def eligible_items(version: ModelVersion, max_age_days: float
                 {"secs": max_age_days * 86400.0})
             rows = cursor.fetchall()
         pks = np.array([row[0] for row in rows], dtype=np.int64)
-        vectors = np.array([_array(row[1]) for row in rows], dtype=np.float32).reshape(
+        vectors = np.array([vector_array(row[1]) for row in rows], dtype=np.float32).reshape(
             len(rows), dims)
         return pks, vectors
 
     return _cached(("exploration-items", version.pk, max_age_days), load, None)
-
-
-def _array(vector) -> np.ndarray:
-    return vector.to_numpy() if hasattr(vector, "to_numpy") else np.asarray(vector)
 
 
 def _cached(key, load, size: int | None):

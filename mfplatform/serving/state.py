@@ -130,7 +130,7 @@ def request_state(tenant: Tenant, user_external_id: str | None) -> RequestState:
         history=[(int(i), name, float(ts)) for i, name, ts in _json(history)],
         suppressed=set(suppressed or ()),
         rules=[(name, kind, params, enabled) for name, kind, params, enabled in _json(rules)],
-        stored_vector=_as_array(vector), experiments=_json(experiments),
+        stored_vector=vector_array(vector), experiments=_json(experiments),
         auth_version=auth_version, exploration=_json(exploration))
 
 
@@ -146,10 +146,10 @@ def stored_user_vector(version_id: int | None, user_id: int | None) -> np.ndarra
         cursor.execute(f"SELECT embedding FROM {PARENTS['user']} WHERE model_version_id = "
                        f"{int(version_id)} AND user_id = %(user_pk)s", {"user_pk": user_id})
         row = cursor.fetchone()
-    return None if row is None else _as_array(row[0])
+    return None if row is None else vector_array(row[0])
 
 
-def _as_array(vector) -> np.ndarray | None:
+def vector_array(vector) -> np.ndarray | None:
     """pgvector's value (a numpy array, or its Vector type, by how psycopg read it)."""
     if vector is None:
         return None
