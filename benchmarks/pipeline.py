@@ -43,7 +43,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def create_database() -> None:
+def create_database(name: str = BENCH_DB) -> None:
     import psycopg
 
     from mfplatform.embedded_db import APP_DATABASE, APP_ROLE, ensure_running
@@ -51,11 +51,11 @@ def create_database() -> None:
     socket_dir = ensure_running(ROOT / "var" / "pgdata")
     with psycopg.connect(host=str(socket_dir), user=APP_ROLE, dbname=APP_DATABASE,
                          autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
 
 
-def drop_database() -> None:
+def drop_database(name: str = BENCH_DB) -> None:
     import psycopg
 
     from mfplatform.embedded_db import APP_DATABASE, APP_ROLE, ensure_running
@@ -63,7 +63,7 @@ def drop_database() -> None:
     socket_dir = ensure_running(ROOT / "var" / "pgdata")
     with psycopg.connect(host=str(socket_dir), user=APP_ROLE, dbname=APP_DATABASE,
                          autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def copy_rows(cursor, table: str, columns: list[str], rows) -> None:
