@@ -36,6 +36,8 @@ from mfengine.ids import positions
 from mfengine.report import to_plain
 
 SECONDS_PER_DAY = 86400.0
+# Elements per block where a whole-array temporary is avoided (hashing, id codes): 8 MB of int64.
+_BLOCK = 1 << 20
 
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "view": 0.5,
@@ -120,7 +122,7 @@ def _as_ids(values: Any) -> np.ndarray:
     if arr.dtype == object:
         arr = arr.astype(str)
     if arr.dtype.kind in "iub":
-        arr = arr.astype(np.int64)
+        arr = arr.astype(np.int64, copy=False)  # the caller's int64 ids, not a copy of them
     return arr
 
 
@@ -149,6 +151,14 @@ def _hash_ids(h: Any, ids: np.ndarray) -> None:
     h.update(b"|")
 
 
+def _hash_blocks(h: Any, array: np.ndarray, dtype: Any) -> None:
+    """The bytes of ``array`` as ``dtype``, a block at a time: the same digest as hashing them
+    at once, without a converted copy (and its bytes) of the whole array."""
+    flat = array.ravel()
+    for start in range(0, len(flat), _BLOCK):
+        h.update(np.ascontiguousarray(flat[start:start + _BLOCK], dtype=dtype))
+
+
 def content_hash(
     matrix: sp.csr_matrix,
     user_ids: np.ndarray,
@@ -160,9 +170,9 @@ def content_hash(
     m.sort_indices()
     h = hashlib.sha256()
     h.update(np.asarray(m.shape, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(m.data, dtype=np.float32).tobytes())
-    h.update(np.ascontiguousarray(m.indices, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(m.indptr, dtype=np.int64).tobytes())
+    _hash_blocks(h, m.data, np.float32)
+    _hash_blocks(h, m.indices, np.int64)
+    _hash_blocks(h, m.indptr, np.int64)
     _hash_ids(h, user_ids)
     _hash_ids(h, item_ids)
     if suppression is not None:
@@ -191,28 +201,46 @@ def _keep_most_recent(groups: np.ndarray, timestamps: np.ndarray, cap: int) -> n
 class _Events:
     """The event arrays while they go through the steps: ``keep`` marks what survives and
     ``counts`` records what each step dropped. User and item codes index the sorted unique
-    external ids, so codes follow id order."""
+    external ids, so codes follow id order. Per event only small integer codes are made (no
+    copy of the caller's arrays, no weight or type name per event: a type's weight and
+    negative flag are looked up by its code), so the build holds little beside its input."""
 
     users: np.ndarray
     items: np.ndarray
     timestamps: np.ndarray
-    values: np.ndarray
+    values: np.ndarray | None  # None: no values (strength is the type's weight)
     keep: np.ndarray
     counts: dict[str, int]
-    weight: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    negative: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    type_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int8))
+    type_weight: np.ndarray = field(default_factory=lambda: np.ones(1))  # NaN: no weight
+    type_negative: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=bool))
     unique_users: np.ndarray = field(default_factory=lambda: np.zeros(0))
     unique_items: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    user_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    item_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    user_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    item_codes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
 
     def drop(self, key: str, mask: np.ndarray) -> None:
         """Drop the kept events in ``mask``, counted under ``key``."""
         self.counts[key] = int((self.keep & mask).sum())
         self.keep &= ~mask
 
-    def pair_keys(self) -> np.ndarray:
-        return self.user_codes * max(len(self.unique_items), 1) + self.item_codes
+    def pair_keys(self, at: np.ndarray) -> np.ndarray:
+        """The (user, item) key of the events at positions ``at`` (int64: codes are int32)."""
+        keys = self.user_codes[at].astype(np.int64)
+        keys *= max(len(self.unique_items), 1)
+        keys += self.item_codes[at]
+        return keys
+
+
+def _codes(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique ids, each id's position in them): np.unique's inverse, as int32 where
+    it fits and computed a block at a time (np.unique's inverse costs several int64 arrays
+    as long as the events)."""
+    unique = np.unique(ids)
+    codes = np.empty(len(ids), dtype=np.int32 if len(unique) < 2**31 else np.int64)
+    for start in range(0, len(ids), _BLOCK):
+        codes[start:start + _BLOCK] = np.searchsorted(unique, ids[start:start + _BLOCK])
+    return unique, codes
 
 
 def _read_events(
@@ -223,15 +251,13 @@ def _read_events(
     n = len(users)
     if len(items) != n or len(ts) != n:
         raise ValueError("user_ids, item_ids and timestamps must have the same length")
-    vals = np.ones(n, dtype=np.float64) if values is None else np.asarray(values, np.float64)
-    if len(vals) != n:
+    vals = None if values is None else np.asarray(values, np.float64)
+    if vals is not None and len(vals) != n:
         raise ValueError("values must have one entry per event")
     events = _Events(users, items, ts, vals, np.ones(n, dtype=bool), {"events_in": n})
-    # Integer codes once (np.unique sorts, so codes follow the sorted external ids).
-    events.unique_users, user_codes = np.unique(users, return_inverse=True)
-    events.unique_items, item_codes = np.unique(items, return_inverse=True)
-    events.user_codes = user_codes.ravel().astype(np.int64)
-    events.item_codes = item_codes.ravel().astype(np.int64)
+    # Integer codes once (sorted unique ids, so codes follow the sorted external ids).
+    events.unique_users, events.user_codes = _codes(users)
+    events.unique_items, events.item_codes = _codes(items)
     return events
 
 
@@ -240,31 +266,47 @@ def _drop_after_cutoff(events: _Events, cutoff: int) -> None:
     events.drop("dropped_after_cutoff", events.timestamps >= cutoff)
 
 
-def _weigh_event_types(events: _Events, event_types: Any, cfg: PrepareConfig) -> None:
-    """Weight (NaN: type without weight) and negative flag per event, via the unique types."""
-    n = len(events.users)
+def _type_codes(event_types: Any, names: Any, n: int) -> tuple[np.ndarray, list[str]]:
+    """(a code per event, the type name of each code). With ``names``, ``event_types`` are
+    already codes into it; else they are names, coded by their sorted unique values."""
     if event_types is None:
-        events.weight, events.negative = np.ones(n), np.zeros(n, dtype=bool)
-        return
-    types = np.asarray(event_types).astype(str)
-    if len(types) != n:
+        return np.zeros(n, dtype=np.int8), ["rating"]  # every event alike, weight 1
+    if names is not None:
+        codes = np.asarray(event_types)
+        names = [str(name) for name in names]
+        if codes.dtype.kind not in "iu" or (len(codes) and (
+                codes.min() < 0 or codes.max() >= len(names))):
+            raise ValueError("event_types must be codes into event_type_names")
+    else:
+        unique_types, codes = np.unique(np.asarray(event_types).astype(str),
+                                        return_inverse=True)
+        names = unique_types.tolist()
+    if len(codes) != n:
         raise ValueError("event_types must have one entry per event")
-    unique_types, inverse = np.unique(types, return_inverse=True)
+    return codes.ravel(), names
+
+
+def _weigh_event_types(events: _Events, event_types: Any, names: Any,
+                       cfg: PrepareConfig) -> None:
+    """Weight (NaN: type without weight) and negative flag per type, and each event's type
+    code into them."""
+    events.type_codes, names = _type_codes(event_types, names, len(events.users))
+    if event_types is None:
+        return
     weights = {str(k): float(v) for k, v in dict(cfg.event_weights).items()}
     negative_types = {str(t) for t in cfg.negative_event_types}
-    type_weight = np.array([weights.get(t, np.nan) for t in unique_types], dtype=np.float64)
-    type_negative = np.array([t in negative_types for t in unique_types], dtype=bool)
-    events.weight = type_weight[inverse] if n else np.zeros(0)
-    events.negative = type_negative[inverse] if n else np.zeros(0, dtype=bool)
+    events.type_weight = np.array([weights.get(t, np.nan) for t in names], dtype=np.float64)
+    events.type_negative = np.array([t in negative_types for t in names], dtype=bool)
 
 
 def _set_aside_negatives(events: _Events) -> np.ndarray:
     """Step 3: negative events become suppression pairs (keys), never positives. The cutoff
     applies to them, the window does not (a hide stays meaningful)."""
-    negatives = events.keep & events.negative
-    events.counts["negative_events"] = int(negatives.sum())
-    events.keep &= ~events.negative
-    return np.unique(events.pair_keys()[negatives])
+    negative = events.type_negative[events.type_codes]
+    negatives = np.flatnonzero(events.keep & negative)
+    events.counts["negative_events"] = int(len(negatives))
+    events.keep &= ~negative
+    return np.unique(events.pair_keys(negatives))
 
 
 def _drop_outside_window(events: _Events, cutoff: int, window_days: float | None) -> None:
@@ -278,9 +320,11 @@ def _drop_outside_window(events: _Events, cutoff: int, window_days: float | None
 
 def _drop_unusable(events: _Events, use_values: bool) -> None:
     """Step 4: types without a weight; non-finite values when values are used."""
-    events.drop("dropped_unknown_type", np.isnan(events.weight))
-    invalid = ~np.isfinite(events.values) if use_values else np.zeros(len(events.keep), bool)
-    events.drop("dropped_invalid_value", invalid)
+    events.drop("dropped_unknown_type", np.isnan(events.type_weight)[events.type_codes])
+    if use_values and events.values is not None:
+        events.drop("dropped_invalid_value", ~np.isfinite(events.values))
+    else:
+        events.counts["dropped_invalid_value"] = 0
 
 
 def _drop_unknown_items(events: _Events, catalogue_item_ids: Any) -> np.ndarray | None:
@@ -297,10 +341,13 @@ def _drop_unknown_items(events: _Events, catalogue_item_ids: Any) -> np.ndarray 
 
 def _drop_suppressed_pairs(events: _Events, negative_keys: np.ndarray, enabled: bool) -> None:
     """Step 3: a user who hid an item has not endorsed it."""
+    events.counts["dropped_suppressed_pair"] = 0
     if not (enabled and len(negative_keys)):
-        events.counts["dropped_suppressed_pair"] = 0
         return
-    events.drop("dropped_suppressed_pair", np.isin(events.pair_keys(), negative_keys))
+    kept = np.flatnonzero(events.keep)  # only kept events can be dropped (and counted)
+    hit = kept[np.isin(events.pair_keys(kept), negative_keys)]
+    events.counts["dropped_suppressed_pair"] = int(len(hit))
+    events.keep[hit] = False
 
 
 def _apply_caps(events: _Events, cfg: PrepareConfig) -> None:
@@ -323,44 +370,72 @@ def _strengths(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step 6: (user codes, item codes, strengths) of the kept events with a positive
     strength: type weight (x value) x recency decay measured from the cutoff."""
-    kept = np.flatnonzero(events.keep)
-    strength = events.weight[kept] * (events.values[kept] if cfg.use_values else 1.0)
+    keep = events.keep  # a mask, not positions: no int64 per event
+    strength = events.type_weight[events.type_codes[keep]]
+    if cfg.use_values and events.values is not None:
+        strength *= events.values[keep]
     if cfg.half_life_days is not None:
-        age_days = (cutoff - events.timestamps[kept]).astype(np.float64) / SECONDS_PER_DAY
-        strength = strength * np.exp(-np.log(2.0) * age_days / float(cfg.half_life_days))
+        # In place, the same operations in the same order (the same floats) as
+        # strength * exp(-ln 2 * age_days / half_life), without a temporary per operation.
+        age = events.timestamps[keep]
+        np.subtract(cutoff, age, out=age)
+        decay = age.astype(np.float64)
+        del age
+        decay /= SECONDS_PER_DAY
+        decay *= -np.log(2.0)
+        decay /= float(cfg.half_life_days)
+        np.exp(decay, out=decay)
+        strength *= decay
+        del decay
     positive = strength > 0
-    events.counts["dropped_nonpositive_strength"] = int((~positive).sum())
-    events.counts["events_kept"] = int(positive.sum())
-    kept = kept[positive]
-    return events.user_codes[kept], events.item_codes[kept], strength[positive]
+    n_positive = int(positive.sum())
+    events.counts["dropped_nonpositive_strength"] = len(positive) - n_positive
+    events.counts["events_kept"] = n_positive
+    if n_positive < len(positive):
+        keep[keep] = positive
+        strength = strength[positive]
+    return events.user_codes[keep], events.item_codes[keep], strength
+
+
+def _used(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the codes that occur, sorted; each code's rank among them): np.unique(codes,
+    return_inverse=True) through a table as long as the unique ids, not a sort of the events."""
+    present = np.zeros(n_codes, dtype=bool)
+    present[codes] = True
+    rank = np.cumsum(present, dtype=np.int64) - 1
+    return np.flatnonzero(present), rank.astype(np.int32)[codes]
 
 
 def _build_matrix(
-    events: _Events,
-    user_codes: np.ndarray,
-    item_codes: np.ndarray,
-    strength: np.ndarray,
-    catalogue: np.ndarray | None,
-    cfg: PrepareConfig,
+    events: _Events, cutoff: int, catalogue: np.ndarray | None, cfg: PrepareConfig
 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """Step 7: (matrix, row ids, column ids); duplicates summed, clipped, optionally log1p."""
-    used_users, rows = np.unique(user_codes, return_inverse=True)
+    """Steps 6-7: (matrix, row ids, column ids); duplicates summed, clipped, optionally log1p.
+    The per-event codes are let go as soon as the kept ones are taken, and the COO arrays
+    (int32 rows and columns) once the CSR matrix holds them."""
+    user_codes, item_codes, strength = _strengths(events, cutoff, cfg)
+    events.user_codes = events.item_codes = events.keep = np.zeros(0, dtype=np.int32)
+    used_users, rows = _used(user_codes, len(events.unique_users))
+    del user_codes
     row_ids = events.unique_users[used_users]
     if catalogue is not None:
         col_ids = catalogue
-        cols = _lookup(catalogue, events.unique_items[item_codes])
+        cols = _lookup(catalogue, events.unique_items).astype(np.int32)[item_codes]
     else:
-        used_items, cols = np.unique(item_codes, return_inverse=True)
+        used_items, cols = _used(item_codes, len(events.unique_items))
         col_ids = events.unique_items[used_items]
+    del item_codes
     shape = (len(row_ids), len(col_ids))
     # COO -> CSR sums duplicate (user, item) strengths.
-    matrix = sp.csr_matrix((strength, (rows.ravel(), np.asarray(cols).ravel())), shape=shape)
+    matrix = sp.csr_matrix((strength, (rows, cols)), shape=shape)
+    del rows, cols, strength
     matrix.sum_duplicates()
     if cfg.max_strength is not None:
         np.minimum(matrix.data, float(cfg.max_strength), out=matrix.data)
     if cfg.log1p:
         np.log1p(matrix.data, out=matrix.data)
-    matrix = matrix.astype(np.float32)
+    # float32 values on the same index arrays (astype would copy those too).
+    matrix = sp.csr_matrix((matrix.data.astype(np.float32), matrix.indices, matrix.indptr),
+                           shape=shape)
     matrix.sort_indices()
     return matrix, row_ids, col_ids
 
@@ -375,6 +450,7 @@ def prepare_interactions(
     values: Any = None,
     config: PrepareConfig | None = None,
     catalogue_item_ids: Any = None,
+    event_type_names: Any = None,
 ) -> PreparedData:
     """Build a `PreparedData` from per-event arrays (the steps of the module docstring).
 
@@ -384,22 +460,21 @@ def prepare_interactions(
     weight 1). values: optional per-event numbers used when ``config.use_values``.
     catalogue_item_ids: if given, every catalogue item gets a column (even without events, so
     new items can be served by content) and events on other items are dropped.
+    event_type_names: if given, event_types are integer codes into it (a name per code), so
+    no name per event needs to exist.
     """
     cfg = config or PrepareConfig()
     cutoff = int(cutoff)
     events = _read_events(user_ids, item_ids, timestamps, values, cutoff)
     _drop_after_cutoff(events, cutoff)
-    _weigh_event_types(events, event_types, cfg)
+    _weigh_event_types(events, event_types, event_type_names, cfg)
     negative_keys = _set_aside_negatives(events)
     _drop_outside_window(events, cutoff, cfg.window_days)
     _drop_unusable(events, cfg.use_values)
     catalogue = _drop_unknown_items(events, catalogue_item_ids)
     _drop_suppressed_pairs(events, negative_keys, cfg.negatives_remove_positives)
     _apply_caps(events, cfg)
-    user_codes, item_codes, strength = _strengths(events, cutoff, cfg)
-    matrix, row_ids, col_ids = _build_matrix(
-        events, user_codes, item_codes, strength, catalogue, cfg
-    )
+    matrix, row_ids, col_ids = _build_matrix(events, cutoff, catalogue, cfg)
     n_item_codes = max(len(events.unique_items), 1)
     suppressed_users = events.unique_users[negative_keys // n_item_codes]
     suppressed_items = events.unique_items[negative_keys % n_item_codes]

@@ -84,6 +84,46 @@ def _flags_of(table: tuple[np.ndarray, np.ndarray], pks: np.ndarray
     return flags, known
 
 
+class _Column:
+    """One column of the kept events, grown in place chunk by chunk: ndarray.resize
+    reallocates its buffer (glibc remaps a large block's pages instead of copying them; numpy
+    zero-fills the growth, hence small steps), where a list of chunks joined at the end held
+    every event twice and left the heap fragmented (the resident peak ~50% above the traced
+    one at 2M events)."""
+
+    def __init__(self, dtype) -> None:
+        self.array = np.zeros(0, dtype=dtype)
+        self.size = 0
+
+    def append(self, values: np.ndarray) -> None:
+        end = self.size + len(values)
+        if end > len(self.array):
+            self.array.resize(max(end, len(self.array) + len(self.array) // 8), refcheck=False)
+        self.array[self.size:end] = values
+        self.size = end
+
+    def take(self) -> np.ndarray:
+        """The column at its length; this one is emptied."""
+        array, self.array = self.array, np.zeros(0, dtype=self.array.dtype)
+        array.resize(self.size, refcheck=False)
+        return array
+
+
+def in_order(stamps: np.ndarray, ids: np.ndarray) -> bool:
+    """Whether the events are in (timestamp, id) order already (appended in time order, as
+    they usually are): then no sort and no reordered copy of each column is needed."""
+    pairs = len(stamps) - 1  # (event, the next one)
+    for start in range(0, max(pairs, 0), _FLAG_CHUNK_ROWS):
+        end = min(start + _FLAG_CHUNK_ROWS, pairs)
+        earlier, later = stamps[start:end], stamps[start + 1:end + 1]
+        if not (earlier <= later).all():
+            return False
+        tie = earlier == later
+        if not (ids[start:end][tie] < ids[start + 1:end + 1][tie]).all():
+            return False
+    return True
+
+
 class _Kept:
     """The kept events' columns, chunk by chunk, and the counts."""
 
@@ -94,9 +134,9 @@ class _Kept:
         self.type_pks = type_pks
         self.filters = filters  # counts key -> bit, the first matching filter counts a row
         self.counts = {"events_read": 0, **{f"filtered_{name}": 0 for name in filters}}
-        self.parts: dict[str, list[np.ndarray]] = {
-            name: [] for name in ("id", "timestamp", "user_id", "item_id", "type_code",
-                                  "value")}
+        self.columns = {name: _Column(dtype) for name, dtype in (
+            ("id", np.int64), ("timestamp", np.int64), ("user_id", np.int64),
+            ("item_id", np.int64), ("type_code", np.int16), ("value", np.float64))}
 
     def add(self, chunk: dict[str, np.ndarray]) -> None:
         user_flags, user_known = _flags_of(self.users, chunk["user_id"])
@@ -109,25 +149,24 @@ class _Kept:
             hit = (flags & bit) != 0
             self.counts[f"filtered_{name}"] += int((hit & keep).sum())
             keep &= ~hit
-        chunk["type_code"] = type_at.astype(np.int16)
-        for name, parts in self.parts.items():
-            parts.append(chunk[name][keep])
+        chunk["type_code"] = type_at
+        for name, column in self.columns.items():
+            column.append(chunk[name][keep])
 
     def column(self, name: str, order: np.ndarray | None = None) -> np.ndarray:
-        """One column, all chunks joined (in `order`); the chunks are let go."""
-        parts = self.parts.pop(name)
-        joined = np.concatenate(parts) if parts else np.zeros(
-            0, dtype=np.int16 if name == "type_code" else np.float64 if name == "value"
-            else np.int64)
-        parts.clear()
-        return joined if order is None else joined[order]
+        """One column (in `order`); this object lets it go."""
+        column = self.columns.pop(name).take()
+        return column if order is None else column[order]
 
     def result(self) -> StreamedEvents:
-        stamps = self.column("timestamp")
-        order = np.lexsort((self.column("id"), stamps))
-        seconds = np.floor_divide(stamps[order], 1_000_000) + _PG_EPOCH_UNIX_SECONDS
+        stamps, ids = self.column("timestamp"), self.column("id")
+        order = None if in_order(stamps, ids) else np.lexsort((ids, stamps))
+        del ids
+        seconds = stamps if order is None else stamps[order]
         del stamps
-        self.counts["events_kept"] = int(len(order))
+        np.floor_divide(seconds, 1_000_000, out=seconds)
+        seconds += _PG_EPOCH_UNIX_SECONDS
+        self.counts["events_kept"] = int(len(seconds))
         return StreamedEvents(
             user_ids=self.column("user_id", order), item_ids=self.column("item_id", order),
             type_codes=self.column("type_code", order), values=self.column("value", order),
