@@ -175,3 +175,74 @@ def test_counts_add_up():
     dropped = sum(v for k, v in c.items() if k.startswith("dropped_"))
     assert c["events_in"] == dropped + c["negative_events"] + c["events_kept"]
     assert c["nnz"] == p.matrix.nnz
+
+
+def _mixed_events(n: int = 5000, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    names = np.array(["click", "purchase", "hide", "view", "unweighted"])
+    values = rng.uniform(-1, 5, n)
+    values[::17] = np.nan
+    return {"users": rng.integers(0, 300, n) * 7, "items": rng.integers(0, 200, n) * 11,
+            "timestamps": CUTOFF - rng.integers(-5 * DAY, 60 * DAY, n),
+            "codes": rng.integers(0, len(names), n).astype(np.int16), "names": names,
+            "values": values}
+
+
+@pytest.mark.parametrize("config", [
+    PrepareConfig(),
+    PrepareConfig(use_values=True, half_life_days=7.3, log1p=True, window_days=30),
+    PrepareConfig(max_events_per_user=5, max_events_per_item=40, max_strength=3.0),
+    PrepareConfig(negatives_remove_positives=False, use_values=True),
+])
+def test_type_codes_with_a_name_table_are_the_names_per_event(config):
+    config = PrepareConfig(**{**config.to_dict(), "event_weights": {
+        "click": 1.0, "purchase": 5.0, "view": 0.5}, "negative_event_types": ["hide"]})
+    e = _mixed_events()
+    catalogue = np.unique(e["items"])[::2]
+    by_name = prepare_interactions(e["users"], e["items"], e["timestamps"], cutoff=CUTOFF,
+                                   event_types=e["names"][e["codes"]], values=e["values"],
+                                   config=config, catalogue_item_ids=catalogue)
+    by_code = prepare_interactions(e["users"], e["items"], e["timestamps"], cutoff=CUTOFF,
+                                   event_types=e["codes"], event_type_names=e["names"],
+                                   values=e["values"], config=config,
+                                   catalogue_item_ids=catalogue)
+    assert by_name.counts["negative_events"] > 0 and by_name.counts["dropped_unknown_type"] > 0
+    assert by_code.content_hash == by_name.content_hash
+    assert by_code.counts == by_name.counts
+    for name in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(by_code.matrix, name),
+                                      getattr(by_name.matrix, name))
+    np.testing.assert_array_equal(by_code.suppression_user_ids, by_name.suppression_user_ids)
+    with pytest.raises(ValueError, match="codes"):
+        prepare_interactions(e["users"], e["items"], e["timestamps"], cutoff=CUTOFF,
+                             event_types=e["codes"], event_type_names=e["names"][:2])
+
+
+def test_no_values_are_values_of_one():
+    e = _mixed_events(seed=1)
+    ones = prepare_interactions(e["users"], e["items"], e["timestamps"], cutoff=CUTOFF,
+                                values=np.ones(len(e["users"])),
+                                config=PrepareConfig(use_values=True))
+    none = prepare_interactions(e["users"], e["items"], e["timestamps"], cutoff=CUTOFF,
+                                config=PrepareConfig(use_values=True))
+    assert none.content_hash == ones.content_hash and none.counts == ones.counts
+
+
+def test_the_hash_is_sha256_of_the_whole_arrays(monkeypatch):
+    """Hashed a block at a time, the digest is the one of the arrays' bytes at once (the
+    format stored dataset versions were hashed with); ids are coded in blocks too."""
+    import hashlib
+
+    import mfengine.data
+
+    monkeypatch.setattr(mfengine.data, "_BLOCK", 999)  # many blocks, a short last one
+    e = _mixed_events(n=20_000, seed=2)
+    p = prepare_interactions(e["users"], e["items"], e["timestamps"], cutoff=CUTOFF)
+    h = hashlib.sha256()
+    m = p.matrix
+    for array, dtype in ((np.array(m.shape), np.int64), (m.data, np.float32),
+                         (m.indices, np.int64), (m.indptr, np.int64)):
+        h.update(array.astype(dtype).tobytes())
+    for ids in (p.user_ids, p.item_ids, p.suppression_user_ids, p.suppression_item_ids):
+        h.update(b"int:" + ids.astype(np.int64).tobytes() + b"|")
+    assert p.content_hash == h.hexdigest()

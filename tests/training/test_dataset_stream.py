@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.core.files.storage import default_storage
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
@@ -26,7 +27,7 @@ from mfplatform.training.dataset import (
     load_events,
     prepare_config,
 )
-from mfplatform.training.event_stream import EVENTS, EVENTS_SQL
+from mfplatform.training.event_stream import EVENTS, EVENTS_SQL, in_order
 from mfplatform.training.models import PlanRevision
 from tenants.context import apply_scope
 from tests.factories import make_plan
@@ -162,6 +163,53 @@ def test_a_build_of_many_chunks_has_the_one_shot_hash_and_matrix(tenant_a):
     for name in ("user_ids", "item_ids", "suppression_user_ids", "suppression_item_ids"):
         np.testing.assert_array_equal(getattr(prepared, name), getattr(reference, name))
     assert dataset.counts["events_read"] == expected["counts"]["events_read"]
+
+
+@pytest.mark.parametrize("use_values", [False, True])
+def test_the_artifact_holds_the_prepared_arrays(tenant_a, use_values):
+    """Written through a temporary file: every array as prepared (dtypes too), whatever the
+    plan does with values (only read when it uses them)."""
+    cutoff = timezone.now()
+    with tenant_a.scope():
+        _plant(tenant_a.tenant, cutoff, n_events=300)
+        plan = make_plan(tenant_a.tenant, "artifact", events={"click": 1, "purchase": 5},
+                         negative_events=["hide"], transform={"use_values": use_values})
+        revision = PlanRevision.objects.get(plan=plan, revision=plan.revision)
+        dataset, events, prepared = build_dataset_version(tenant_a.tenant, revision, cutoff)
+        expected = _reference(tenant_a.tenant, revision.config, cutoff)
+    reference = prepare_interactions(
+        expected["user_ids"], expected["item_ids"], expected["timestamps"],
+        cutoff=cutoff_seconds(cutoff), event_types=expected["type_names"],
+        values=np.nan_to_num(expected["values"], nan=1.0),
+        config=prepare_config(revision.config, expected["negative_types"]))
+    assert dataset.content_hash == reference.content_hash
+    with default_storage.open(dataset.artifact) as handle, np.load(
+            handle, allow_pickle=False) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    m = prepared.matrix
+    stored = {"data": m.data, "indices": m.indices, "indptr": m.indptr,
+              "shape": np.array(m.shape), "user_ids": prepared.user_ids,
+              "item_ids": prepared.item_ids,
+              "suppression_user_ids": prepared.suppression_user_ids,
+              "suppression_item_ids": prepared.suppression_item_ids}
+    assert set(arrays) == set(stored) and m.nnz > 20 and len(prepared.suppression_user_ids)
+    for name, array in stored.items():
+        assert arrays[name].dtype == (np.int64 if "ids" in name else array.dtype), name
+        np.testing.assert_array_equal(arrays[name], array, err_msg=name)
+
+
+def test_events_already_in_order_are_not_sorted_again(monkeypatch):
+    import mfplatform.training.event_stream as event_stream
+
+    monkeypatch.setattr(event_stream, "_FLAG_CHUNK_ROWS", 3)  # checked across block edges
+    stamps = np.array([1, 2, 2, 2, 5, 5, 9, 9, 9, 11])
+    ids = np.array([4, 1, 2, 8, 3, 6, 0, 5, 7, 2])
+    assert in_order(stamps, ids) and in_order(stamps[:1], ids[:1]) and in_order(
+        stamps[:0], ids[:0])
+    for at in range(len(stamps) - 1):  # any pair out of order, in any block, is seen
+        swapped = np.arange(len(stamps))
+        swapped[[at, at + 1]] = swapped[[at + 1, at]]
+        assert not in_order(stamps[swapped], ids[swapped]), at
 
 
 def _columns(sql: str, layout: RowLayout = EVENTS, chunk_rows: int = 3) -> dict:
