@@ -45,6 +45,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=150_000)
     parser.add_argument("--items", type=int, default=25_000)
     parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--shuffled", action="store_true",
+                        help="insert the events in random order (the read then sorts them)")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", action="store_true",
                         help="measure on the kept database if it holds this size")
@@ -59,7 +61,8 @@ def environment() -> dict[str, str]:
 
 
 def tenant_label(args: argparse.Namespace) -> str:
-    return f"buildmem {args.users} {args.items} {args.events}"
+    return (f"buildmem {args.users} {args.items} {args.events}"
+            f"{' shuffled' if args.shuffled else ''}")
 
 
 def kept_database_fits(args: argparse.Namespace) -> bool:
@@ -100,6 +103,14 @@ def set_up(args: argparse.Namespace) -> None:
     tenant = Tenant.objects.create(slug="bench", name="loading")
     data = generate(n_users=args.users, n_items=args.items, n_interactions=args.events,
                     seed=0, start=int(time.time()) - 61 * 86400, days=60)
+    if args.shuffled:  # events arriving late: the table's order is not (timestamp, id)
+        import dataclasses
+
+        import numpy as np
+
+        order = np.random.default_rng(0).permutation(len(data.user_ids))
+        data = dataclasses.replace(data, **{name: getattr(data, name)[order] for name in (
+            "user_ids", "item_ids", "values", "timestamps", "event_types")})
     with tenant_context(tenant):
         load_data(tenant, data)
         create_plan(tenant, "bench", {
@@ -313,7 +324,8 @@ def main() -> None:
     try:
         child = subprocess.run([sys.executable, __file__, "--measure", "--users",
                                 str(args.users), "--items", str(args.items), "--events",
-                                str(args.events)], cwd=ROOT, env=environment(), check=True,
+                                str(args.events), *(["--shuffled"] if args.shuffled else [])],
+                               cwd=ROOT, env=environment(), check=True,
                                stdout=subprocess.PIPE, text=True)
     finally:
         if not args.keep:
