@@ -152,8 +152,7 @@ def _hash_ids(h: Any, ids: np.ndarray) -> None:
 
 
 def _hash_blocks(h: Any, array: np.ndarray, dtype: Any) -> None:
-    """The bytes of ``array`` as ``dtype``, a block at a time: the same digest as hashing them
-    at once, without a converted copy (and its bytes) of the whole array."""
+    """``array`` as ``dtype`` a block at a time: the digest of the whole, with no copy of it."""
     flat = array.ravel()
     for start in range(0, len(flat), _BLOCK):
         h.update(np.ascontiguousarray(flat[start:start + _BLOCK], dtype=dtype))
@@ -201,9 +200,8 @@ def _keep_most_recent(groups: np.ndarray, timestamps: np.ndarray, cap: int) -> n
 class _Events:
     """The event arrays while they go through the steps: ``keep`` marks what survives and
     ``counts`` records what each step dropped. User and item codes index the sorted unique
-    external ids, so codes follow id order. Per event only small integer codes are made (no
-    copy of the caller's arrays, no weight or type name per event: a type's weight and
-    negative flag are looked up by its code), so the build holds little beside its input."""
+    external ids, so codes follow id order. Per event only small integer codes are made: no
+    copy of the caller's arrays, no weight or name per event (looked up by type code)."""
 
     users: np.ndarray
     items: np.ndarray
