@@ -72,8 +72,9 @@ def check_frame(frame: Any, matrix: sp.csr_matrix, uri: str) -> None:
     problems = []
     if count != matrix.nnz:
         problems.append(f"{count} rows for {matrix.nnz} non-zeros")
-    inside = user_lo >= 0 and item_lo >= 0 and user_hi < n_users and item_hi < n_items
-    if count and not inside:
+    inside = not count or (user_lo >= 0 and item_lo >= 0 and user_hi < n_users
+                           and item_hi < n_items)  # an empty file has no positions (None)
+    if not inside:
         problems.append(f"users {user_lo}..{user_hi} and items {item_lo}..{item_hi} outside "
                         f"the {n_users} x {n_items} matrix")
     if not math.isclose(float(total or 0.0), expected, rel_tol=1e-6, abs_tol=1e-6):
