@@ -116,13 +116,16 @@ def spark_inputs(engine: EngineChoice, dataset: DatasetVersion, full: sp.csr_mat
         default_storage.delete(train_name)
 
 
-def spark_input_uri(name: str, storage: Storage = default_storage) -> str | None:
-    """Where Spark reads the stored file `name`: SPARK_INPUT_URI_PREFIX + name when set (the
-    storage's root as the cluster sees it), else the file's path on a FileSystemStorage (valid
-    in local mode and for a cluster that mounts MEDIA_ROOT at the same path), s3a://bucket/key
-    on django-storages' S3 (the cluster needs hadoop-aws, the credentials and, for an
-    S3-compatible server, spark.hadoop.fs.s3a.endpoint), and None for any other storage.
-    Paths are not percent-encoded: Hadoop's Path escapes a string itself."""
+def spark_input_uri(name: str, storage: Storage = default_storage,
+                    master_url: str | None = None) -> str | None:
+    """Where Spark (at `master_url`, default SPARK_MASTER_URL) reads the stored file `name`:
+    SPARK_INPUT_URI_PREFIX + name when set (the storage's root as the cluster sees it), else
+    the file's path on a FileSystemStorage (valid in local mode and for a cluster that mounts
+    MEDIA_ROOT at the same path), s3a://bucket/key on django-storages' S3 for a cluster (which
+    needs hadoop-aws, the credentials and, for an S3-compatible server,
+    spark.hadoop.fs.s3a.endpoint), and None otherwise. Local mode gets no s3a:// URI: pyspark
+    ships no hadoop-aws, so the fit reads a local copy instead. Paths are not
+    percent-encoded: Hadoop's Path escapes a string itself."""
     prefix = settings.SPARK_INPUT_URI_PREFIX
     if prefix:
         return f"{prefix.rstrip('/')}/{name.lstrip('/')}"
@@ -133,7 +136,8 @@ def spark_input_uri(name: str, storage: Storage = default_storage) -> str | None
         from storages.utils import clean_name, safe_join
     except ImportError:  # the s3 extra is not installed: no storage of that kind either
         return None
-    if isinstance(storage, S3Storage):
+    local = (master_url or settings.SPARK_MASTER_URL).startswith("local")
+    if isinstance(storage, S3Storage) and not local:
         # The key S3Storage itself writes: the name under the storage's location
         return f"s3a://{storage.bucket_name}/{safe_join(storage.location, clean_name(name))}"
     return None
