@@ -7,8 +7,6 @@ process as float32 numpy arrays in the matrix's row and column order, so everyth
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -17,7 +15,7 @@ import scipy.sparse as sp
 from mfengine.als import gram64, regularization_rule, weighted_lambda, weighted_norms
 from mfengine.base import MatrixFactorization, RandomState, check_user_items
 from mfengine_spark.entries import entry_blocks
-from mfengine_spark.parquet import write_interactions
+from mfengine_spark.inputs import training_frame
 from mfengine_spark.session import spark_session
 
 # The objective is summed in float64 a block at a time, never over float64 copies of whole
@@ -52,6 +50,13 @@ class SparkALS(MatrixFactorization):
 
     name = "spark_als"
     _state_arrays = ("user_factors_", "item_factors_", "regularization_")
+    #: Where the matrix given to ``fit`` already is as interactions Parquet
+    #: (:func:`mfengine_spark.parquet.write_interactions`'s form) at a URI Spark reads
+    #: (file://, s3a://, hdfs://): set before ``fit``, which then reads it, checked against
+    #: the matrix (:func:`mfengine_spark.inputs.check_frame`), and writes no copy. None: the
+    #: fit writes a scratch copy (:mod:`mfengine_spark.inputs`). Not a hyperparameter: it
+    #: names the data, so it is neither in ``get_params`` nor saved with the model.
+    input_uri: str | None = None
 
     def __init__(
         self,
@@ -107,10 +112,8 @@ class SparkALS(MatrixFactorization):
             alpha=float(self.alpha), implicitPrefs=True, seed=seed, numUserBlocks=blocks,
             numItemBlocks=blocks, userCol="user", itemCol="item", ratingCol="value",
             nonnegative=False)
-        with tempfile.TemporaryDirectory(prefix="mfengine-spark-",
-                                         dir=os.environ.get("SPARK_SCRATCH_DIR")) as folder:
-            path = write_interactions(user_items, folder)
-            fitted = estimator.fit(session.read.parquet(str(path)))
+        with training_frame(session, user_items, self.input_uri) as frame:
+            fitted = estimator.fit(frame)
             n_users, n_items = user_items.shape
             self.user_factors_ = _dense_factors(fitted.userFactors, n_users, self.factors)
             self.item_factors_ = _dense_factors(fitted.itemFactors, n_items, self.factors)

@@ -232,6 +232,10 @@ CELERY_TIMEZONE = TIME_ZONE
 SPARK_MASTER_URL = os.environ.get("SPARK_MASTER_URL", "local[2]")
 SPARK_MIN_INTERACTIONS = (int(os.environ["SPARK_MIN_INTERACTIONS"])
                           if os.environ.get("SPARK_MIN_INTERACTIONS") else None)
+# The default storage's root as the Spark cluster reads it (e.g. file:///mnt/media where the
+# executors mount MEDIA_ROOT elsewhere); unset: derived from the storage
+# (mfplatform.training.engines.spark_input_uri).
+SPARK_INPUT_URI_PREFIX = os.environ.get("SPARK_INPUT_URI_PREFIX") or None
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.auth.ApiKeyAuthentication"],

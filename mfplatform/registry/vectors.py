@@ -253,6 +253,15 @@ def nearest_items(model_version: ModelVersion, query: np.ndarray, limit: int,
         return cursor.fetchall()
 
 
+def vector_array(vector) -> np.ndarray | None:
+    """pgvector's value (a numpy array, or its Vector type, by how psycopg read it)."""
+    if vector is None:
+        return None
+    if hasattr(vector, "to_numpy"):
+        vector = vector.to_numpy()
+    return np.asarray(vector, dtype=np.float32)
+
+
 def cold_item_vectors(model_version: ModelVersion) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(item pks, vectors, placements) of the new items placed in the version by their
     content (registry.cold), in item order; empty when there are none."""
@@ -265,8 +274,6 @@ def cold_item_vectors(model_version: ModelVersion) -> tuple[np.ndarray, np.ndarr
     width = int(model_version.dimensions)
     if not rows:
         return np.zeros(0, np.int64), np.zeros((0, width), np.float32), []
-    vectors = np.vstack([np.asarray(
-        row[1].to_numpy() if hasattr(row[1], "to_numpy") else row[1], dtype=np.float32)
-        for row in rows])
+    vectors = np.vstack([vector_array(row[1]) for row in rows])
     return (np.array([row[0] for row in rows], dtype=np.int64), vectors,
             [row[2] for row in rows])

@@ -11,7 +11,7 @@ from django.db import connection
 
 from mfplatform.catalog.models import EndUser
 from mfplatform.registry.models import ModelVersion
-from mfplatform.registry.vectors import nearest_items, partition_name
+from mfplatform.registry.vectors import nearest_items, partition_name, vector_array
 from mfplatform.serving.bundle import NORM_HEAD, ModelBundle  # noqa: F401 (benchmarks)
 from mfplatform.serving.explain import cold_item_reason, similar_reason
 from mfplatform.serving.items import ITEM_COLUMNS, prepared_cursor
@@ -222,8 +222,7 @@ def _cold_item_factors(version: ModelVersion, bundle: ModelBundle, item_pk: int
         row = cursor.fetchone()
     if row is None:
         return None
-    vector = row[0].to_numpy() if hasattr(row[0], "to_numpy") else row[0]
-    return np.asarray(vector, dtype=np.float32)[: bundle.model.n_factors_]
+    return vector_array(row[0])[: bundle.model.n_factors_]
 
 
 def precomputed_candidates(selector: Selector, version: ModelVersion | None,

@@ -20,11 +20,10 @@ import uuid
 import numpy as np
 
 from mfplatform.registry.models import ModelVersion
-from mfplatform.registry.vectors import partition_name
+from mfplatform.registry.vectors import partition_name, vector_array
 from mfplatform.serving.cache import serving_cache
 from mfplatform.serving.items import prepared_cursor
 from mfplatform.serving.selector import Selector
-from mfplatform.serving.state import vector_array
 from mfplatform.training.models import TrainingPlan
 
 SOURCE = "exploration"

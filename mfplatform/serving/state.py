@@ -15,7 +15,7 @@ from django.conf import settings
 
 from mfplatform.catalog.models import EndUser
 from mfplatform.registry.models import ModelVersion
-from mfplatform.registry.vectors import PARENTS
+from mfplatform.registry.vectors import PARENTS, vector_array
 from mfplatform.serving.bundle import ModelBundle, serving_bundle
 from mfplatform.serving.cache import serving_cache
 from mfplatform.serving.items import items_by_external_id, prepared_cursor
@@ -147,15 +147,6 @@ def stored_user_vector(version_id: int | None, user_id: int | None) -> np.ndarra
                        f"{int(version_id)} AND user_id = %(user_pk)s", {"user_pk": user_id})
         row = cursor.fetchone()
     return None if row is None else vector_array(row[0])
-
-
-def vector_array(vector) -> np.ndarray | None:
-    """pgvector's value (a numpy array, or its Vector type, by how psycopg read it)."""
-    if vector is None:
-        return None
-    if hasattr(vector, "to_numpy"):
-        vector = vector.to_numpy()
-    return np.asarray(vector, dtype=np.float32)
 
 
 def cached_version(tenant: Tenant, version_id: int | None) -> ModelVersion | None:

@@ -35,7 +35,7 @@ from mfengine.data import PreparedData
 from mfengine.report import build_report
 from mfplatform.catalog.models import EndUser, Item
 from mfplatform.training.dataset import EventArrays, build_dataset_version
-from mfplatform.training.engines import choose_engine, save_spark_input
+from mfplatform.training.engines import choose_engine, spark_inputs
 from mfplatform.training.liveness import RunStopped, beat
 from mfplatform.training.models import ACTIVE_RUN_STATUSES, RunStatus, TrainingRun
 from mfplatform.training.signals import run_failed
@@ -142,8 +142,6 @@ def train_and_evaluate(run: TrainingRun, timer: StageTimer,
     strategy, training = engine.strategy, engine.hyperparameters
 
     with timer.stage(RunStatus.TRAINING):
-        if engine.spark:
-            engine.record["input"] = save_spark_input(dataset, prepared)
         tuning = None
         if tune:
             tuning = tune_training(config, strategy, training, tune, events, prepared,
@@ -151,7 +149,9 @@ def train_and_evaluate(run: TrainingRun, timer: StageTimer,
             training = dict(tuning["hyperparameters"])
         train, test = _split(run, events, prepared)
         del events  # the split was its last use: a few hundred MB at 10M events
-        eval_model, model = _fit(run, strategy, training, train, prepared.matrix, engine.record)
+        with spark_inputs(engine, dataset, prepared.matrix, train, run.pk) as inputs:
+            eval_model, model = _fit(run, strategy, training, train, prepared.matrix,
+                                     engine.record, inputs)
 
     with timer.stage(RunStatus.EVALUATING):
         report = _evaluate(run, eval_model, train, test, prepared, catalogue,
@@ -167,23 +167,32 @@ def train_and_evaluate(run: TrainingRun, timer: StageTimer,
 
 
 def _fit(run: TrainingRun, strategy: str, training: dict, train: sp.csr_matrix,
-         full: sp.csr_matrix, record: dict
+         full: sp.csr_matrix, record: dict, inputs: dict[str, str | None]
          ) -> tuple[mfengine.MatrixFactorization, mfengine.MatrixFactorization]:
     """(the evaluation model fitted on `train`, the served model fitted on `full`), the second
     warm-started from the first when the strategy can (said in `record`, the report's engine
-    section); progress counts both fits."""
+    section); progress counts both fits. `inputs` names where Spark reads each fit's matrix
+    ("evaluation", "full"; engines.spark_inputs)."""
     eval_model = mfengine.create(strategy, **training)
+    _read_input_from(eval_model, inputs.get("evaluation"))
     first = int(training.get("iterations", getattr(eval_model, "iterations", 0)) or 0)
     warm = eval_model.supports_warm_start
     second = min(first, REFIT_ITERATIONS) if warm else first
     report = _progress(run, first + second)
     eval_model.fit(train, callback=report)
     model = mfengine.create(strategy, **{**training, "iterations": second} if warm else training)
+    _read_input_from(model, inputs.get("full"))
     start = {"initial_item_factors": eval_model.item_factors_,
              "initial_user_factors": eval_model.user_factors_} if warm else {}
     model.fit(full, callback=lambda iteration, loss: report(first + iteration, loss), **start)
     record["full_fit"] = {"warm_start": warm, "iterations": second}
     return eval_model, model
+
+
+def _read_input_from(model: mfengine.MatrixFactorization, uri: str | None) -> None:
+    """Point a Spark model at the Parquet of the matrix it is about to fit (SparkALS.input_uri)."""
+    if uri is not None:
+        model.input_uri = uri
 
 
 def _cold_start(run: TrainingRun, model: mfengine.MatrixFactorization, prepared: PreparedData,

@@ -16,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 
@@ -234,3 +235,27 @@ def test_web_and_worker_share_no_disk_only_the_bucket(s3_server, tmp_path):
     assert {f"{version.artifact}/{name}" for name in version.checksums} <= keys
     assert version.dataset_version.artifact in keys
     assert _files_under(web_media) == [] and _files_under(worker_media) == []
+
+
+@pytest.mark.parametrize("location", ["", "tenants/artifacts"])
+def test_spark_reads_a_stored_file_at_its_s3a_key(s3_server, monkeypatch, settings, location):
+    """The s3a:// URI spark_input_uri gives a cluster names the object S3Storage wrote: same
+    bucket, same key under the storage's location (AWS_LOCATION)."""
+    from storages.backends.s3 import S3Storage
+
+    from mfplatform.training.engines import spark_input_uri
+
+    bucket = s3_server.new_bucket()
+    for name, value in {**s3_server.env(bucket), "AWS_LOCATION": location}.items():
+        monkeypatch.setenv(name, value)
+    settings.SPARK_INPUT_URI_PREFIX = None
+    storage = S3Storage(**artifact_storage("s3")["OPTIONS"])
+    name = storage.save("datasets/7/v3.parquet", ContentFile(b"PAR1 stand-in"))
+    uri = spark_input_uri(name, storage, master_url="spark://spark:7077")
+    assert uri.startswith(f"s3a://{bucket}/")
+    key = uri.removeprefix(f"s3a://{bucket}/")
+    assert key == (f"{location}/{name}" if location else name)
+    body = s3_server.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert body == b"PAR1 stand-in"
+    # Local Spark has no hadoop-aws (pyspark ships none): it reads a local copy instead.
+    assert spark_input_uri(name, storage, master_url="local[2]") is None

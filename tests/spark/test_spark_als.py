@@ -16,6 +16,7 @@ import mfengine_spark.parquet
 from mfengine.testing import StrategyConformance, planted_split
 from mfengine_spark import SparkALS, write_interactions
 from mfengine_spark.entries import entry_blocks
+from mfengine_spark.inputs import scratch_parent
 
 HYPERPARAMETERS = {"factors": 8, "iterations": 3}
 
@@ -162,3 +163,54 @@ def _ndcg(model, train, test) -> float:
     from mfengine.evaluation import evaluate_model
 
     return evaluate_model(model, train, test, ks=(10,))["metrics"]["overall"]["10"]["ndcg"]
+
+
+def test_a_fit_given_its_parquet_reads_it_and_writes_no_copy(tmp_path, monkeypatch) -> None:
+    """input_uri: the same model as from the fit's own copy, and no scratch folder touched (one
+    that does not exist would fail any copy)."""
+    train, _ = planted_split()
+    stored = write_interactions(train, tmp_path / "stored")
+    monkeypatch.setenv("SPARK_SCRATCH_DIR", str(tmp_path / "no-such-folder"))
+    with pytest.raises(FileNotFoundError):  # the check itself can fail: a copy is refused
+        SparkALS(**HYPERPARAMETERS, random_state=0).fit(train)
+    model = SparkALS(**HYPERPARAMETERS, random_state=0)
+    model.input_uri = f"file://{stored}"
+    model.fit(train)
+    np.testing.assert_allclose(model.user_factors_, _default_fit().user_factors_, atol=1e-5)
+    np.testing.assert_allclose(model.item_factors_, _default_fit().item_factors_, atol=1e-5)
+    assert "input_uri" not in model.get_params()  # it names the data, not the model
+    assert not (tmp_path / "no-such-folder").exists()
+
+
+def test_a_parquet_of_another_matrix_is_refused_by_name(tmp_path) -> None:
+    train, test = planted_split()
+    uri = f"file://{write_interactions(train, tmp_path)}"
+    model = SparkALS(**HYPERPARAMETERS, random_state=0)
+    model.input_uri = uri
+    with pytest.raises(ValueError, match=rf"{uri} is not the matrix.*rows for {test.nnz} "):
+        model.fit(test)  # the split's other part: fewer entries
+    narrow = _first_positions(train.nnz, (train.shape[0], train.shape[1] // 2))
+    with pytest.raises(ValueError, match=r"items 0\.\.\d+ outside the"):
+        model.fit(narrow)  # as many entries, but the file's items reach past its columns
+    doubled = train * 2  # same positions, other strengths (another weighting)
+    with pytest.raises(ValueError, match="values summing to") as error:
+        model.fit(doubled)
+    assert "rows for" not in str(error.value) and "outside" not in str(error.value)
+    assert "user_factors_" not in model.__dict__
+
+
+def _first_positions(count: int, shape: tuple[int, int]) -> sp.csr_matrix:
+    """`count` ones at the first positions of `shape` in row order."""
+    rows, cols = np.divmod(np.arange(count), shape[1])
+    return sp.csr_matrix((np.ones(count, np.float32), (rows, cols)), shape=shape)
+
+
+def test_a_cluster_without_an_input_uri_needs_a_shared_scratch_folder(monkeypatch) -> None:
+    """Executors on other machines cannot read this process's temp folder: refused, unless
+    SPARK_SCRATCH_DIR names a folder the operator shares."""
+    monkeypatch.delenv("SPARK_SCRATCH_DIR", raising=False)
+    assert scratch_parent("local[2]") is None
+    with pytest.raises(ValueError, match="spark://spark:7077 needs input_uri"):
+        scratch_parent("spark://spark:7077")
+    monkeypatch.setenv("SPARK_SCRATCH_DIR", "/mnt/shared/spark")
+    assert scratch_parent("spark://spark:7077") == "/mnt/shared/spark"

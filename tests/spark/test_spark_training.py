@@ -5,6 +5,7 @@ serve; bad Spark plan values are 400s naming the field."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -40,7 +41,9 @@ def _train(tenant_fixture, config):
     return run, dataset, version
 
 
-def test_a_spark_plan_trains_publishes_and_serves(tenant_a):
+def test_a_spark_plan_trains_publishes_and_serves(tenant_a, monkeypatch, tmp_path):
+    # Any copy of the input a fit wrote for itself would fail the run: its folder is missing.
+    monkeypatch.setenv("SPARK_SCRATCH_DIR", str(tmp_path / "no-scratch-copies"))
     run, dataset, version = _train(tenant_a, SPARK_PLAN)
     assert run.status == RunStatus.SUCCEEDED
     assert version.kind == ModelKind.MF and version.strategy == "spark_als"
@@ -51,6 +54,12 @@ def test_a_spark_plan_trains_publishes_and_serves(tenant_a):
     # Spark's input is kept beside the dataset version, in the storage every machine reads.
     with default_storage.open(engine["input"], "rb") as handle:
         assert pq.read_table(handle).num_rows == dataset.n_interactions
+    # ... and Spark read it there: both fits from the storage, no copy on the worker.
+    assert engine["input_uri"] == f"file://{default_storage.path(engine['input'])}"
+    stored_split = engine["evaluation_input_uri"].removeprefix("file://")
+    assert stored_split.endswith(f".run-{run.pk}-train.parquet")
+    assert not Path(stored_split).exists()  # the split's copy is the run's, removed after it
+    assert not (tmp_path / "no-scratch-copies").exists()
     assert version.decision["verdict"] == "pass", version.decision
     assert version.status == ModelStatus.ACTIVE
     with tenant_a.scope():
