@@ -207,6 +207,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
+else:
+    # Redis hands an unacknowledged message to another worker after this long: longer than a
+    # run may last (its time limit, 3600 s), so a run still going is not delivered twice
+    # (a second delivery would leave it alone anyway: training.liveness.run_claim).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 7200}
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"

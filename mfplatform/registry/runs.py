@@ -18,6 +18,7 @@ from mfplatform.registry.models import ModelKind, ModelStatus, ModelVersion
 from mfplatform.registry.publication import publish
 from mfplatform.registry.services import active_version, apply_retention, decide_promotion
 from mfplatform.registry.vectors import drop_vectors
+from mfplatform.training.liveness import run_claim
 from mfplatform.training.models import RunStatus, TrainingPlan, TrainingRun
 from mfplatform.training.pipeline import (
     ActiveModel,
@@ -30,8 +31,18 @@ from mfplatform.training.pipeline import (
 log = logging.getLogger(__name__)
 
 
-def execute_run(run: TrainingRun) -> ModelVersion:
-    """Run every stage of `run` (already fetched inside its tenant's context)."""
+def execute_run(run: TrainingRun, wait: bool = True) -> ModelVersion | None:
+    """Run every stage of `run` (already fetched inside its tenant's context), as its one
+    executor (liveness.run_claim): when another process is running it, wait for it to end
+    (then give its version, or RunStopped), or with `wait` False return None at once."""
+    with run_claim(run.pk, wait) as claimed:
+        if not claimed:
+            return None
+        run.refresh_from_db()  # what the other executor, if any, left of it
+        return _execute_claimed(run)
+
+
+def _execute_claimed(run: TrainingRun) -> ModelVersion:
     existing = ModelVersion.objects.filter(training_run=run).first()
     if existing is not None:  # a retry after publication committed: nothing left to do
         if run.is_active:  # (a version published before gate and status shared a commit)

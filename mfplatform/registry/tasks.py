@@ -27,12 +27,15 @@ TRANSIENT = (OperationalError, InterfaceError)
 def train_plan(self, tenant_id: int, run_id: int) -> None:
     with tenant_context(tenant_id):
         try:
-            # Inside the try: a database restarted since the last task fails this lookup too.
+            # Inside the try: a database restarted since the last task fails these too.
             run = (TrainingRun.objects.select_related("tenant", "plan", "plan_revision")
                    .filter(pk=run_id).first())
             if run is None or not run.is_active:
                 return  # gone, finished by an earlier delivery, cancelled or reaped
-            execute_run(run)
+            if execute_run(run, wait=False) is None:
+                # Another delivery of this message (or an in-process run) has it: a worker
+                # slot is not held waiting for it.
+                log.info("run %s is being run by another executor: left to it", run_id)
         except RunStopped:
             log.info("run %s was cancelled or reaped while running: stopped", run_id)
         except TRANSIENT as exc:

@@ -15,10 +15,12 @@ next one too. A new run is one request away.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -27,6 +29,10 @@ from mfplatform.training.signals import run_failed
 from tenants.context import rls_bypass, tenant_context
 
 log = logging.getLogger(__name__)
+
+
+# First key of the session advisory lock held by a run's one executor (second key: the run).
+RUN_CLAIM_LOCK = 0x72756E73  # "runs"
 
 
 class RunStopped(Exception):
@@ -55,6 +61,36 @@ def beat(run: TrainingRun, **fields) -> None:
     run.heartbeat_at = now
     for name, value in fields.items():
         setattr(run, name, value)
+
+
+@contextmanager
+def run_claim(run_id: int, wait: bool) -> Iterator[bool]:
+    """Whether this process is the run's one executor, for the block: a session advisory
+    lock on the run. A broker delivers a message again while its first delivery still runs
+    (Redis after its visibility timeout; the filesystem transport to a second worker after a
+    restart), and a run trained in process (the demo command) is queued to the worker too:
+    two executors of one run would race each other's heartbeats and publication. Without
+    `wait` a taken lock gives False at once; with it, the block starts once the other
+    executor is done. A process that dies ends its session, and the lock with it."""
+    with connection.cursor() as cursor:
+        if wait:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s), true", [RUN_CLAIM_LOCK, run_id])
+        else:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [RUN_CLAIM_LOCK, run_id])
+        claimed = bool(cursor.fetchone()[-1])
+    try:
+        yield claimed
+    finally:
+        if claimed:
+            _release_claim(run_id)
+
+
+def _release_claim(run_id: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [RUN_CLAIM_LOCK, run_id])
+    except DatabaseError:  # the session died (its lock with it) or is in a failed state:
+        connection.close()  # closing it is what releases the lock then
 
 
 def lock_active_run(run: TrainingRun) -> None:

@@ -136,3 +136,26 @@ def test_a_database_restart_mid_run_ends_the_run(tenant_a, worker_factory):
                                               status__in=ACTIVE_RUN_STATUSES).exists()
     accepted = tenant_a.client().post(f"/api/v1/plans/{run.plan_id}/train")
     assert accepted.status_code == 202, accepted.json()
+
+
+def test_a_second_delivery_of_a_running_run_leaves_it_to_the_first(tenant_a, worker_factory):
+    """A broker delivers a message again while its first delivery still runs (Redis after its
+    visibility timeout, a second worker after a restart): the second worker must not run the
+    same run beside the first (two executors race each other's heartbeats and publication)."""
+    run = queued_run(tenant_a, iterations=1000)
+    first, second = worker_factory("solo"), worker_factory("solo")
+    first.send(train_plan, (run.tenant_id, run.pk))
+    wait_for(training_started(tenant_a, run), timeout=120, worker=first)
+    second.send(train_plan, (run.tenant_id, run.pk))
+    wait_for(lambda: "being run by another executor" in second.output(), timeout=120,
+             worker=second)
+
+    def ended():
+        connection.close_if_unusable_or_obsolete()
+        with tenant_a.scope():
+            current = TrainingRun.objects.get(pk=run.pk)
+        return current.status not in ACTIVE_RUN_STATUSES and current
+
+    final = wait_for(ended, timeout=180, interval=0.5, worker=first)
+    assert final.status == RunStatus.SUCCEEDED, final.error
+    assert final.attempts == 1  # the second delivery never started it again
