@@ -64,7 +64,7 @@ def parse_args():
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--aa-runs", type=int, default=400)
-    parser.add_argument("--throughput-requests", type=int, default=1500)
+    parser.add_argument("--throughput-requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chunks", type=int, default=10,
                         help="throughput: alternating slices per setting in a round")
