@@ -61,6 +61,7 @@ def _execute_claimed(run: TrainingRun) -> ModelVersion:
         # version behind (the run fails instead).
         version = publish(run, trained)
         decide_promotion(version)
+        timer.record_so_far(RunStatus.PUBLISHING)
         finish_run(run, RunStatus.SUCCEEDED)
     if version.kind == ModelKind.MF:
         apply_retention(run.plan, settings.MODEL_RETENTION_KEEP)

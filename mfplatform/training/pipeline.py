@@ -59,17 +59,24 @@ class StageTimer:
 
     def __init__(self, run: TrainingRun):
         self.run = run
+        self.started: dict[str, float] = {}
 
     @contextmanager
     def stage(self, status: str) -> Iterator[None]:
         beat(self.run, status=status)  # RunStopped when cancelled or reaped meanwhile
-        started = time.perf_counter()
+        started = self.started[status] = time.perf_counter()
         try:
             yield
         except BaseException:
             self._record(status, started, failing=True)
             raise
         self._record(status, started)
+
+    def record_so_far(self, status: str) -> None:
+        """The running stage's duration until now, saved in the caller's transaction: the
+        last stage's timing commits with the run's success, so nobody reads a succeeded run
+        without it (the stage's end records it again, its commit included)."""
+        self._record(status, self.started[status])
 
     def _record(self, status: str, started: float, failing: bool = False) -> None:
         self.run.timings[status] = round(time.perf_counter() - started, 3)
