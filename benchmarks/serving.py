@@ -302,6 +302,16 @@ def database(name: str, reuse: bool):
 PACED_RATE = 300  # requests/s: the goal's throughput, offered at a steady pace
 
 
+def run_figures(latencies: list[float], wall: float, cpu_seconds_used: dict[str, float]
+                ) -> dict:
+    """p50/p99 (ms), requests/s and CPU ms a request of one run's requests."""
+    ms = np.array(latencies) * 1000
+    return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
+            "rps": len(latencies) / wall,
+            "cpu_ms": {part: seconds / len(latencies) * 1000
+                       for part, seconds in cpu_seconds_used.items()}}
+
+
 def measure(server, key: str | list[str], paths: list[str], total: int,
             rate: float | None = None) -> dict:
     """One run against `server` (shipped_server's (process, port))."""
@@ -311,10 +321,8 @@ def measure(server, key: str | list[str], paths: list[str], total: int,
     before = cpu_seconds(process.pid)
     latencies, wall = load_test(port, key, paths, total, rate)
     after = cpu_seconds(process.pid)
-    ms = np.array(latencies) * 1000
-    cpu = {part: seconds / total * 1000 for part, seconds in cpu_used(before, after).items()}
-    run = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-           "rps": total / wall, "cpu_ms": cpu}
+    run = run_figures(latencies, wall, cpu_used(before, after))
+    cpu = run["cpu_ms"]
     print(f"rate {rate or 'closed loop'}: p50 {run['p50']:.1f} ms, p99 {run['p99']:.1f} ms, "
           f"{run['rps']:.0f} requests/s; CPU ms a request: "
           + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()), flush=True)
@@ -345,14 +353,8 @@ def taking_turns(servers: dict, key: str, paths: list[str], total: int, slices: 
                 cpu[setting][part] = cpu[setting].get(part, 0.0) + seconds
             latencies[setting] += slice_latencies
             wall[setting] += slice_wall
-    runs = {}
-    for setting in servers:
-        ms = np.array(latencies[setting]) * 1000
-        done = len(latencies[setting])
-        runs[setting] = {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
-                         "rps": done / wall[setting],
-                         "cpu_ms": {part: seconds / done * 1000
-                                    for part, seconds in cpu[setting].items()}}
+    runs = {setting: run_figures(latencies[setting], wall[setting], cpu[setting])
+            for setting in servers}
     print(f"closed loop in {slices} slices each: "
           + "; ".join(f"logging {'on' if setting else 'off'} {run['rps']:.0f} requests/s, "
                       f"p99 {run['p99']:.1f} ms" for setting, run in runs.items()), flush=True)
