@@ -1,8 +1,9 @@
 """Recommendation quality on several data shapes, side by side with implicit (BENCHMARK.md).
 
 Run from the repository root:  .venv/bin/python benchmarks/quality.py
-Writes the "quality" and "fold_in" sections of benchmarks/RESULTS.md; `--fold-in` runs only
-the second: fold-in time per user (50 items) at 100k items, BPR next to ALS.
+Writes the "quality", "quality_pooled" and "fold_in" sections of benchmarks/RESULTS.md;
+`--fold-in` runs only the last: fold-in time per user (50 items) at 100k items, BPR next to
+ALS.
 
 Shapes (benchmarks/shapes.py): ml-latest-small under the per-user temporal split and a global
 time cutoff (80% quantile), and four synthetic sets of different density, popularity skew and
@@ -16,9 +17,15 @@ it was kept or not, to show whether a validation gain carries.
 mfengine's fits skip the per-iteration training loss (ALS_FIXED). Each shape's row ends with
 the seconds each part took.
 
+Pooled shapes (benchmarks/shapes.py `pooled_shapes`): ml-global's protocol at the 70%, 80%
+and 90% time-quantile cutoffs, each cutoff measured as a shape of its own, then reported over
+all their test users together ("quality_pooled"): 28 test users at one cutoff cannot tell
+mfengine and implicit apart.
+
 `--shapes ml-global,syn-counts` measures only those shapes and `--trials N` changes the
-tuner's budget (both print and leave RESULTS.md alone: for development); `--no-fold-in`
-skips the fold-in timing.
+tuner's budget (both print and leave the quality section alone: for development; a pooled
+shape named in `--shapes`, e.g. `--shapes ml-global-pooled`, still writes its own section at
+the default budget); `--no-fold-in` skips the fold-in timing.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 import mfengine  # noqa: E402
-from benchmarks.shapes import all_shapes  # noqa: E402
+from benchmarks.shapes import PooledShape, all_shapes, pooled_shapes  # noqa: E402
 from mfengine.als import AUTO_REGULARIZATION  # noqa: E402
 from mfengine.baselines import PopularityRecommender  # noqa: E402
 from mfengine.evaluation import per_user_ranking_metrics, recommend_all  # noqa: E402
@@ -84,9 +91,14 @@ def load_average() -> str:
     return " / ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def test_users(shape: Any) -> np.ndarray:
+    """The shape's test users (matrix rows with a test positive), in user order."""
+    return np.flatnonzero(np.diff(shape.test.indptr) > 0)
+
+
 def test_ndcg_per_user(model: Any, shape: Any) -> np.ndarray:
-    """NDCG@K of each of the shape's test users (in user order), train items filtered."""
-    users = np.flatnonzero(np.diff(shape.test.indptr) > 0)
+    """NDCG@K of each of ``test_users(shape)``, train items filtered."""
+    users = test_users(shape)
     recommended = recommend_all(model, shape.train, users, K)
     return per_user_ranking_metrics(recommended, shape.test[users], K)["ndcg"]
 
@@ -241,7 +253,8 @@ def goals(results: list[dict[str, Any]]) -> str:
         lines.append(
             f"- {shape.name}: defaults {defaults:.3f}x ({_verdict(defaults >= 1.0, defaults, 1.0)}"
             f"; per test user, defaults - implicit {gap['mean']:+.4f} +- {gap['se']:.4f} "
-            f"standard error over {gap['n_users']:,} users); tuned {trained:.3f}x vs "
+            f"standard error over {gap['n_users']:,} {r.get('counted_as', 'users')}); "
+            f"tuned {trained:.3f}x vs "
             f"{bar:.2f}x ({_verdict(trained >= bar, trained, bar)}); tuned vs defaults "
             f"{drop:+.1%} (noise: 2 std over 3 seeds = {noise:.1%}; "
             f"{'within' if drop >= -noise else 'BELOW'}; per test user "
@@ -257,26 +270,27 @@ def _seconds_text(seconds: dict[str, float]) -> str:
     return ", ".join(f"{part} {value:.0f} s" for part, value in seconds.items())
 
 
-def main(names: list[str] | None = None, trials: int = TUNING_TRIALS) -> None:
-    """Every shape (or only ``names``: printed, not written to RESULTS.md)."""
-    started = time.perf_counter()
-    load_before = load_average()
-    results = []
-    for shape in all_shapes():
-        if names and shape.name not in names:
-            continue
-        results.append(measure_shape(shape, trials))
-        print(shape.name, f"{time.perf_counter() - started:.0f} s "
-              f"({_seconds_text(results[-1]['seconds'])})", flush=True)
-    total = time.perf_counter() - started
-    markdown = (
-        "## Quality on several data shapes, side by side with implicit\n\n"
+def _run_header(total: float, load_before: str) -> str:
+    return (
         f"Command: `{command_line()}` (total {total:.0f} s)  \n"
         f"Machine: {machine_line()}  \n"
         f"Load average (1/5/15 min) at the start: {load_before}, at the end: "
         f"{load_average()} (other helpers share the 2 cores: times are rough, NDCG is not "
-        "affected)  \n"
-        "NDCG@10 per BENCHMARK.md (`mfengine.evaluation`), train items excluded. implicit "
+        "affected)  \n")
+
+
+def _shape_lines(results: list[dict[str, Any]]) -> str:
+    return "\n".join(f"- {r['shape'].name}: {r['shape'].description}; "
+                     f"{r['shape'].train.nnz:,} train interactions, "
+                     f"{int((np.diff(r['shape'].test.indptr) > 0).sum()):,} test users"
+                     for r in results)
+
+
+def quality_markdown(results: list[dict[str, Any]], header: str) -> str:
+    return (
+        "## Quality on several data shapes, side by side with implicit\n\n"
+        + header
+        + "NDCG@10 per BENCHMARK.md (`mfengine.evaluation`), train items excluded. implicit "
         "0.7 ALS: 64 factors, regularization 0.05, 15 iterations, alpha 1/10/40 picked on "
         "the test set (favours it), then 3 seeds. mfengine ALS defaults: 64 factors, 15 "
         "iterations, alpha 1, regularization \"auto\" "
@@ -293,22 +307,126 @@ def main(names: list[str] | None = None, trials: int = TUNING_TRIALS) -> None:
         "protocol. *test gain of the choice*: the chosen configuration on the test set (3 "
         "seeds) against the defaults, kept or not. *as trained*: what a plan with "
         "`training.tune` would serve. The ml-global split evaluates few users, so its "
-        "numbers are noisy.\n\n"
-        + "\n".join(f"- {r['shape'].name}: {r['shape'].description}; "
-                    f"{r['shape'].train.nnz:,} train interactions, "
-                    f"{int((np.diff(r['shape'].test.indptr) > 0).sum()):,} test users"
-                    for r in results)
+        "numbers are noisy: the quality_pooled section below pools it with its neighbouring "
+        "cutoffs.\n\n"
+        + _shape_lines(results)
         + "\n\n" + quality_table(results)
         + "\n\nGoals (issue 18):\n\n" + goals(results)
         + "\n\nTime per shape: "
         + "; ".join(f"{r['shape'].name}: {_seconds_text(r['seconds'])}" for r in results)
         + "."
     )
-    if names or trials != TUNING_TRIALS:
-        print("(a subset: RESULTS.md not written)")
-    else:
-        write_section("quality", markdown)
-    print(markdown)
+
+
+def pool(pooled: PooledShape, parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """``measure_shape``'s results of ``pooled``'s parts as one result over all their test
+    users (the keys ``goals`` reads): per-user arrays concatenated, so a user who is a test
+    user at two cutoffs counts twice; each seed's mean NDCG over the pooled users. Also each
+    row's user (``user_ids``, the matrices' row), for a standard error clustered by user."""
+    sizes = [len(r["users"]["defaults"]) for r in parts]
+    out: dict[str, Any] = {
+        "shape": pooled, "counted_as": "user-cutoffs",
+        "users": {key: np.concatenate([r["users"][key] for r in parts])
+                  for key in parts[0]["users"]},
+        "user_ids": np.concatenate([test_users(r["shape"]) for r in parts]),
+    }
+    for key in ("implicit", "defaults", "trained"):
+        # A part's seed mean is the mean over its users: weighting by users pools them.
+        out[key] = [float(v) for v in np.average([r[key] for r in parts], axis=0,
+                                                  weights=sizes)]
+    return out
+
+
+def clustered_se(diff: np.ndarray, clusters: np.ndarray) -> float:
+    """Standard error of ``diff``'s mean when the rows of one cluster (one user at several
+    cutoffs, with overlapping test periods) are not independent: each cluster's summed
+    deviations as one draw (the sandwich estimator, with its G / (G - 1) correction)."""
+    deviations = np.asarray(diff, dtype=np.float64) - float(np.mean(diff))
+    _, cluster = np.unique(clusters, return_inverse=True)
+    sums = np.bincount(cluster, weights=deviations)
+    if sums.size < 2:
+        return 0.0
+    return float(np.sqrt(sums.size / (sums.size - 1) * np.sum(sums ** 2)) / deviations.size)
+
+
+def _significance(mean: float, se: float) -> str:
+    """Whether a paired difference is clear of 2 of its standard errors."""
+    if mean == 0.0:
+        return "no difference"
+    if abs(mean) <= 2 * se:
+        return f"{abs(mean) / se:.1f} standard errors, within 2 of no difference"
+    return f"{abs(mean) / se:.1f} standard errors {'above' if mean > 0 else 'below'} zero"
+
+
+def pooled_markdown(pooled: PooledShape, parts: list[dict[str, Any]], header: str) -> str:
+    result = pool(pooled, parts)
+    users = result["users"]
+    n_users = len(np.unique(result["user_ids"]))
+    lines = []
+    for better, worse in (("defaults", "implicit"), ("trained", "implicit"),
+                          ("trained", "defaults")):
+        gain = paired_gain(users[better], users[worse])
+        clustered = clustered_se(users[better] - users[worse], result["user_ids"])
+        lines.append(
+            f"- {better} vs {worse}: {_ratio(result[better], result[worse]):.3f}x "
+            f"({np.mean(result[better]):.4f} vs {np.mean(result[worse]):.4f}); per "
+            f"user-cutoff difference {gain['mean']:+.4f} +- {gain['se']:.4f} standard error, "
+            f"clustered by user +- {clustered:.4f}: {_significance(gain['mean'], clustered)}")
+    return (
+        f"### {pooled.name}: {pooled.description}\n\n"
+        + header
+        + "ml-global alone has too few test users to tell mfengine and implicit apart, so "
+        "its protocol runs at the neighbouring cutoffs too. Each cutoff is its own shape "
+        "measured by `measure_shape` exactly as in the quality table (implicit's alpha "
+        "picked on that cutoff's test set, the tuner's validation carved from that cutoff's "
+        "training period, 3 seeds); the 80% cutoff is ml-global itself. Pooled: each test "
+        "user's NDCG@10 averaged over the 3 seeds, the users of every cutoff taken together, "
+        "ratio of the pooled means. A user who is a test user at two or three cutoffs counts "
+        f"once per cutoff ({len(users['defaults'])} user-cutoffs, {n_users} distinct users); "
+        "their test periods overlap (the 70% cutoff's contains the later ones), so those rows "
+        "are not independent: the standard error is given per user-cutoff (as if they were) "
+        "and clustered by user.\n\n"
+        + _shape_lines(parts)
+        + "\n\n" + quality_table(parts)
+        + f"\n\nPooled over the three cutoffs ({len(users['defaults'])} user-cutoffs):\n\n"
+        + "\n".join(lines)
+        + "\n\nGoals (issue 18), each cutoff and pooled:\n\n" + goals([*parts, result])
+        + "\n\nTime per cutoff: "
+        + "; ".join(f"{r['shape'].name}: {_seconds_text(r['seconds'])}" for r in parts)
+        + "."
+    )
+
+
+def main(names: list[str] | None = None, trials: int = TUNING_TRIALS) -> None:
+    """Every shape and pooled shape (or only ``names``: the quality section printed, not
+    written to RESULTS.md; a pooled shape's own section is written whenever it is measured
+    with the default trials, since it does not depend on the other shapes)."""
+    started = time.perf_counter()
+    load_before = load_average()
+    shapes = [shape for shape in all_shapes() if not names or shape.name in names]
+    pooled = [each for each in pooled_shapes() if not names or each.name in names]
+    measured: dict[str, dict[str, Any]] = {}
+    # ml-global is both a shape and a pooled part: measured once.
+    for shape in [*shapes, *(part for each in pooled for part in each.parts)]:
+        if shape.name in measured:
+            continue
+        measured[shape.name] = measure_shape(shape, trials)
+        print(shape.name, f"{time.perf_counter() - started:.0f} s "
+              f"({_seconds_text(measured[shape.name]['seconds'])})", flush=True)
+    header = _run_header(time.perf_counter() - started, load_before)
+    write = trials == TUNING_TRIALS
+    if shapes:
+        markdown = quality_markdown([measured[shape.name] for shape in shapes], header)
+        if names or not write:
+            print("(a subset: the quality section of RESULTS.md not written)")
+        else:
+            write_section("quality", markdown)
+        print(markdown)
+    for each in pooled:
+        markdown = pooled_markdown(each, [measured[part.name] for part in each.parts], header)
+        if write:
+            write_section("quality_pooled", markdown)
+        print(markdown)
 
 
 FOLD_IN_ITEMS = 100_000
@@ -372,7 +490,8 @@ def _arguments() -> Any:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fold-in", action="store_true", help="only the fold-in timing")
     parser.add_argument("--shapes", default="", help="comma-separated shape names: only "
-                        "those, printed and not written (for development)")
+                        "those, printed and not written (for development); a pooled shape's "
+                        "own section is written")
     parser.add_argument("--trials", type=int, default=TUNING_TRIALS,
                         help="the tuner's trial budget (not written unless the default)")
     parser.add_argument("--no-fold-in", action="store_true", help="skip the fold-in timing")

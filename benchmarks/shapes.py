@@ -62,18 +62,52 @@ def movielens_temporal(ml: MovieLens | None = None) -> Shape:
         "ratings; positives rating >= 4)", "choose", *_encoded(ml), 4.0, True)
 
 
-def movielens_shapes() -> list[Shape]:
-    ml = load_movielens(movielens_dir())
+def movielens_global(ml: MovieLens, quantile: float, name: str) -> Shape:
+    """ml-latest-small under a global cutoff at the ``quantile`` of its rating times: train
+    before it, test positives (rating >= 4) after it; the tuner's validation is carved from
+    the training period by the same protocol."""
     users, items, ts, vals, shape = _encoded(ml)
-    cutoff = int(np.quantile(ts, 0.8))
+    cutoff = int(np.quantile(ts, quantile))
     train, test = global_time_split(users, items, ts, vals, cutoff=cutoff, shape=shape,
                                     positive_threshold=4.0)
     before = ts < cutoff
-    global_cut = Shape(
-        "ml-global", f"ml-latest-small, global cutoff (train before {cutoff}, the 80% time "
-        "quantile; positives rating >= 4)", "confirm", train, test,
+    return Shape(
+        name, f"ml-latest-small, global cutoff (train before {cutoff}, the {quantile:.0%} "
+        "time quantile; positives rating >= 4)", "confirm", train, test,
         (users[before], items[before], ts[before], vals[before]), "global", 4.0, True)
-    return [movielens_temporal(ml), global_cut]
+
+
+def movielens_shapes() -> list[Shape]:
+    ml = load_movielens(movielens_dir())
+    return [movielens_temporal(ml), movielens_global(ml, 0.8, "ml-global")]
+
+
+@dataclass
+class PooledShape:
+    """Shapes measured one by one and reported over all their test users together: a split
+    with too few test users to tell implicit and mfengine apart, repeated at neighbouring
+    cutoffs."""
+
+    name: str
+    description: str
+    parts: list[Shape]
+
+    @property
+    def validation(self) -> str:
+        return self.parts[0].validation
+
+
+#: ml-global's split at the neighbouring time quantiles too; the 80% part is ml-global itself.
+GLOBAL_POOLED_QUANTILES = {"ml-global-70": 0.7, "ml-global": 0.8, "ml-global-90": 0.9}
+
+
+def pooled_shapes() -> list[PooledShape]:
+    ml = load_movielens(movielens_dir())
+    return [PooledShape(
+        "ml-global-pooled", "ml-global's protocol at the 70%, 80% and 90% time-quantile "
+        "cutoffs, over all their test users",
+        [movielens_global(ml, quantile, name)
+         for name, quantile in GLOBAL_POOLED_QUANTILES.items()])]
 
 
 # name, role, generator arguments, what it stands for
