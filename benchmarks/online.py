@@ -527,3 +527,7 @@ def report(args, results, seen, simulated, aa_winners, aa_total, throughput_roun
         f"Lowest round: **{ratio:.2f}x** (goal >= 0.95x in every round: "
         f"{'met' if ratio >= 0.95 else 'NOT met'}{goal_note}).",
     ])
+
+
+if __name__ == "__main__":
+    main()
