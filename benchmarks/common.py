@@ -140,9 +140,10 @@ BENCH_DB = "mfbench"
 
 
 @contextlib.contextmanager
-def bench_database(name: str = BENCH_DB, keep: bool = False):
+def bench_database(name: str = BENCH_DB, keep: bool = False, fresh: bool | None = None):
     """A throwaway database on the embedded server, migrated; dropped afterwards (with `keep`:
-    reused when it exists and left in place, so a later run can measure without rebuilding).
+    reused when it exists and left in place, so a later run can measure without rebuilding;
+    with `keep` and `fresh`: made anew, then left in place for another benchmark to read).
     Sets the environment so that this process (Django) and its children use it."""
     import subprocess
 
@@ -157,7 +158,7 @@ def bench_database(name: str = BENCH_DB, keep: bool = False):
                              autocommit=True) as conn:
             conn.execute(sql)
 
-    if not keep:
+    if not keep if fresh is None else fresh:
         admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     with psycopg.connect(host=str(socket_dir), user=APP_ROLE, dbname=APP_DATABASE) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
@@ -177,3 +178,21 @@ def bench_database(name: str = BENCH_DB, keep: bool = False):
         connections.close_all()
         if not keep:
             admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def process_tree_cpu(root: int) -> float:
+    """CPU seconds used so far by process `root` and every process below it (a gunicorn
+    master and its workers; the postmaster and its backends): Linux /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stats[int(pid)] = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+    tree, grown = {root}, True
+    while grown:
+        below = {pid for pid, fields in stats.items() if int(fields[1]) in tree} - tree
+        tree |= below
+        grown = bool(below)
+    return sum(int(stats[pid][11]) + int(stats[pid][12]) for pid in tree if pid in stats) / tick

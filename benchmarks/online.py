@@ -20,15 +20,22 @@ experiment call no winner at the nominal rate, and what does impression logging 
    the window). Then the results function must call the model the winner.
 4. A/A: both variants with the same click rate, simulated directly as the results function's
    input, `--aa-runs` times; the share of runs that call a winner is the false-positive rate.
-5. Throughput: two servers up at once, IMPRESSION_LOGGING on in one and off in the other; each
-   round sends the same load to them in `--chunks` slices each, in ABBA order (the first
-   server flipped every round), so a change in the machine's speed falls on both. The ratio
-   is per round, and the goal (>= 0.95x) must hold in every round.
+5. Throughput: two servers up at once, IMPRESSION_LOGGING on in one and off in the other
+   (`--throughput-logging off,off`: an A/A run, the benchmark's own noise); each round sends
+   the same load to them in `--chunks` slices each, in ABBA order (the first server flipped
+   every round), so a change in the machine's speed falls on both. Every slice opens its 8
+   connections spread evenly over the server's 2 workers (gunicorn's workers race to accept
+   a connection: left to chance a slice ran with anything from 4/4 to 8/0, and a worker
+   holding 6-8 connections on its 4 threads serves fewer requests a second), and after a
+   slice both servers rest for the impression writer's interval, so that no slice pays for
+   the other server's last write. The ratio is per round, and the goal (>= 0.95x) must hold
+   in every round; the web server's and Postgres's CPU a request per setting come with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -47,6 +54,7 @@ from benchmarks.common import (  # noqa: E402
     machine_line,
     movielens_dir,
     pin_threads,
+    process_tree_cpu,
     start_server,
     write_section,
 )
@@ -68,6 +76,12 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chunks", type=int, default=10,
                         help="throughput: alternating slices per setting in a round")
+    parser.add_argument("--throughput-logging", default="on,off",
+                        help="impression logging of the two throughput servers; off,off is an "
+                             "A/A run (the benchmark's noise)")
+    parser.add_argument("--keep-database", action="store_true",
+                        help="keep mfbench_online afterwards (benchmarks/serving_cpu.py "
+                             "--database mfbench_online --tenant online --mixes online)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true")
     return parser.parse_args()
@@ -242,17 +256,76 @@ def serve(logging_on: bool):
     return server, port
 
 
-def throughput(port: int, key: str, users: list[str], total: int, first: int = 0) -> float:
-    counter = iter(range(first, first + total))
+def worker_pids(server) -> list[int]:
+    """The gunicorn master's workers (the processes whose parent it is)."""
+    workers = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == server.pid:
+            workers.append(int(pid))
+    return sorted(workers)
 
-    def worker():
+
+def connection_owners(port: int, workers: list[int]) -> dict[int, int]:
+    """Client port -> the worker that accepted the connection (the worker holding the
+    server side's socket: /proc/net/tcp names its inode, /proc/<pid>/fd who holds it)."""
+    inodes = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:  # established
+            inodes[f"socket:[{inode}]"] = int(remote.rsplit(":", 1)[1], 16)
+    owners = {}
+    for pid in workers:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target in inodes:
+                        owners[inodes[target]] = pid
+    return owners
+
+
+def balanced_connections(port: int, key: str, user: str, workers: list[int]
+                         ) -> list[http.client.HTTPConnection]:
+    """CONNECTIONS keep-alive connections, as many on each worker: a connection stays with
+    the worker that accepted it, and which one does is a race. Each answers one request
+    (accepted, and warm) before it counts; one that lands on a full worker is closed and
+    opened again."""
+    per_worker = CONNECTIONS // len(workers)
+    held: dict[int, list[http.client.HTTPConnection]] = {w: [] for w in workers}
+    for _attempt in range(CONNECTIONS * 20):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        _request(conn, "GET", f"/api/v1/recommendations?user={user}&k={K}", key)
+        owner = connection_owners(port, workers).get(conn.sock.getsockname()[1])
+        if owner is not None and len(held[owner]) < per_worker:
+            held[owner].append(conn)
+            if sum(map(len, held.values())) == CONNECTIONS:
+                return [c for conns in held.values() for c in conns]
+        else:
+            conn.close()
+    raise SystemExit(f"could not spread {CONNECTIONS} connections over workers {workers}")
+
+
+def throughput(port: int, key: str, users: list[str], total: int, first: int = 0,
+               connections: list[http.client.HTTPConnection] | None = None) -> float:
+    """Requests/s of `total` requests over CONNECTIONS connections (new ones unless given;
+    closed at the end)."""
+    counter = iter(range(first, first + total))
+    if connections is None:
+        connections = [http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                       for _ in range(CONNECTIONS)]
+
+    def worker(conn):
         for n in counter:
             _request(conn, "GET", f"/api/v1/recommendations?user={users[n % len(users)]}"
                                   f"&k={K}", key)
         conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(CONNECTIONS)]
+    threads = [threading.Thread(target=worker, args=(conn,)) for conn in connections]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -261,33 +334,60 @@ def throughput(port: int, key: str, users: list[str], total: int, first: int = 0
     return total / (time.perf_counter() - started)
 
 
-def logging_cost(args, key: str, users: list[str]) -> dict[bool, list[float]]:
-    """Requests/s per round with impression logging on and off: both servers run side by
-    side and take turns in slices, so the machine's drift falls on both settings."""
-    servers = {logging_on: serve(logging_on) for logging_on in (True, False)}
-    rates: dict[bool, list[float]] = {True: [], False: []}
+def logging_cost(args, key: str, users: list[str]) -> dict:
+    """Requests/s and CPU a request per round, for each of the two servers (impression
+    logging as `--throughput-logging` says): both run side by side and take turns in slices,
+    so the machine's drift falls on both settings."""
+    from django.conf import settings
+
+    arms = args.throughput_logging.split(",")
+    if len(arms) != 2 or set(arms) - {"on", "off"}:
+        raise SystemExit("--throughput-logging: two of on/off, e.g. on,off or off,off")
+    servers = [serve(arm == "on") for arm in arms]
+    workers = [worker_pids(server) for server, _port in servers]
+    postmaster = int((Path(__file__).resolve().parent.parent / "var" / "pgdata"
+                      / "postmaster.pid").read_text().split()[0])
+    # Rest after a slice until the logging server's last rows are written (the writer's
+    # interval), so that its write does not land in the next slice, maybe the other server's.
+    rest = settings.IMPRESSION_FLUSH_SECONDS + 0.2
+    rounds = {name: [[], [], []] for name in ("rate", "web", "postgres")}
     slice_requests = max(1, args.throughput_requests // args.chunks)
     try:
-        for _server, port in servers.values():
+        for (_server, port), pids in zip(servers, workers, strict=True):
             throughput(port, key, users, 200)  # warm the caches
+            if len(pids) < 1 or CONNECTIONS % len(pids):
+                raise SystemExit(f"{len(pids)} workers for {CONNECTIONS} connections")
         for round_number in range(args.rounds):
-            first = round_number % 2 == 0
-            seconds = {True: 0.0, False: 0.0}
+            first = round_number % 2
+            seconds, web, postgres = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
             for chunk in range(args.chunks):
                 # ABBA: a drift within the round falls on both settings alike
-                order = (first, not first) if chunk % 2 == 0 else (not first, first)
-                for logging_on in order:
-                    offset = (round_number * args.chunks + chunk) * slice_requests
-                    rate = throughput(servers[logging_on][1], key, users, slice_requests, offset)
-                    seconds[logging_on] += slice_requests / rate
-            for logging_on in (True, False):
-                rates[logging_on].append(slice_requests * args.chunks / seconds[logging_on])
-            print(f"round {round_number + 1}: logging on {rates[True][-1]:.0f}, off "
-                  f"{rates[False][-1]:.0f} requests/s", flush=True)
+                order = (first, 1 - first) if chunk % 2 == 0 else (1 - first, first)
+                for arm in order:
+                    (server, port), offset = servers[arm], (
+                        round_number * args.chunks + chunk) * slice_requests
+                    connections = balanced_connections(port, key, users[offset % len(users)],
+                                                       workers[arm])
+                    web_before, pg_before = (process_tree_cpu(server.pid),
+                                             process_tree_cpu(postmaster))
+                    rate = throughput(port, key, users, slice_requests, offset, connections)
+                    seconds[arm] += slice_requests / rate
+                    time.sleep(rest)  # CPU: with the slice's last write
+                    web[arm] += process_tree_cpu(server.pid) - web_before
+                    postgres[arm] += process_tree_cpu(postmaster) - pg_before
+            measured = slice_requests * args.chunks
+            for arm in (0, 1):
+                rounds["rate"][arm].append(measured / seconds[arm])
+                rounds["web"][arm].append(1000 * web[arm] / measured)
+                rounds["postgres"][arm].append(1000 * postgres[arm] / measured)
+            print(f"round {round_number + 1}: " + ", ".join(
+                f"logging {arms[a]} {rounds['rate'][a][-1]:.0f} requests/s (CPU ms a request: "
+                f"web {rounds['web'][a][-1]:.2f}, postgres {rounds['postgres'][a][-1]:.2f})"
+                for a in (0, 1)) + f"; load {os.getloadavg()[0]:.1f}", flush=True)
     finally:
-        for server, _port in servers.values():
+        for server, _port in servers:
             stop(server)
-    return rates
+    return {"arms": arms, **rounds}
 
 
 def aa_runs(runs: int, per_variant: int, ctr: float, seed: int) -> tuple[int, int]:
@@ -323,7 +423,7 @@ def main():
     truth = Truth(ratings, args.seed)
     print(f"true model fitted in {time.perf_counter() - started:.1f} s", flush=True)
     load_before = os.getloadavg()
-    with bench_database("mfbench_online"):
+    with bench_database("mfbench_online", keep=args.keep_database, fresh=True):
         tenant, experiment, key = load_platform(ratings)
         users = sorted(truth.row)
         server, port = serve(logging_on=True)
@@ -343,14 +443,14 @@ def main():
             stop_experiment(tenant, experiment)  # throughput measures serving alone
         print(json.dumps({v["variant"]: [v["impressions"], v["ctr"]]
                           for v in results["variants"]}), results["winner"], flush=True)
-        rates = logging_cost(args, key, users)
+        throughput_rounds = logging_cost(args, key, users)
     aa_winners, aa_total = aa_runs(args.aa_runs, 1500, 0.2, args.seed)
     load_after = os.getloadavg()
-    ratios = [on / off for on, off in zip(rates[True], rates[False], strict=True)]
-    ratio = min(ratios)
+    rates = throughput_rounds["rate"]
+    ratios = [a / b for a, b in zip(rates[0], rates[1], strict=True)]
     print(f"A/A: {aa_winners}/{aa_total} runs called a winner; throughput ratios "
           f"{', '.join(f'{r:.3f}' for r in ratios)}")
-    markdown = report(args, results, seen, simulated, aa_winners, aa_total, rates, ratio,
+    markdown = report(args, results, seen, simulated, aa_winners, aa_total, throughput_rounds,
                       load_before, load_after)
     print(markdown)
     if not args.no_write:
@@ -359,8 +459,12 @@ def main():
         raise SystemExit("the experiment did not find the better variant")
 
 
-def report(args, results, seen, simulated, aa_winners, aa_total, rates, ratio,
+def report(args, results, seen, simulated, aa_winners, aa_total, throughput_rounds,
            load_before, load_after) -> str:
+    arms, rates = throughput_rounds["arms"], throughput_rounds["rate"]
+    web, postgres = throughput_rounds["web"], throughput_rounds["postgres"]
+    ratio = min(a / b for a, b in zip(rates[0], rates[1], strict=True))
+    on_off = arms == ["on", "off"]
     rows = []
     for v in results["variants"]:
         test = v["vs_control"]
@@ -405,17 +509,24 @@ def report(args, results, seen, simulated, aa_winners, aa_total, rates, ratio,
         f"({aa_winners / aa_total:.1%}; nominal alpha 5%).",
         "",
         f"Throughput (closed loop, {CONNECTIONS} connections; two servers up side by side, "
-        f"impression logging on in one and off in the other; {args.rounds} rounds of "
-        f"{args.throughput_requests} requests to each, sent in {args.chunks} slices each "
-        "in ABBA order, the first server flipped every round), requests/s per round:",
+        f"impression logging {arms[0]} in one and {arms[1]} in the other; {args.rounds} "
+        f"rounds of {args.throughput_requests} requests to each, sent in {args.chunks} "
+        "slices each in ABBA order, the first server flipped every round; every slice's "
+        "connections spread 4/4 over the server's 2 workers, a rest of the impression "
+        "writer's interval after each slice), requests/s and CPU a request (the web "
+        "server's processes and every Postgres process, over the slices and their rests) "
+        "per round:",
         "",
-        "| round | logging on | logging off | on / off |",
-        "|---|---|---|---|",
-        *[f"| {n + 1} | {on:.0f} | {off:.0f} | {on / off:.3f}x |"
-          for n, (on, off) in enumerate(zip(rates[True], rates[False], strict=True))],
+        f"| round | logging {arms[0]} | logging {arms[1]} | {arms[0]} / {arms[1]} "
+        f"| web CPU ms, {arms[0]} / {arms[1]} | Postgres CPU ms, {arms[0]} / {arms[1]} |",
+        "|---|---|---|---|---|---|",
+        *[f"| {n + 1} | {rates[0][n]:.0f} | {rates[1][n]:.0f} | "
+          f"{rates[0][n] / rates[1][n]:.3f}x | {web[0][n]:.2f} / {web[1][n]:.2f} | "
+          f"{postgres[0][n]:.2f} / {postgres[1][n]:.2f} |" for n in range(args.rounds)],
         "",
-        f"Lowest round: **{ratio:.2f}x** (goal >= 0.95x in every round: "
-        f"{'met' if ratio >= 0.95 else 'NOT met'}).",
+        f"Lowest round: **{ratio:.2f}x** " + (
+            f"(goal >= 0.95x in every round: {'met' if ratio >= 0.95 else 'NOT met'})."
+            if on_off else "(an A/A run: the benchmark's own noise, not the goal's figure)."),
     ])
 
 

@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/serving_cpu.py [--database mfbench_serving] [--requests 2000]
         [--mixes single,uniform] [--logging on,off] [--threads 1] [--profile single:on]
+    .venv/bin/python benchmarks/serving_cpu.py --database mfbench_online --tenant online \
+        --mixes online --k 10 [--experiment]
 
 Drives GET /api/v1/recommendations through the WSGI application (every middleware, DRF,
 serving, impression logging with its writer thread) against a kept benchmark database and
@@ -14,9 +16,12 @@ The database is one `benchmarks/serving.py --reuse` kept (mfbench_serving: one l
 or `benchmarks/tenants.py --keep-database` kept (mfbench_tenants_kept: a large tenant and many
 small ones): every tenant of it with an active version is asked. Mixes: `single` (the large
 tenant, the serving benchmark's users: one in five has events newer than the model), `uniform`
-(a tenant drawn uniformly for each request, a random user of it). Impression logging is
-switched in-process (settings.IMPRESSION_LOGGING); on and off take turns in slices, the order
-flipped each slice, so that a drift of the host's speed falls on both. Prints only.
+(a tenant drawn uniformly for each request, a random user of it), `online` (online.py's
+throughput mix: every user of the tenant in turn; its database is one `online.py
+--keep-database` kept, whose experiment runs with `--experiment` and is stopped without).
+Impression logging is switched in-process (settings.IMPRESSION_LOGGING); on and off take
+turns in slices, the order flipped each slice, so that a drift of the host's speed falls on
+both. Prints only.
 """
 
 from __future__ import annotations
@@ -60,6 +65,12 @@ def parse_args():
                         help="mix:logging pairs to profile (cProfile, the calling thread), e.g. "
                              "single:on,single:off; the stats go to "
                              "/tmp/serving_cpu-<mix>-<logging>.prof")
+    parser.add_argument("--tenant", default="bench",
+                        help="the large tenant (online.py's database: online)")
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--experiment", action="store_true",
+                        help="online mix: serve with the tenant's experiment running (as "
+                             "online.py's A/B part) rather than stopped (its throughput part)")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--sort", default="tottime")
     return parser.parse_args()
@@ -76,9 +87,9 @@ def environment(database: str) -> None:
         "PROMETHEUS_MULTIPROC_DIR": metrics_dir})
 
 
-def tenants_to_ask() -> list[dict]:
+def tenants_to_ask(large: str) -> list[dict]:
     """Every tenant with an active version trained on users, a new key each; the large one
-    ("bench") first."""
+    first."""
     from mfplatform.registry.models import ModelVersion
     from tenants.context import tenant_context
     from tenants.models import ApiKey, Tenant
@@ -92,12 +103,36 @@ def tenants_to_ask() -> list[dict]:
                 continue
             _key, raw = ApiKey.issue(tenant, ["recommend"], name="serving_cpu")
         out.append({"slug": tenant.slug, "key": raw, "users": version.dataset_version.n_users})
-    out.sort(key=lambda t: t["slug"] != "bench")
-    if not out or out[0]["slug"] != "bench":
-        raise SystemExit("no active version of the large tenant 'bench' in this database: "
+    out.sort(key=lambda t: t["slug"] != large)
+    if not out or out[0]["slug"] != large:
+        raise SystemExit(f"no active version of the large tenant {large!r} in this database: "
                          "build it with benchmarks/serving.py --reuse (or tenants.py "
-                         "--keep-database) first")
+                         "--keep-database, online.py --keep-database) first")
     return out
+
+
+def user_ids(slug: str) -> list[str]:
+    """The tenant's users as online.py sorts them (its throughput asks them in turn)."""
+    from mfplatform.catalog.models import EndUser
+    from tenants.context import tenant_context
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(slug=slug)
+    with tenant_context(tenant):
+        return sorted(EndUser.objects.values_list("external_id", flat=True))
+
+
+def set_experiment_running(slug: str, running: bool) -> None:
+    """online.py's experiment running (its A/B part) or stopped (its throughput part)."""
+    from mfplatform.experiments.models import Experiment, ExperimentStatus
+    from tenants.context import tenant_context
+    from tenants.models import Tenant
+
+    tenant = Tenant.objects.get(slug=slug)
+    with tenant_context(tenant):
+        status = ExperimentStatus.RUNNING if running else ExperimentStatus.STOPPED
+        if Experiment.objects.update(status=status) != 1:
+            raise SystemExit(f"expected one experiment in tenant {slug!r}")
 
 
 def postgres_cpu() -> float:
@@ -141,14 +176,14 @@ def thread_cpu() -> str:
     return "threads: " + ", ".join(out)
 
 
-def make_caller(tenants: list[dict]):
+def make_caller(tenants: list[dict], k: int):
     from django.core.handlers.wsgi import WSGIHandler
 
     app = WSGIHandler()
 
     def call(tenant: int, user: str) -> None:
         environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/v1/recommendations",
-                   "QUERY_STRING": f"user={user}&k=20", "SERVER_NAME": "127.0.0.1",
+                   "QUERY_STRING": f"user={user}&k={k}", "SERVER_NAME": "127.0.0.1",
                    "SERVER_PORT": "8000", "HTTP_HOST": "127.0.0.1",
                    "HTTP_AUTHORIZATION": f"Bearer {tenants[tenant]['key']}",
                    "wsgi.input": io.BytesIO(b""), "wsgi.url_scheme": "http",
@@ -161,7 +196,10 @@ def make_caller(tenants: list[dict]):
     return call
 
 
-def requests_of(tenants: list[dict], mix: str, n: int, rng) -> list[tuple[int, str]]:
+def requests_of(tenants: list[dict], mix: str, n: int, rng,
+                online_users: list[str]) -> list[tuple[int, str]]:
+    if mix == "online":
+        return [(0, online_users[i % len(online_users)]) for i in range(n)]
     if mix == "single":
         # The serving benchmark's users (serving.py: one in five has events newer than the model).
         users = np.random.default_rng(1).choice(tenants[0]["users"], 2000)
@@ -249,8 +287,11 @@ def main() -> None:
     django.setup()
     from django.conf import settings
 
-    tenants = tenants_to_ask()
-    call = make_caller(tenants)
+    tenants = tenants_to_ask(args.tenant)
+    call = make_caller(tenants, args.k)
+    online_users = user_ids(args.tenant) if "online" in args.mixes.split(",") else []
+    if online_users:
+        set_experiment_running(args.tenant, args.experiment)
     rng = np.random.default_rng(5)
     settings.IMPRESSION_LOGGING = True
     # One process here serves far fewer requests a second than a loaded worker, so a write
@@ -263,7 +304,7 @@ def main() -> None:
     print(f"{machine_line()}; {len(tenants)} tenants in {args.database}; "
           f"{args.threads} request thread(s); load {os.getloadavg()[0]:.1f}", flush=True)
     for mix in args.mixes.split(","):
-        requests = requests_of(tenants, mix, args.requests, rng)
+        requests = requests_of(tenants, mix, args.requests, rng, online_users)
         run(call, requests[: args.requests // 4], args.threads)  # the mix's steady state
         totals = measure_mix(call, requests, arms, args, mix)
         report(mix, arms, totals, requests)
