@@ -566,10 +566,10 @@ def results_markdown(args, version, mixes, closed, closed_runs, paced, paced_run
             f"(computed after its promotion, top 100; rules applied per request). Of its "
             f"responses, " + ", ".join(f"{share:.1%} ({label})" for label, share in
                                        shares.items())
-            + " came from the precomputed list (the response's `precomputed`); the rest, the "
-            "users with an event newer than the model (one in five of the requests, checked: "
-            "none of them got a list), were answered by the live path, their vector folded in "
-            "and searched in pgvector.")
+            + " came from the precomputed list (the response's `precomputed`); the rest by "
+            "the live path, their vector searched in pgvector: the users with an event newer "
+            "than the model (one in five of the requests; checked: none of them was given a "
+            "list), and the few sampled users without a list of the version.")
     ratio_text = ", ".join(f"{r:.3f}x" for r in logging_ratios)
     return f"""## Serving: recommendations under load, HNSW recall
 
