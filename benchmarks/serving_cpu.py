@@ -15,13 +15,15 @@ generator, so what is left is the web process's own work.
 The database is one `benchmarks/serving.py --reuse` kept (mfbench_serving: one large tenant)
 or `benchmarks/tenants.py --keep-database` kept (mfbench_tenants_kept: a large tenant and many
 small ones): every tenant of it with an active version is asked. Mixes: `single` (the large
-tenant, the serving benchmark's users: one in five has events newer than the model), `uniform`
-(a tenant drawn uniformly for each request, a random user of it), `online` (online.py's
-throughput mix: every user of the tenant in turn; its database is one `online.py
---keep-database` kept, whose experiment runs with `--experiment` and is stopped without).
-Impression logging is switched in-process (settings.IMPRESSION_LOGGING); on and off take
-turns in slices, the order flipped each slice, so that a drift of the host's speed falls on
-both. Prints only.
+tenant, the serving benchmark's users: one in five has events newer than the model),
+`precomputed` (the same requests with `precomputed=true`: the lists computed after the
+promotion, the live path for users with newer events; serving.py computes the lists when the
+database has none), `uniform` (a tenant drawn uniformly for each request, a random user of
+it), `online` (online.py's throughput mix: every user of the tenant in turn; its database is
+one `online.py --keep-database` kept, whose experiment runs with `--experiment` and is
+stopped without). Impression logging is switched in-process (settings.IMPRESSION_LOGGING);
+on and off take turns in slices, the order flipped each slice, so that a drift of the host's
+speed falls on both. Prints only.
 """
 
 from __future__ import annotations
@@ -181,9 +183,9 @@ def make_caller(tenants: list[dict], k: int):
 
     app = WSGIHandler()
 
-    def call(tenant: int, user: str) -> None:
+    def call(tenant: int, user: str, options: str = "") -> None:
         environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/v1/recommendations",
-                   "QUERY_STRING": f"user={user}&k={k}", "SERVER_NAME": "127.0.0.1",
+                   "QUERY_STRING": f"user={user}&k={k}{options}", "SERVER_NAME": "127.0.0.1",
                    "SERVER_PORT": "8000", "HTTP_HOST": "127.0.0.1",
                    "HTTP_AUTHORIZATION": f"Bearer {tenants[tenant]['key']}",
                    "wsgi.input": io.BytesIO(b""), "wsgi.url_scheme": "http",
@@ -197,26 +199,28 @@ def make_caller(tenants: list[dict], k: int):
 
 
 def requests_of(tenants: list[dict], mix: str, n: int, rng,
-                online_users: list[str]) -> list[tuple[int, str]]:
+                online_users: list[str]) -> list[tuple[int, str, str]]:
+    """(tenant index, user, query options) of each request of the mix."""
     if mix == "online":
-        return [(0, online_users[i % len(online_users)]) for i in range(n)]
-    if mix == "single":
+        return [(0, online_users[i % len(online_users)], "") for i in range(n)]
+    if mix in ("single", "precomputed"):
         # The serving benchmark's users (serving.py: one in five has events newer than the model).
         users = np.random.default_rng(1).choice(tenants[0]["users"], 2000)
-        return [(0, f"user-{users[i % users.size]}") for i in range(n)]
+        options = "&precomputed=true" if mix == "precomputed" else ""
+        return [(0, f"user-{users[i % users.size]}", options) for i in range(n)]
     if mix == "uniform":
         chosen = rng.integers(len(tenants), size=n)
-        return [(int(t), f"user-{rng.integers(tenants[t]['users'])}") for t in chosen]
+        return [(int(t), f"user-{rng.integers(tenants[t]['users'])}", "") for t in chosen]
     raise SystemExit(f"unknown mix {mix!r}")
 
 
 _pools: dict[int, ThreadPoolExecutor] = {}
 
 
-def run(call, requests: list[tuple[int, str]], threads: int) -> None:
+def run(call, requests: list[tuple[int, str, str]], threads: int) -> None:
     if threads == 1:
-        for tenant, user in requests:
-            call(tenant, user)
+        for tenant, user, options in requests:
+            call(tenant, user, options)
         return
     # The same threads throughout, as a worker's: their database sessions (and prepared
     # statements) last, and the backends' CPU is counted from one sample to the next.

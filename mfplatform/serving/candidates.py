@@ -4,8 +4,6 @@ finished exactly in numpy when the index has no more; or a precomputed list."""
 
 from __future__ import annotations
 
-from itertools import groupby
-
 import numpy as np
 from django.db import connection
 
@@ -15,7 +13,6 @@ from mfplatform.registry.vectors import nearest_items, partition_name, vector_ar
 from mfplatform.serving.bundle import NORM_HEAD, ModelBundle  # noqa: F401 (benchmarks)
 from mfplatform.serving.explain import cold_item_reason, similar_reason
 from mfplatform.serving.items import ITEM_COLUMNS, prepared_cursor
-from mfplatform.serving.models import PrecomputedRecommendation
 from mfplatform.serving.rules import ItemInfo
 from mfplatform.serving.selector import Selector
 from mfplatform.serving.state import History, newer_than_model
@@ -225,6 +222,23 @@ def _cold_item_factors(version: ModelVersion, bundle: ModelBundle, item_pk: int
     return vector_array(row[0])[: bundle.model.n_factors_]
 
 
+# The user's precomputed list with each listed item's catalogue row, in the list's order, one
+# round trip (a prepared statement, the same text for every tenant). Each row is looked up by
+# its primary key (LIMIT 1 keeps the lookup a subquery: joined flat, the generic plan hashes
+# the whole catalogue). A stored list none of whose items is in the catalogue any more gives
+# one row of NULLs: it exists, but offers nothing.
+_PRECOMPUTED_SQL = (
+    f"SELECT {', '.join(f'x.{c}' for c in ITEM_COLUMNS)}, x.score, x.placement "
+    f"FROM serving_precomputedrecommendation p LEFT JOIN LATERAL ("
+    f"SELECT i.*, (e.entry ->> 1)::float8 AS score, e.entry ->> 2 AS placement, e.n "
+    f"FROM jsonb_array_elements(p.items) WITH ORDINALITY AS e(entry, n) "
+    f"CROSS JOIN LATERAL (SELECT {', '.join(ITEM_COLUMNS)} FROM catalog_item "
+    f"WHERE id = (e.entry ->> 0)::bigint AND tenant_id = p.tenant_id LIMIT 1) i"
+    f") x ON true "
+    f"WHERE p.tenant_id = %(tenant)s AND p.model_version_id = %(version)s "
+    f"AND p.user_id = %(user)s ORDER BY x.n")
+
+
 def precomputed_candidates(selector: Selector, version: ModelVersion | None,
                            bundle: ModelBundle | None, user: EndUser | None,
                            history: History) -> bool:
@@ -235,17 +249,17 @@ def precomputed_candidates(selector: Selector, version: ModelVersion | None,
         return False
     if bundle is not None and newer_than_model(bundle, history):
         return False
-    stored = PrecomputedRecommendation.objects.filter(model_version=version, user=user).first()
-    if stored is None:
+    with prepared_cursor() as cursor:
+        cursor.execute(_PRECOMPUTED_SQL, {"tenant": selector.tenant.pk, "version": version.pk,
+                                          "user": user.pk}, prepare=True)
+        rows = cursor.fetchall()
+    if not rows:
         return False
-    # Runs of trained items as "mf", new items placed by their content (stored with their
+    # Trained items as "mf", new items placed by their content (stored with their
     # placement, serving.precompute) as "mf_cold", in the list's order.
-    for placement, run in groupby(stored.items, key=lambda entry: entry[2] if len(entry) > 2
-                                  else None):
-        entries = list(run)
-        pks, scores = [int(e[0]) for e in entries], [float(e[1]) for e in entries]
-        if placement is None:
-            selector.offer(pks, scores, "mf")
-        else:
-            selector.offer(pks, scores, COLD_SOURCE, cold_item_reason(placement))
+    width = len(ITEM_COLUMNS)
+    listed = [(ItemInfo(*row[:width]), row[width]) for row in rows if row[0] is not None]
+    cold = {row[0]: row[width + 1] for row in rows
+            if row[0] is not None and row[width + 1] is not None}
+    offer_hits(selector, listed, cold, "mf")
     return True
