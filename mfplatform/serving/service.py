@@ -96,8 +96,11 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request,
     recommendation_id = uuid.uuid4()
     exploring = Exploring.start(None if popularity_only else state.version, bundle, selector,
                                 recommendation_id, state.exploration, active)
-    precomputed = (request.precomputed and personalised and precomputed_candidates(
-        selector, state.version, bundle, state.user, state.history))
+    # A stored list knows neither a session's items nor what they exclude: a request with
+    # recent items is blended live.
+    precomputed = (request.precomputed and personalised and not session.items
+                   and precomputed_candidates(selector, state.version, bundle, state.user,
+                                              state.history))
     vector, source = (served_vector(bundle, state, session.items, bool(user_external_id))
                       if personalised else (None, "mf"))
     if vector is not None and not selector.full:

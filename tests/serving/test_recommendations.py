@@ -223,6 +223,13 @@ def test_precomputed_lists_are_served_with_rules_reapplied(served):
     expected = [external[pk] for pk, _s in stored.items if pk not in seen][:10]
     assert [i["item"] for i in pre["items"]] == expected  # seen items filtered at request time
     assert [i["item"] for i in pre["items"]] == [i["item"] for i in live["items"]]
+    # A session's recent items: the stored list cannot blend them, the live path does.
+    session = "user=user-3&k=10&recent_items=item-7,item-9"
+    blended = get(served, f"{session}&precomputed=true")
+    assert blended["precomputed"] is False and blended["personalised"] is True
+    assert [i["item"] for i in blended["items"]] == [
+        i["item"] for i in get(served, session)["items"]]
+    assert [i["item"] for i in blended["items"]] != [i["item"] for i in pre["items"]]
     # An event newer than the model: the stored list cannot know it, the live path folds it in.
     with served.scope():
         ingest_events(served.tenant, [{"user": "user-3", "item": "item-7", "type": "purchase"}])
