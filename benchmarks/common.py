@@ -180,9 +180,9 @@ def bench_database(name: str = BENCH_DB, keep: bool = False, fresh: bool | None 
             admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def process_tree_cpu(root: int) -> float:
+def process_tree_cpu(root: int) -> dict[int, float]:
     """CPU seconds used so far by process `root` and every process below it (a gunicorn
-    master and its workers; the postmaster and its backends): Linux /proc."""
+    master and its workers; the postmaster and its backends), per process: Linux /proc."""
     tick = os.sysconf("SC_CLK_TCK")
     stats = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -195,4 +195,13 @@ def process_tree_cpu(root: int) -> float:
         below = {pid for pid, fields in stats.items() if int(fields[1]) in tree} - tree
         tree |= below
         grown = bool(below)
-    return sum(int(stats[pid][11]) + int(stats[pid][12]) for pid in tree if pid in stats) / tick
+    return {pid: (int(stats[pid][11]) + int(stats[pid][12])) / tick
+            for pid in tree if pid in stats}
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds a process tree used between two process_tree_cpu samples, process by
+    process: one that ended in between is left out (a plain difference of totals would take
+    away all the CPU of its life, e.g. a backend of a stopped server or an autovacuum worker,
+    and go negative); one that started is counted from zero."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())

@@ -21,15 +21,19 @@ experiment call no winner at the nominal rate, and what does impression logging 
 4. A/A: both variants with the same click rate, simulated directly as the results function's
    input, `--aa-runs` times; the share of runs that call a winner is the false-positive rate.
 5. Throughput: two servers up at once, IMPRESSION_LOGGING on in one and off in the other
-   (`--throughput-logging off,off`: an A/A run, the benchmark's own noise); each round sends
-   the same load to them in `--chunks` slices each, in ABBA order (the first server flipped
-   every round), so a change in the machine's speed falls on both. Every slice opens its 8
-   connections spread evenly over the server's 2 workers (gunicorn's workers race to accept
-   a connection: left to chance a slice ran with anything from 4/4 to 8/0, and a worker
-   holding 6-8 connections on its 4 threads serves fewer requests a second), and after a
-   slice both servers rest for the impression writer's interval, so that no slice pays for
-   the other server's last write. The ratio is per round, and the goal (>= 0.95x) must hold
-   in every round; the web server's and Postgres's CPU a request per setting come with it.
+   (`--throughput-logging off,off`: an A/A run, the benchmark's own noise); each round
+   starts a fresh pair, the setting started first flipped every round (an instance keeps its
+   own speed for its life: two identical servers differed by up to 0.37 ms of web CPU a
+   request for a whole run, which with one pair leant every round of the run the same way),
+   and sends the same load to them in `--chunks` slices each, in ABBA order (the first
+   server flipped every round, the one started first), so a change in the machine's speed
+   falls on both. Every slice opens its 8 connections spread evenly over the server's 2
+   workers (gunicorn's workers race to accept a connection: left to chance a slice ran with
+   anything from 4/4 to 8/0, and a worker holding 6-8 connections on its 4 threads serves
+   fewer requests a second), and after a slice both servers rest for the impression writer's
+   interval, so that no slice pays for the other server's last write. The ratio is per
+   round, and the goal (>= 0.95x) must hold in every round; the web server's and Postgres's
+   CPU a request per setting come with it.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
     bench_database,
     command_line,
+    cpu_between,
     free_port,
     machine_line,
     movielens_dir,
@@ -334,60 +339,77 @@ def throughput(port: int, key: str, users: list[str], total: int, first: int = 0
     return total / (time.perf_counter() - started)
 
 
+@contextlib.contextmanager
+def server_pair(arms: list[str], first: int, key: str, users: list[str]):
+    """Two fresh servers, impression logging as `arms` says, started (and warmed) arm `first`
+    first; yields [(server, port, worker pids)] in `arms` order and stops both afterwards."""
+    started: dict[int, tuple] = {}
+    try:
+        for arm in (first, 1 - first):
+            server, port = serve(arms[arm] == "on")
+            started[arm] = (server, port, [])
+            throughput(port, key, users, 200)  # warm the caches
+            workers = worker_pids(server)  # after the warm-up: every worker has booted
+            if len(workers) < 1 or CONNECTIONS % len(workers):
+                raise SystemExit(f"{len(workers)} workers for {CONNECTIONS} connections")
+            started[arm] = (server, port, workers)
+        yield [started[0], started[1]]
+    finally:
+        for server, _port, _workers in started.values():
+            stop(server)
+
+
 def logging_cost(args, key: str, users: list[str]) -> dict:
     """Requests/s and CPU a request per round, for each of the two servers (impression
     logging as `--throughput-logging` says): both run side by side and take turns in slices,
-    so the machine's drift falls on both settings."""
+    so the machine's drift falls on both settings. Every round has a fresh pair of servers,
+    the setting started first flipped each round: an instance keeps its own speed for its
+    life, so one pair for the whole run would lean every round the same way."""
     from django.conf import settings
 
     arms = args.throughput_logging.split(",")
     if len(arms) != 2 or set(arms) - {"on", "off"}:
         raise SystemExit("--throughput-logging: two of on/off, e.g. on,off or off,off")
-    servers = [serve(arm == "on") for arm in arms]
-    workers = [worker_pids(server) for server, _port in servers]
     postmaster = int((Path(__file__).resolve().parent.parent / "var" / "pgdata"
                       / "postmaster.pid").read_text().split()[0])
     # Rest after a slice until the logging server's last rows are written (the writer's
     # interval), so that its write does not land in the next slice, maybe the other server's.
     rest = settings.IMPRESSION_FLUSH_SECONDS + 0.2
-    rounds = {name: [[], [], []] for name in ("rate", "web", "postgres")}
+    rounds = {name: [[], []] for name in ("rate", "web", "postgres")}
+    started_first = []
     slice_requests = max(1, args.throughput_requests // args.chunks)
-    try:
-        for (_server, port), pids in zip(servers, workers, strict=True):
-            throughput(port, key, users, 200)  # warm the caches
-            if len(pids) < 1 or CONNECTIONS % len(pids):
-                raise SystemExit(f"{len(pids)} workers for {CONNECTIONS} connections")
-        for round_number in range(args.rounds):
-            first = round_number % 2
-            seconds, web, postgres = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
+    for round_number in range(args.rounds):
+        first = round_number % 2  # started first, and first in the ABBA slices
+        started_first.append(first)
+        seconds, web, postgres = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
+        with server_pair(arms, first, key, users) as servers:
             for chunk in range(args.chunks):
                 # ABBA: a drift within the round falls on both settings alike
                 order = (first, 1 - first) if chunk % 2 == 0 else (1 - first, first)
                 for arm in order:
-                    (server, port), offset = servers[arm], (
+                    (server, port, workers), offset = servers[arm], (
                         round_number * args.chunks + chunk) * slice_requests
                     connections = balanced_connections(port, key, users[offset % len(users)],
-                                                       workers[arm])
+                                                       workers)
                     web_before, pg_before = (process_tree_cpu(server.pid),
                                              process_tree_cpu(postmaster))
                     rate = throughput(port, key, users, slice_requests, offset, connections)
                     seconds[arm] += slice_requests / rate
                     time.sleep(rest)  # CPU: with the slice's last write
-                    web[arm] += process_tree_cpu(server.pid) - web_before
-                    postgres[arm] += process_tree_cpu(postmaster) - pg_before
-            measured = slice_requests * args.chunks
-            for arm in (0, 1):
-                rounds["rate"][arm].append(measured / seconds[arm])
-                rounds["web"][arm].append(1000 * web[arm] / measured)
-                rounds["postgres"][arm].append(1000 * postgres[arm] / measured)
-            print(f"round {round_number + 1}: " + ", ".join(
-                f"logging {arms[a]} {rounds['rate'][a][-1]:.0f} requests/s (CPU ms a request: "
-                f"web {rounds['web'][a][-1]:.2f}, postgres {rounds['postgres'][a][-1]:.2f})"
-                for a in (0, 1)) + f"; load {os.getloadavg()[0]:.1f}", flush=True)
-    finally:
-        for server, _port in servers:
-            stop(server)
-    return {"arms": arms, **rounds}
+                    web[arm] += cpu_between(web_before, process_tree_cpu(server.pid))
+                    postgres[arm] += cpu_between(pg_before, process_tree_cpu(postmaster))
+        measured = slice_requests * args.chunks
+        for arm in (0, 1):
+            rounds["rate"][arm].append(measured / seconds[arm])
+            rounds["web"][arm].append(1000 * web[arm] / measured)
+            rounds["postgres"][arm].append(1000 * postgres[arm] / measured)
+        print(f"round {round_number + 1} (started first: server {first + 1}, logging "
+              f"{arms[first]}): " + ", ".join(
+                  f"logging {arms[a]} {rounds['rate'][a][-1]:.0f} requests/s (CPU ms a "
+                  f"request: web {rounds['web'][a][-1]:.2f}, postgres "
+                  f"{rounds['postgres'][a][-1]:.2f})" for a in (0, 1))
+              + f"; load {os.getloadavg()[0]:.1f}", flush=True)
+    return {"arms": arms, "started_first": started_first, **rounds}
 
 
 def aa_runs(runs: int, per_variant: int, ctr: float, seed: int) -> tuple[int, int]:
@@ -463,6 +485,12 @@ def report(args, results, seen, simulated, aa_winners, aa_total, throughput_roun
            load_before, load_after) -> str:
     arms, rates = throughput_rounds["arms"], throughput_rounds["rate"]
     web, postgres = throughput_rounds["web"], throughput_rounds["postgres"]
+    first = throughput_rounds["started_first"]
+
+    def started_name(arm: int) -> str:
+        # off,off: the two columns' servers are told apart by their place
+        return f"logging {arms[arm]}" if arms[0] != arms[1] else ("left", "right")[arm]
+
     ratio = min(a / b for a, b in zip(rates[0], rates[1], strict=True))
     on_off = arms == ["on", "off"]
     rows = []
@@ -510,17 +538,21 @@ def report(args, results, seen, simulated, aa_winners, aa_total, throughput_roun
         "",
         f"Throughput (closed loop, {CONNECTIONS} connections; two servers up side by side, "
         f"impression logging {arms[0]} in one and {arms[1]} in the other; {args.rounds} "
-        f"rounds of {args.throughput_requests} requests to each, sent in {args.chunks} "
-        "slices each in ABBA order, the first server flipped every round; every slice's "
+        f"rounds of {args.throughput_requests} requests to each, every round with a fresh "
+        "pair of servers, the one started first flipped every round (a server instance keeps "
+        "its own speed for its life, so one pair for the whole run would lean every round "
+        f"the same way), sent in {args.chunks} slices each in ABBA order, the server started "
+        "first also first in the slices; every slice's "
         "connections spread 4/4 over the server's 2 workers, a rest of the impression "
         "writer's interval after each slice), requests/s and CPU a request (the web "
         "server's processes and every Postgres process, over the slices and their rests) "
         "per round:",
         "",
-        f"| round | logging {arms[0]} | logging {arms[1]} | {arms[0]} / {arms[1]} "
-        f"| web CPU ms, {arms[0]} / {arms[1]} | Postgres CPU ms, {arms[0]} / {arms[1]} |",
-        "|---|---|---|---|---|---|",
-        *[f"| {n + 1} | {rates[0][n]:.0f} | {rates[1][n]:.0f} | "
+        f"| round | started first | logging {arms[0]} | logging {arms[1]} "
+        f"| {arms[0]} / {arms[1]} | web CPU ms, {arms[0]} / {arms[1]} "
+        f"| Postgres CPU ms, {arms[0]} / {arms[1]} |",
+        "|---|---|---|---|---|---|---|",
+        *[f"| {n + 1} | {started_name(first[n])} | {rates[0][n]:.0f} | {rates[1][n]:.0f} | "
           f"{rates[0][n] / rates[1][n]:.3f}x | {web[0][n]:.2f} / {web[1][n]:.2f} | "
           f"{postgres[0][n]:.2f} / {postgres[1][n]:.2f} |" for n in range(args.rounds)],
         "",

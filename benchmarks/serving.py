@@ -470,17 +470,23 @@ def main() -> None:
                    np.random.default_rng(3).choice(args.items, 2000)]
         # The shipped web server settings, as a deployment runs them; a second server with
         # impression logging off takes turns with them for the closed loop (the cost of
-        # logging), on the first mix's requests.
-        servers = {logging_on: shipped_server(logging_on) for logging_on in (True, False)}
+        # logging), on the first mix's requests. A fresh pair every round, the setting started
+        # first flipped each round: a server instance keeps its own speed for its life (two
+        # identical ones differed by up to 0.37 ms of web CPU a request, RESULTS.md), so one
+        # pair for the whole run would lean every round the same way.
         unlogged = f"{mixes[0]}, logging off"
-        arms = {**{mix: (servers[True], paths[mix]) for mix in mixes},
-                unlogged: (servers[False], paths[mixes[0]])}
-        closed_runs = {label: [] for label in arms}
+        closed_runs = {label: [] for label in [*mixes, unlogged]}
         paced_runs = {mix: [] for mix in mixes}
         answers: dict[str, list] = {}
         similar_runs = []
-        try:
-            for round_number in range(args.rounds):  # the machine is noisy: every round shown
+        for round_number in range(args.rounds):  # the machine is noisy: every round shown
+            servers = {}
+            start_order = (True, False) if round_number % 2 == 0 else (False, True)
+            try:
+                for logging_on in start_order:
+                    servers[logging_on] = shipped_server(logging_on)
+                arms = {**{mix: (servers[True], paths[mix]) for mix in mixes},
+                        unlogged: (servers[False], paths[mixes[0]])}
                 runs = taking_turns(arms, key, args.requests, args.slices,
                                     reverse=round_number % 2 == 1, answers=answers)
                 for label, run in runs.items():
@@ -490,10 +496,10 @@ def main() -> None:
                         servers[True], key, paths[mix], min(args.requests, PACED_RATE * 10),
                         PACED_RATE, answers=answers.setdefault(f"{mix}, paced", [])))
                 similar_runs.append(measure(servers[True], key, similar, args.requests))
-        finally:
-            for server, _port in servers.values():
-                server.terminate()
-                server.wait(timeout=30)
+            finally:
+                for server, _port in servers.values():
+                    server.terminate()
+                    server.wait(timeout=30)
         load_average = os.getloadavg()[0]
         shares = {label: precomputed_share(got, fresh) for label, got in answers.items()
                   if label.startswith("precomputed")}
@@ -609,7 +615,9 @@ processes only: other work on the machine is not counted):
 
 Impression logging (every response recorded, written off the request path in batches):
 throughput with logging on / off per round ({mixes[0]} mix, the servers taking turns in
-{args.slices} slices each per round, ABBA order, flipped each round): {ratio_text}
+{args.slices} slices each per round, ABBA order, flipped each round; a fresh pair of servers
+every round, the setting started first flipped each round, so that one instance's speed does
+not lean every round): {ratio_text}
 (goal >= 0.95x in every round: {_met(min(logging_ratios) >= 0.95)}).
 
 Latency in the closed loop is mostly queueing: with {CONCURRENCY} requests always in flight,
