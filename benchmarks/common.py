@@ -118,10 +118,13 @@ def start_server(port: int, *gunicorn_args: str, env: dict[str, str] | None = No
     import urllib.error
     import urllib.request
 
+    # Each server its own metrics folder (unless the caller's environment names one): gunicorn
+    # empties it on start, so a second server sharing it would delete the first one's files.
+    metrics = {"PROMETHEUS_MULTIPROC_DIR": str(ROOT / "var" / f"prometheus-{port}")}
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "mfplatform.wsgi:application", *gunicorn_args,
          "--bind", f"127.0.0.1:{port}"],
-        cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+        cwd=ROOT, env={**metrics, **os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while time.time() < deadline:
