@@ -143,7 +143,7 @@ BENCH_DB = "mfbench"
 
 
 @contextlib.contextmanager
-def bench_database(name: str = BENCH_DB, keep: bool = False, fresh: bool | None = None):
+def bench_database(name: str = BENCH_DB, keep: bool = False, fresh: bool = False):
     """A throwaway database on the embedded server, migrated; dropped afterwards (with `keep`:
     reused when it exists and left in place, so a later run can measure without rebuilding;
     with `keep` and `fresh`: made anew, then left in place for another benchmark to read).
@@ -161,7 +161,7 @@ def bench_database(name: str = BENCH_DB, keep: bool = False, fresh: bool | None 
                              autocommit=True) as conn:
             conn.execute(sql)
 
-    if not keep if fresh is None else fresh:
+    if fresh or not keep:
         admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     with psycopg.connect(host=str(socket_dir), user=APP_ROLE, dbname=APP_DATABASE) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
@@ -183,23 +183,38 @@ def bench_database(name: str = BENCH_DB, keep: bool = False, fresh: bool | None 
             admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def process_tree_cpu(root: int) -> dict[int, float]:
-    """CPU seconds used so far by process `root` and every process below it (a gunicorn
-    master and its workers; the postmaster and its backends), per process: Linux /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
+def proc_stats() -> dict[int, list[str]]:
+    """Every process's /proc/<pid>/stat fields after the command name (ppid is [1],
+    utime/stime [11]/[12]); one that ends while being read is left out."""
     stats = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             stats[int(pid)] = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
+    return stats
+
+
+def cpu_of(fields: list[str]) -> float:
+    """CPU seconds (user + system) of a process's stat fields."""
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def process_tree(root: int, stats: dict[int, list[str]]) -> set[int]:
+    """`root` and every process below it."""
     tree, grown = {root}, True
     while grown:
         below = {pid for pid, fields in stats.items() if int(fields[1]) in tree} - tree
         tree |= below
         grown = bool(below)
-    return {pid: (int(stats[pid][11]) + int(stats[pid][12])) / tick
-            for pid in tree if pid in stats}
+    return tree
+
+
+def process_tree_cpu(root: int) -> dict[int, float]:
+    """CPU seconds used so far by process `root` and every process below it (a gunicorn
+    master and its workers; the postmaster and its backends), per process: Linux /proc."""
+    stats = proc_stats()
+    return {pid: cpu_of(stats[pid]) for pid in process_tree(root, stats) if pid in stats}
 
 
 def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:

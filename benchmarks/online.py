@@ -59,6 +59,7 @@ from benchmarks.common import (  # noqa: E402
     machine_line,
     movielens_dir,
     pin_threads,
+    proc_stats,
     process_tree_cpu,
     start_server,
     write_section,
@@ -263,15 +264,8 @@ def serve(logging_on: bool):
 
 def worker_pids(server) -> list[int]:
     """The gunicorn master's workers (the processes whose parent it is)."""
-    workers = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == server.pid:
-            workers.append(int(pid))
-    return sorted(workers)
+    return sorted(pid for pid, fields in proc_stats().items()
+                  if int(fields[1]) == server.pid)
 
 
 def connection_owners(port: int, workers: list[int]) -> dict[int, int]:

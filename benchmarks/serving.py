@@ -33,8 +33,11 @@ from benchmarks.common import (  # noqa: E402
     ROOT,
     bench_database,
     command_line,
+    cpu_of,
     free_port,
     machine_line,
+    proc_stats,
+    process_tree,
     start_server,
     write_section,
 )
@@ -162,39 +165,17 @@ async def _load(port: int, key: str | list[str], paths: list[str], total: int,
     return latencies, wall
 
 
-def _stat(pid: int) -> list[str] | None:
-    """/proc/<pid>/stat's fields after the command name (ppid is [1], utime/stime [11]/[12])."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-
-
-def _tree(root: int, parents: dict[int, int]) -> set[int]:
-    """`root` and every process below it."""
-    tree, grown = {root}, True
-    while grown:
-        below = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree |= below
-        grown = bool(below)
-    return tree
-
-
 def cpu_seconds(web_pid: int) -> dict[int, tuple[str, float]]:
     """Per process of this run: (part, CPU seconds used so far). The parts are the web server
     measured (gunicorn's master `web_pid` and its workers), this checkout's Postgres (its
     postmaster and backends) and this process (the load generator); other processes on the
     machine (other checkouts' servers, an idle second server) are not counted."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stats = {int(pid): _stat(int(pid)) for pid in filter(str.isdigit, os.listdir("/proc"))}
-    stats = {pid: fields for pid, fields in stats.items() if fields is not None}
-    parents = {pid: int(fields[1]) for pid, fields in stats.items()}
+    stats = proc_stats()
     postmaster = int((ROOT / "var" / "pgdata" / "postmaster.pid").read_text().split()[0])
     parts = {os.getpid(): "load generator",
-             **dict.fromkeys(_tree(postmaster, parents), "postgres"),
-             **dict.fromkeys(_tree(web_pid, parents), "web server")}
-    return {pid: (part, (int(stats[pid][11]) + int(stats[pid][12])) / tick)
-            for pid, part in parts.items() if pid in stats}
+             **dict.fromkeys(process_tree(postmaster, stats), "postgres"),
+             **dict.fromkeys(process_tree(web_pid, stats), "web server")}
+    return {pid: (part, cpu_of(stats[pid])) for pid, part in parts.items() if pid in stats}
 
 
 def cpu_used(before: dict, after: dict) -> dict[str, float]:

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import ROOT, machine_line  # noqa: E402
+from benchmarks.common import ROOT, cpu_of, machine_line, proc_stats  # noqa: E402
 
 # This process's Postgres sessions (PGAPPNAME), to count their CPU (two runs side by side
 # count their own).
@@ -147,14 +147,8 @@ def postgres_cpu() -> float:
                          application_name=f"{APP_NAME}-admin") as conn:
         pids = [row[0] for row in conn.execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name = %s", [APP_NAME])]
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    stats = proc_stats()
+    return sum((cpu_of(stats[pid]) for pid in pids if pid in stats), 0.0)
 
 
 def writer_cpu() -> float:
