@@ -143,14 +143,18 @@ def _first_fetch(selector: Selector, version: ModelVersion) -> int:
 
 
 def mf_candidates(selector: Selector, version: ModelVersion, bundle: ModelBundle,
-                  vector: np.ndarray, source: str = "mf") -> None:
+                  vector: np.ndarray, source: str = "mf", offered: int = 0) -> None:
     """Over-fetch from the index (with the norm head), doubling the batch (and ef_search)
     until `k` candidates pass the rules; when the index cannot give more (pgvector < 0.8
     returns at most ef_search rows, filters apply after the scan) or the catalogue is
     exhausted, finish exactly. Items are labelled `source` (how the user's vector was made),
-    new items placed by their content "mf_cold"."""
+    new items placed by their content "mf_cold". `offered`: how many of the ranking's first
+    items were offered already (a precomputed list of this vector's best): the first search
+    reaches past them, since a search no deeper would bring nothing new."""
     query = bundle.model.user_vectors(vector)[0]
     fetch = _first_fetch(selector, version)
+    while fetch <= offered:  # the same doubling steps: the statements prepared stay few
+        fetch *= 2
     while not selector.full:
         cold: dict[int, str] = {}
         hits, indexed = candidate_search(version, bundle, query, fetch, cold=cold)
@@ -241,20 +245,20 @@ _PRECOMPUTED_SQL = (
 
 def precomputed_candidates(selector: Selector, version: ModelVersion | None,
                            bundle: ModelBundle | None, user: EndUser | None,
-                           history: History) -> bool:
-    """Offer the user's precomputed list; False when there is none to use. A list computed
-    before the user's latest events would ignore them: those users get the live path, which
-    folds them in."""
+                           history: History) -> int | None:
+    """Offer the user's precomputed list; returns how many entries it held, None when there
+    is none to use. A list computed before the user's latest events would ignore them: those
+    users get the live path, which folds them in."""
     if user is None or version is None:
-        return False
+        return None
     if bundle is not None and newer_than_model(bundle, history):
-        return False
+        return None
     with prepared_cursor() as cursor:
         cursor.execute(_PRECOMPUTED_SQL, {"tenant": selector.tenant.pk, "version": version.pk,
                                           "user": user.pk}, prepare=True)
         rows = cursor.fetchall()
     if not rows:
-        return False
+        return None
     # Trained items as "mf", new items placed by their content (stored with their
     # placement, serving.precompute) as "mf_cold", in the list's order.
     width = len(ITEM_COLUMNS)
@@ -262,4 +266,4 @@ def precomputed_candidates(selector: Selector, version: ModelVersion | None,
     cold = {row[0]: row[width + 1] for row in rows
             if row[0] is not None and row[width + 1] is not None}
     offer_hits(selector, listed, cold, "mf")
-    return True
+    return len(rows)

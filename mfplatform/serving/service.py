@@ -98,13 +98,14 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request,
                                 recommendation_id, state.exploration, active)
     # A stored list knows neither a session's items nor what they exclude: a request with
     # recent items is blended live.
-    precomputed = (request.precomputed and personalised and not session.items
-                   and precomputed_candidates(selector, state.version, bundle, state.user,
-                                              state.history))
+    listed = (precomputed_candidates(selector, state.version, bundle, state.user,
+                                     state.history)
+              if request.precomputed and personalised and not session.items else None)
     vector, source = (served_vector(bundle, state, session.items, bool(user_external_id))
                       if personalised else (None, "mf"))
     if vector is not None and not selector.full:
-        _model_candidates(selector, state, bundle, vector, session, request.explain, source)
+        _model_candidates(selector, state, bundle, vector, session, request.explain, source,
+                          offered=listed or 0)
     exploring.finish(selector, vector)
     fallback_used = _fill_with_fallbacks(selector, bundle, state, session, request.category,
                                          personalised, popularity_only)
@@ -119,7 +120,7 @@ def recommend(tenant: Tenant, user_external_id: str | None, request: Request,
         "user": user_external_id,
         "personalised": bool(personalised and vector is not None),
         "model_version": _model_version_json(state.version),
-        "precomputed": precomputed,
+        "precomputed": listed is not None,
         "rules": [r.name for r in rules],
         "filtered": selector.filtered,
         "items": [_item_json(p, request.explain) for p in selector.picks],
@@ -165,13 +166,13 @@ def _request_rules(request: Request) -> list[Rule]:
 
 def _model_candidates(selector: Selector, state: RequestState, bundle: ModelBundle,
                       vector: np.ndarray, session: Session, explain: bool,
-                      source: str = "mf") -> None:
+                      source: str = "mf", offered: int = 0) -> None:
     """The model's candidates for the user's vector, with reasons when asked for."""
     reason = None
     if explain:
         reason = (segment_reason if source == SEGMENT_SOURCE else
                   mf_reason(selector.tenant, bundle, state.history, session.items))
-    mf_candidates(selector, state.version, bundle, vector, source)
+    mf_candidates(selector, state.version, bundle, vector, source, offered)
     if reason is not None:  # the precomputed picks get their reasons too
         give_reasons(selector.picks, reason)
 

@@ -239,6 +239,45 @@ def test_precomputed_lists_are_served_with_rules_reapplied(served):
         i["item"] for i in get(served, "user=user-3&k=10")["items"]]
 
 
+def test_a_precomputed_list_that_falls_short_is_searched_past_its_end(served, monkeypatch):
+    """The list is the exact top of the ranking the index search gives: when the rules leave
+    it short of k, the search that tops it up reaches past the list's entries (a search no
+    deeper than the list finds only items already turned away)."""
+    from mfplatform.serving import candidates
+    from mfplatform.serving.models import PrecomputedRecommendation
+    from mfplatform.serving.precompute import precompute_top_n
+
+    with served.scope():
+        assert precompute_top_n(served.version, n=60) == 300
+        user = EndUser.objects.get(external_id="user-3")
+        listed = [pk for pk, _s in PrecomputedRecommendation.objects.get(user=user).items]
+        seen = set(Event.objects.filter(user=user).values_list("item_id", flat=True))
+        category_of = dict(Item.objects.values_list("id", "category"))
+    # A category the list holds fewer than k=10 unseen items of, the catalogue at least 10.
+    unseen = [pk for pk in category_of if pk not in seen]
+    short = [c for c in sorted(set(category_of.values()))
+             if sum(category_of[pk] == c for pk in listed if pk not in seen) < 10
+             <= sum(category_of[pk] == c for pk in unseen)]
+    assert short, "the synthetic catalogue has no category to fall short in"
+    searched = []
+    real_search = candidates.candidate_search
+
+    def search(version, bundle, query, limit, **options):
+        searched.append(limit)
+        return real_search(version, bundle, query, limit, **options)
+
+    monkeypatch.setattr(candidates, "candidate_search", search)
+    query = f"user=user-3&k=10&category={short[0]}"
+    pre = get(served, f"{query}&precomputed=true")
+    assert pre["precomputed"] is True and len(pre["items"]) == 10
+    # The first search for k=10 fetches 50 rows; past a list of 60, it doubles to 100.
+    assert searched[0] == 100
+    searched.clear()
+    live = get(served, query)
+    assert searched[0] == 50
+    assert [i["item"] for i in pre["items"]] == [i["item"] for i in live["items"]]
+
+
 def test_unreadable_model_files_still_serve_popular_items(served, caplog):
     from mfplatform.serving import bundle as bundle_module
     from tests import artifact_files
