@@ -82,6 +82,9 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chunks", type=int, default=10,
                         help="throughput: alternating slices per setting in a round")
+    parser.add_argument("--pairs", type=int, default=5,
+                        help="throughput: fresh server pairs in a round, one after another, "
+                             "the round's slices shared among them (>= 2 slices each)")
     parser.add_argument("--throughput-logging", default="on,off",
                         help="impression logging of the two throughput servers; off,off is an "
                              "A/A run (the benchmark's noise)")
@@ -354,16 +357,21 @@ def server_pair(arms: list[str], first: int, key: str, users: list[str]):
 
 
 def logging_cost(args, key: str, users: list[str]) -> dict:
-    """Requests/s and CPU a request per round, for each of the two servers (impression
-    logging as `--throughput-logging` says): both run side by side and take turns in slices,
-    so the machine's drift falls on both settings. Every round has a fresh pair of servers,
-    the setting started first flipped each round: an instance keeps its own speed for its
-    life, so one pair for the whole run would lean every round the same way."""
+    """Requests/s and CPU a request per round, for each of the two settings of impression
+    logging (`--throughput-logging`): two servers side by side take turns in slices, so the
+    machine's drift falls on both settings. A round is `--pairs` fresh pairs of servers one
+    after another, its slices shared among them, the setting started first flipped from pair
+    to pair: an instance keeps its own speed for its life (two identical servers differed by
+    up to 0.37 ms of web CPU a request, 7%), so a round of one pair weighs one draw of that
+    against another; several pairs a round average it out."""
     from django.conf import settings
 
     arms = args.throughput_logging.split(",")
     if len(arms) != 2 or set(arms) - {"on", "off"}:
         raise SystemExit("--throughput-logging: two of on/off, e.g. on,off or off,off")
+    per_pair = args.chunks // args.pairs
+    if args.pairs < 1 or per_pair < 2:
+        raise SystemExit("--pairs: at least 1, and at least 2 of --chunks' slices per pair")
     postmaster = int((Path(__file__).resolve().parent.parent / "var" / "pgdata"
                       / "postmaster.pid").read_text().split()[0])
     # Rest after a slice until the logging server's last rows are written (the writer's
@@ -371,34 +379,37 @@ def logging_cost(args, key: str, users: list[str]) -> dict:
     rest = settings.IMPRESSION_FLUSH_SECONDS + 0.2
     rounds = {name: [[], []] for name in ("rate", "web", "postgres")}
     started_first = []
-    slice_requests = max(1, args.throughput_requests // args.chunks)
+    slice_requests = max(1, args.throughput_requests // (per_pair * args.pairs))
     for round_number in range(args.rounds):
-        first = round_number % 2  # started first, and first in the ABBA slices
-        started_first.append(first)
+        started_first.append(round_number % 2)  # the round's first pair's
         seconds, web, postgres = [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]
-        with server_pair(arms, first, key, users) as servers:
-            for chunk in range(args.chunks):
-                # ABBA: a drift within the round falls on both settings alike
-                order = (first, 1 - first) if chunk % 2 == 0 else (1 - first, first)
-                for arm in order:
-                    (server, port, workers), offset = servers[arm], (
-                        round_number * args.chunks + chunk) * slice_requests
-                    connections = balanced_connections(port, key, users[offset % len(users)],
-                                                       workers)
-                    web_before, pg_before = (process_tree_cpu(server.pid),
-                                             process_tree_cpu(postmaster))
-                    rate = throughput(port, key, users, slice_requests, offset, connections)
-                    seconds[arm] += slice_requests / rate
-                    time.sleep(rest)  # CPU: with the slice's last write
-                    web[arm] += cpu_between(web_before, process_tree_cpu(server.pid))
-                    postgres[arm] += cpu_between(pg_before, process_tree_cpu(postmaster))
-        measured = slice_requests * args.chunks
+        for pair in range(args.pairs):
+            first = (round_number + pair) % 2  # started first, and first in the ABBA slices
+            with server_pair(arms, first, key, users) as servers:
+                for chunk in range(per_pair):
+                    # ABBA: a drift within the pair's turn falls on both settings alike
+                    order = (first, 1 - first) if chunk % 2 == 0 else (1 - first, first)
+                    for arm in order:
+                        (server, port, workers), offset = servers[arm], (
+                            (round_number * args.pairs + pair) * per_pair + chunk
+                        ) * slice_requests
+                        connections = balanced_connections(
+                            port, key, users[offset % len(users)], workers)
+                        web_before, pg_before = (process_tree_cpu(server.pid),
+                                                 process_tree_cpu(postmaster))
+                        rate = throughput(port, key, users, slice_requests, offset,
+                                          connections)
+                        seconds[arm] += slice_requests / rate
+                        time.sleep(rest)  # CPU: with the slice's last write
+                        web[arm] += cpu_between(web_before, process_tree_cpu(server.pid))
+                        postgres[arm] += cpu_between(pg_before,
+                                                     process_tree_cpu(postmaster))
+        measured = slice_requests * per_pair * args.pairs
         for arm in (0, 1):
             rounds["rate"][arm].append(measured / seconds[arm])
             rounds["web"][arm].append(1000 * web[arm] / measured)
             rounds["postgres"][arm].append(1000 * postgres[arm] / measured)
-        print(f"round {round_number + 1} (started first: server {first + 1}, logging "
-              f"{arms[first]}): " + ", ".join(
+        print(f"round {round_number + 1} ({args.pairs} pairs): " + ", ".join(
                   f"logging {arms[a]} {rounds['rate'][a][-1]:.0f} requests/s (CPU ms a "
                   f"request: web {rounds['web'][a][-1]:.2f}, postgres "
                   f"{rounds['postgres'][a][-1]:.2f})" for a in (0, 1))
@@ -532,17 +543,18 @@ def report(args, results, seen, simulated, aa_winners, aa_total, throughput_roun
         "",
         f"Throughput (closed loop, {CONNECTIONS} connections; two servers up side by side, "
         f"impression logging {arms[0]} in one and {arms[1]} in the other; {args.rounds} "
-        f"rounds of {args.throughput_requests} requests to each, every round with a fresh "
-        "pair of servers, the one started first flipped every round (a server instance keeps "
-        "its own speed for its life, so one pair for the whole run would lean every round "
-        f"the same way), sent in {args.chunks} slices each in ABBA order, the server started "
-        "first also first in the slices; every slice's "
+        f"rounds of {args.throughput_requests} requests to each; a round is {args.pairs} "
+        "fresh pairs of servers one after another, the one started first flipped from pair "
+        "to pair (a server instance keeps its own speed for its life: several pairs a round "
+        "average that out), each pair taking "
+        f"{args.chunks // args.pairs} slices each in ABBA order, the server started "
+        "first also first in its slices; every slice's "
         "connections spread 4/4 over the server's 2 workers, a rest of the impression "
         "writer's interval after each slice), requests/s and CPU a request (the web "
         "server's processes and every Postgres process, over the slices and their rests) "
         "per round:",
         "",
-        f"| round | started first | logging {arms[0]} | logging {arms[1]} "
+        f"| round | first pair started first | logging {arms[0]} | logging {arms[1]} "
         f"| {arms[0]} / {arms[1]} | web CPU ms, {arms[0]} / {arms[1]} "
         f"| Postgres CPU ms, {arms[0]} / {arms[1]} |",
         "|---|---|---|---|---|---|---|",
