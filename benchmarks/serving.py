@@ -54,6 +54,9 @@ def parse_args():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--slices", type=int, default=10,
                         help="closed loop: alternating slices per server in a round")
+    parser.add_argument("--pairs", type=int, default=5,
+                        help="closed loop: fresh server pairs (logging on, off) in a round, "
+                             "one after another, the round's slices shared among them")
     parser.add_argument("--mixes", default="live,precomputed",
                         help="live: every list from pgvector; precomputed: ?precomputed=true "
                              "(users with events newer than the model still live)")
@@ -323,21 +326,24 @@ def measure(server, key: str | list[str], paths: list[str], total: int,
 
 
 def taking_turns(arms: dict, key: str, total: int, slices: int, reverse: bool,
-                 answers: dict[str, list] | None = None) -> dict:
+                 answers: dict[str, list] | None = None, first_slice: int = 0,
+                 into: dict | None = None) -> dict:
     """Closed loop against every arm (label -> (shipped_server's (process, port), paths)) in
     `slices` short slices each, in ABBA order (the arms in one order, then the reverse; all
     reversed with `reverse`): the machine's drift within a round (this host swings +-30%
     between minutes) falls on every arm alike. Each arm's run is its slices together: `total`
     requests, the wall time and CPU of its own slices only. `answers`, when given, receives
-    each arm's (path, "precomputed") under its label."""
+    each arm's (path, "precomputed") under its label. `into` (label -> [latencies, wall, CPU
+    by part]) adds the slices to those of other servers' turns (slice numbers from
+    `first_slice` on: each slice its own users); the figures are of everything in it."""
     per_slice = max(1, total // slices)
     for (_process, port), paths in arms.values():  # warm-up: the model loads in each worker
         load_test(port, key, paths[:200], 300)
     labels = list(arms)[::-1] if reverse else list(arms)
-    latencies = {label: [] for label in arms}
-    wall = dict.fromkeys(arms, 0.0)
-    cpu = {label: {} for label in arms}
-    for number in range(slices):
+    into = {} if into is None else into
+    for label in arms:
+        into.setdefault(label, [[], 0.0, {}])
+    for number in range(first_slice, first_slice + slices):
         for label in labels if number % 2 == 0 else labels[::-1]:
             (process, port), paths = arms[label]
             offset = number * per_slice % len(paths)
@@ -346,11 +352,12 @@ def taking_turns(arms: dict, key: str, total: int, slices: int, reverse: bool,
             slice_latencies, slice_wall = load_test(
                 port, key, rotated, per_slice,
                 answers=None if answers is None else answers.setdefault(label, []))
+            latencies, _wall, cpu = into[label]
             for part, seconds in cpu_used(before, cpu_seconds(process.pid)).items():
-                cpu[label][part] = cpu[label].get(part, 0.0) + seconds
-            latencies[label] += slice_latencies
-            wall[label] += slice_wall
-    runs = {label: run_figures(latencies[label], wall[label], cpu[label]) for label in arms}
+                cpu[part] = cpu.get(part, 0.0) + seconds
+            latencies += slice_latencies
+            into[label][1] += slice_wall
+    runs = {label: run_figures(*into[label]) for label in into}
     print(f"closed loop in {slices} slices each: "
           + "; ".join(f"{label} {run['rps']:.0f} requests/s, p99 {run['p99']:.1f} ms"
                       for label, run in runs.items()), flush=True)
@@ -460,27 +467,36 @@ def main() -> None:
         paced_runs = {mix: [] for mix in mixes}
         answers: dict[str, list] = {}
         similar_runs = []
+        per_pair = args.slices // args.pairs
+        if args.pairs < 1 or per_pair < 2:
+            raise SystemExit("--pairs: at least 1, and at least 2 of --slices' slices a pair")
         for round_number in range(args.rounds):  # the machine is noisy: every round shown
-            servers = {}
-            start_order = (True, False) if round_number % 2 == 0 else (False, True)
-            try:
-                for logging_on in start_order:
-                    servers[logging_on] = shipped_server(logging_on)
-                arms = {**{mix: (servers[True], paths[mix]) for mix in mixes},
-                        unlogged: (servers[False], paths[mixes[0]])}
-                runs = taking_turns(arms, key, args.requests, args.slices,
-                                    reverse=round_number % 2 == 1, answers=answers)
-                for label, run in runs.items():
-                    closed_runs[label].append(run)
-                for mix in mixes:
-                    paced_runs[mix].append(measure(
-                        servers[True], key, paths[mix], min(args.requests, PACED_RATE * 10),
-                        PACED_RATE, answers=answers.setdefault(f"{mix}, paced", [])))
-                similar_runs.append(measure(servers[True], key, similar, args.requests))
-            finally:
-                for server, _port in servers.values():
-                    server.terminate()
-                    server.wait(timeout=30)
+            turns: dict = {}
+            for pair in range(args.pairs):
+                flipped = (round_number + pair) % 2 == 1
+                servers = {}
+                try:
+                    for logging_on in ((False, True) if flipped else (True, False)):
+                        servers[logging_on] = shipped_server(logging_on)
+                    arms = {**{mix: (servers[True], paths[mix]) for mix in mixes},
+                            unlogged: (servers[False], paths[mixes[0]])}
+                    runs = taking_turns(arms, key, args.requests // args.pairs, per_pair,
+                                        reverse=flipped, answers=answers,
+                                        first_slice=pair * per_pair, into=turns)
+                    if pair < args.pairs - 1:
+                        continue
+                    for label, run in runs.items():
+                        closed_runs[label].append(run)
+                    for mix in mixes:  # the round's last pair, its logging server
+                        paced_runs[mix].append(measure(
+                            servers[True], key, paths[mix],
+                            min(args.requests, PACED_RATE * 10), PACED_RATE,
+                            answers=answers.setdefault(f"{mix}, paced", [])))
+                    similar_runs.append(measure(servers[True], key, similar, args.requests))
+                finally:
+                    for server, _port in servers.values():
+                        server.terminate()
+                        server.wait(timeout=30)
         load_average = os.getloadavg()[0]
         shares = {label: precomputed_share(got, fresh) for label, got in answers.items()
                   if label.startswith("precomputed")}
@@ -580,8 +596,9 @@ runs: {load_average:.1f}.
 
 Medians of {args.rounds} rounds (lowest-highest in brackets), each round a closed-loop run
 of every mix and of the first mix against a second server with impression logging off (all
-taking turns in slices), then a paced run of each mix (server as shipped); the goals
-(issue #15) hold only if they hold in every round:
+taking turns in slices, over {args.pairs} fresh server pairs one after another), then a paced
+run of each mix (the last pair's server as shipped); the goals (issue #15) hold only if they
+hold in every round:
 
 | load | requests | p50 | p99 | requests/s | goal |
 |---|---|---|---|---|---|
@@ -595,10 +612,11 @@ processes only: other work on the machine is not counted):
 {cpu_rows}
 
 Impression logging (every response recorded, written off the request path in batches):
-throughput with logging on / off per round ({mixes[0]} mix, the servers taking turns in
-{args.slices} slices each per round, ABBA order, flipped each round; a fresh pair of servers
-every round, the setting started first flipped each round, so that one instance's speed does
-not lean every round): {ratio_text}
+throughput with logging on / off per round ({mixes[0]} mix; a round is {args.pairs} fresh
+pairs of servers one after another, each pair taking {args.slices // args.pairs} of the
+round's {args.slices} slices a server in ABBA order, the setting started first flipped from
+pair to pair, so that one instance's speed (identical servers differ by up to 7%) does not
+lean a round): {ratio_text}
 (goal >= 0.95x in every round: {_met(min(logging_ratios) >= 0.95)}).
 
 Latency in the closed loop is mostly queueing: with {CONCURRENCY} requests always in flight,
