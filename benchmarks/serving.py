@@ -325,6 +325,16 @@ def measure(server, key: str | list[str], paths: list[str], total: int,
     return run
 
 
+def warm_up(server, key: str, path_lists: list[list[str]]) -> None:
+    """The same requests to every server, whatever its arms: the model loads in each worker,
+    and every thread's connection prepares its statements. A fresh server's first few hundred
+    requests are slow (stalls near a second were seen), so a server warmed less than the
+    other would lose its first slices to it."""
+    _process, port = server
+    for paths in path_lists:
+        load_test(port, key, paths[:400], 600)
+
+
 def taking_turns(arms: dict, key: str, total: int, slices: int, reverse: bool,
                  answers: dict[str, list] | None = None, first_slice: int = 0,
                  into: dict | None = None) -> dict:
@@ -335,10 +345,9 @@ def taking_turns(arms: dict, key: str, total: int, slices: int, reverse: bool,
     requests, the wall time and CPU of its own slices only. `answers`, when given, receives
     each arm's (path, "precomputed") under its label. `into` (label -> [latencies, wall, CPU
     by part]) adds the slices to those of other servers' turns (slice numbers from
-    `first_slice` on: each slice its own users); the figures are of everything in it."""
+    `first_slice` on: each slice its own users); the figures are of everything in it. The
+    servers are warmed up by the caller (warm_up)."""
     per_slice = max(1, total // slices)
-    for (_process, port), paths in arms.values():  # warm-up: the model loads in each worker
-        load_test(port, key, paths[:200], 300)
     labels = list(arms)[::-1] if reverse else list(arms)
     into = {} if into is None else into
     for label in arms:
@@ -478,6 +487,7 @@ def main() -> None:
                 try:
                     for logging_on in ((False, True) if flipped else (True, False)):
                         servers[logging_on] = shipped_server(logging_on)
+                        warm_up(servers[logging_on], key, [paths[mix] for mix in mixes])
                     arms = {**{mix: (servers[True], paths[mix]) for mix in mixes},
                             unlogged: (servers[False], paths[mixes[0]])}
                     runs = taking_turns(arms, key, args.requests // args.pairs, per_pair,
