@@ -223,3 +223,29 @@ def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
     away all the CPU of its life, e.g. a backend of a stopped server or an autovacuum worker,
     and go negative); one that started is counted from zero."""
     return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    """A gunicorn master's workers (the processes whose parent it is)."""
+    return sorted(pid for pid, fields in proc_stats().items()
+                  if int(fields[1]) == master_pid)
+
+
+def connection_owners(port: int, workers: list[int]) -> dict[int, int]:
+    """Client port -> the worker that accepted the connection (the worker holding the
+    server side's socket: /proc/net/tcp names its inode, /proc/<pid>/fd who holds it)."""
+    inodes = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+        if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:  # established
+            inodes[f"socket:[{inode}]"] = int(remote.rsplit(":", 1)[1], 16)
+    owners = {}
+    for pid in workers:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if target in inodes:
+                        owners[inodes[target]] = pid
+    return owners

@@ -54,14 +54,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import (  # noqa: E402
     bench_database,
     command_line,
+    connection_owners,
     cpu_between,
     free_port,
     machine_line,
     movielens_dir,
     pin_threads,
-    proc_stats,
     process_tree_cpu,
     start_server,
+    worker_pids,
     write_section,
 )
 
@@ -265,32 +266,6 @@ def serve(logging_on: bool):
     return server, port
 
 
-def worker_pids(server) -> list[int]:
-    """The gunicorn master's workers (the processes whose parent it is)."""
-    return sorted(pid for pid, fields in proc_stats().items()
-                  if int(fields[1]) == server.pid)
-
-
-def connection_owners(port: int, workers: list[int]) -> dict[int, int]:
-    """Client port -> the worker that accepted the connection (the worker holding the
-    server side's socket: /proc/net/tcp names its inode, /proc/<pid>/fd who holds it)."""
-    inodes = {}
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-        if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:  # established
-            inodes[f"socket:[{inode}]"] = int(remote.rsplit(":", 1)[1], 16)
-    owners = {}
-    for pid in workers:
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                with contextlib.suppress(OSError):
-                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                    if target in inodes:
-                        owners[inodes[target]] = pid
-    return owners
-
-
 def balanced_connections(port: int, key: str, user: str, workers: list[int]
                          ) -> list[http.client.HTTPConnection]:
     """CONNECTIONS keep-alive connections, as many on each worker: a connection stays with
@@ -346,7 +321,7 @@ def server_pair(arms: list[str], first: int, key: str, users: list[str]):
             server, port = serve(arms[arm] == "on")
             started[arm] = (server, port, [])
             throughput(port, key, users, 200)  # warm the caches
-            workers = worker_pids(server)  # after the warm-up: every worker has booted
+            workers = worker_pids(server.pid)  # after the warm-up: every worker has booted
             if len(workers) < 1 or CONNECTIONS % len(workers):
                 raise SystemExit(f"{len(workers)} workers for {CONNECTIONS} connections")
             started[arm] = (server, port, workers)
