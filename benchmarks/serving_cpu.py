@@ -166,7 +166,10 @@ def thread_cpu() -> str:
     names = {t.native_id: t.name for t in threading.enumerate()}
     out = []
     for task in Path("/proc/self/task").iterdir():
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a thread that ended meanwhile (a pool's, the writer's)
+            continue
         seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         out.append(f"{names.get(int(task.name), task.name)} {seconds:.2f} s")
     return "threads: " + ", ".join(out)
