@@ -344,7 +344,7 @@ def logging_cost(args, key: str, users: list[str]) -> dict:
     arms = args.throughput_logging.split(",")
     if len(arms) != 2 or set(arms) - {"on", "off"}:
         raise SystemExit("--throughput-logging: two of on/off, e.g. on,off or off,off")
-    per_pair = args.chunks // args.pairs
+    per_pair = args.chunks // max(args.pairs, 1)
     if args.pairs < 1 or per_pair < 2:
         raise SystemExit("--pairs: at least 1, and at least 2 of --chunks' slices per pair")
     postmaster = int((Path(__file__).resolve().parent.parent / "var" / "pgdata"

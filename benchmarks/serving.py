@@ -119,7 +119,7 @@ def load(args, require_active: bool = True):
 
 def load_test(port: int, key: str | list[str], paths: list[str], total: int,
               rate: float | None = None, answers: list | None = None,
-              workers: list[int] | None = None, started=None) -> tuple[list[float], float]:
+              workers: list[int] | None = None, on_start=None) -> tuple[list[float], float]:
     """`total` GET requests (cycling through `paths`) over CONCURRENCY keep-alive connections
     from one asyncio loop (light on the shared CPUs: a thread per connection with http.client
     costs the server a good share of them); every answer is checked for 20 items. Without
@@ -129,9 +129,9 @@ def load_test(port: int, key: str | list[str], paths: list[str], total: int,
     (no coordinated omission). `key` may be a list, one key per path (several tenants).
     `answers`, when given, receives (path, the response's "precomputed") for every request.
     `workers`, the server's worker pids, spreads the connections evenly over them first
-    (balanced_streams), untimed; `started`, when given, is called once they are open, before
+    (balanced_streams), untimed; `on_start`, when given, is called once they are open, before
     the first timed request (to sample CPU from there)."""
-    return asyncio.run(_load(port, key, paths, total, rate, answers, workers, started))
+    return asyncio.run(_load(port, key, paths, total, rate, answers, workers, on_start))
 
 
 async def _request(reader, writer, path: str, key: str) -> tuple[bytes, bytes]:
@@ -400,7 +400,7 @@ def taking_turns(arms: dict, key: str, total: int, slices: int, reverse: bool,
                 port, key, rotated, per_slice,
                 answers=None if answers is None else answers.setdefault(label, []),
                 workers=workers[label],
-                started=lambda pid=process.pid, into=before: into.update(cpu_seconds(pid)))
+                on_start=lambda pid=process.pid, sample=before: sample.update(cpu_seconds(pid)))
             latencies, _wall, cpu = into[label]
             for part, seconds in cpu_used(before, cpu_seconds(process.pid)).items():
                 cpu[part] = cpu.get(part, 0.0) + seconds
@@ -516,7 +516,7 @@ def main() -> None:
         paced_runs = {mix: [] for mix in mixes}
         answers: dict[str, list] = {}
         similar_runs = []
-        per_pair = args.slices // args.pairs
+        per_pair = args.slices // max(args.pairs, 1)
         if args.pairs < 1 or per_pair < 2:
             raise SystemExit("--pairs: at least 1, and at least 2 of --slices' slices a pair")
         for round_number in range(args.rounds):  # the machine is noisy: every round shown
