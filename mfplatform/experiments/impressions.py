@@ -1,6 +1,10 @@
 """Impressions, recorded off the request's critical path.
 
-A request appends one tuple to this process's buffer (a lock and a list append); a background
+A request appends one tuple to this process's buffer (a lock and a list append): the row as
+COPY will write it, of strings, numbers and a datetime only, so that the garbage collector
+stops tracking it at its first pass and the rows waiting for a write never push it into
+extra full collections (a row of lists, a UUID and a dataclass was five tracked objects that
+lived into the oldest generation); a background
 thread writes the buffer every IMPRESSION_FLUSH_SECONDS, or as soon as IMPRESSION_FLUSH_ROWS
 rows wait, with one COPY into a temporary staging table and one INSERT ... SELECT of every
 tenant's rows (COPY cannot write into a table with row-level security; see write_rows for
@@ -62,11 +66,15 @@ _row_values = operator.attrgetter(*COLUMNS)
 _ITEMS, _SOURCES = COLUMNS.index("items"), COLUMNS.index("sources")
 
 
-def _copy_values(row: ImpressionRow) -> tuple:
-    """The row for COPY, its two arrays as literals: psycopg's list dumper (pure Python, a
-    regular expression per element) was 90% of a flush's CPU (7.6 of 8.4 ms for 75 rows of
-    20 items)."""
+_RECOMMENDATION_ID, _SURFACE = COLUMNS.index("recommendation_id"), COLUMNS.index("surface")
+
+
+def copy_values(row: ImpressionRow) -> tuple:
+    """The row for COPY, its id as text and its two arrays as literals: psycopg's list dumper
+    (pure Python, a regular expression per element) was 90% of a flush's CPU (7.6 of 8.4 ms
+    for 75 rows of 20 items)."""
     values = list(_row_values(row))
+    values[_RECOMMENDATION_ID] = str(values[_RECOMMENDATION_ID])
     values[_ITEMS] = "{" + ",".join(map(str, values[_ITEMS])) + "}"
     values[_SOURCES] = "{" + ",".join(map(_array_element, values[_SOURCES])) + "}"
     return tuple(values)
@@ -85,9 +93,9 @@ _STAGING = """CREATE TEMP TABLE IF NOT EXISTS staging_impressions (
     created_at timestamptz) ON COMMIT DELETE ROWS"""
 
 
-def write_rows(rows: list[ImpressionRow]) -> int:
-    """Write rows of any tenants in one transaction, one COPY and one INSERT prepared once
-    per session; returns the rows written.
+def write_rows(rows: list[tuple]) -> int:
+    """Write rows (copy_values' tuples) of any tenants in one transaction, one COPY and one
+    INSERT prepared once per session; returns the rows written.
 
     Under the narrow bypass, as retention deletes: each row's tenant is the one its request's
     API key resolved to, and a scope per tenant would be set from that same tenant_id, so the
@@ -108,7 +116,7 @@ def write_rows(rows: list[ImpressionRow]) -> int:
         cursor.execute("DELETE FROM staging_impressions")
         with cursor.copy(f"COPY staging_impressions ({names}) FROM STDIN") as copy:
             for row in rows:
-                copy.write_row(_copy_values(row))
+                copy.write_row(row)
         with psycopg.Cursor(connection.connection) as insert:  # Django's binds client-side
             insert.execute(f"INSERT INTO experiments_impression ({names}) "
                            f"SELECT {names} FROM staging_impressions", prepare=True)
@@ -119,7 +127,7 @@ class ImpressionBuffer:
     """The process's buffer and its writer thread (started on the first row)."""
 
     def __init__(self):
-        self._rows: list[ImpressionRow] = []
+        self._rows: list[tuple] = []  # copy_values' tuples
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one write at a time (thread, exit, a test)
         self._wake = threading.Event()
@@ -131,11 +139,12 @@ class ImpressionBuffer:
         return len(self._rows)
 
     def add(self, row: ImpressionRow) -> None:
+        values = copy_values(row)
         with self._lock:
             if len(self._rows) >= settings.IMPRESSION_BUFFER_ROWS:
                 metrics.DROPPED.labels("buffer_full").inc()
                 return
-            self._rows.append(row)
+            self._rows.append(values)
             waiting = len(self._rows)
             if not self._exit_registered:
                 self._exit_registered = True
@@ -158,7 +167,7 @@ class ImpressionBuffer:
                 log.exception("impressions: %d rows could not be written, dropped", len(rows))
                 metrics.DROPPED.labels("write_failed").inc(len(rows))
                 return 0
-            for surface, count in Counter(row.surface for row in rows).items():
+            for surface, count in Counter(row[_SURFACE] for row in rows).items():
                 metrics.WRITTEN.labels(surface).inc(count)
             return written
 

@@ -1,5 +1,6 @@
 """Every response's impression: what was shown, written off the request path."""
 
+import gc
 import subprocess
 import sys
 import uuid
@@ -56,6 +57,21 @@ def test_a_full_buffer_drops_rows_instead_of_growing(tenant_a):
         for _ in range(5):
             BUFFER.add(_row(tenant_a.tenant.pk))
         assert len(BUFFER) == 3
+
+
+def test_waiting_rows_leave_the_garbage_collectors_watch_at_its_first_pass(tenant_a):
+    # Rows the collector kept tracking would live into its oldest generation until written
+    # and bring on extra full collections of the whole web process.
+    row = _row(tenant_a.tenant.pk, items=[30, 10, 20])
+    row.sources = ["mf", 'say "hi"', "back\\slash"]  # quoted for the array literal, still text
+    BUFFER.add(row)
+    gc.collect(0)
+    waiting = list(BUFFER._rows)
+    assert len(waiting) == 1 and not gc.is_tracked(waiting[0])
+    assert flush_impressions() == 1
+    with tenant_a.scope():
+        stored = Impression.objects.get(recommendation_id=row.recommendation_id)
+    assert stored.sources == row.sources and stored.items == row.items
 
 
 def test_rows_of_two_tenants_are_each_seen_by_their_own_tenant_only(tenant_a, tenant_b):
