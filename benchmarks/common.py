@@ -6,11 +6,13 @@ before numpy/numba load their thread pools.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import platform
 import re
 import resource
+import shutil
 import sys
 from pathlib import Path
 
@@ -120,7 +122,10 @@ def start_server(port: int, *gunicorn_args: str, env: dict[str, str] | None = No
 
     # Each server its own metrics folder (unless the caller's environment names one): gunicorn
     # empties it on start, so a second server sharing it would delete the first one's files.
-    metrics = {"PROMETHEUS_MULTIPROC_DIR": str(ROOT / "var" / f"prometheus-{port}")}
+    # Removed when this benchmark exits (a run starts dozens of servers).
+    metrics_dir = ROOT / "var" / f"prometheus-{port}"
+    metrics = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "mfplatform.wsgi:application", *gunicorn_args,
          "--bind", f"127.0.0.1:{port}"],
