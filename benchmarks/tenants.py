@@ -62,6 +62,7 @@ PUBLISHED_ROWS = 2000  # the version whose publication is timed: items and users
 # Executions of the prepared candidate query before the measured ones: past the five custom
 # plans Postgres makes first under plan_cache_mode=auto (serving's sessions force generic).
 PREPARED_WARMUP = 6
+SINGLE, PRECOMPUTED = "single tenant (large)", ", precomputed"  # traffic: the base, a suffix
 
 
 def parse_args():
@@ -74,7 +75,10 @@ def parse_args():
                         help="storage sizes to measure at, besides the first 10 versions")
     parser.add_argument("--parts", default="storage,traffic,queue")
     parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--rounds", type=int, default=3, help="traffic: rounds of the 3 mixes")
+    parser.add_argument("--rounds", type=int, default=3, help="traffic: rounds of the mixes")
+    parser.add_argument("--traffic-kinds", default="live,precomputed",
+                        help="traffic: live (every list from pgvector) and/or precomputed "
+                             "(?precomputed=true, every tenant's lists computed first)")
     parser.add_argument("--chunks", type=int, default=4,
                         help="traffic: slices in which the mixes take turns within a round")
     parser.add_argument("--repeat", type=int, default=20, help="EXPLAIN ANALYZE repetitions")
@@ -531,34 +535,45 @@ def traffic(tenants: list[dict], args) -> dict:
     loads during those are the cache's reloads. Within a round the mixes take turns in
     `--chunks` slices, so that a drift of the host's speed (seconds long on these shared
     machines) falls on every mix alike, not on the one measured then."""
+    from benchmarks import serving
+
     rng = np.random.default_rng(5)
     n = args.requests
     ranks = np.arange(1, len(tenants) + 1)
     zipf = (1 / ranks) / (1 / ranks).sum()
-    mixes = {"single tenant (large)": np.zeros(n, int),
-             "uniform over all tenants": rng.integers(len(tenants), size=n),
-             "Zipf (s=1) over all tenants": rng.choice(len(tenants), size=n, p=zipf)}
+    choices = {SINGLE: np.zeros(n, int),
+               "uniform over all tenants": rng.integers(len(tenants), size=n),
+               "Zipf (s=1) over all tenants": rng.choice(len(tenants), size=n, p=zipf)}
+    kinds = args.traffic_kinds.split(",")
+    if not kinds or set(kinds) - {"live", "precomputed"}:
+        raise SystemExit("--traffic-kinds: live and/or precomputed")
+    if "precomputed" in kinds:
+        for owner in tenants:
+            serving.ensure_precomputed(owner["tenant"], owner["version"])
+    # A mix: (the tenant of each request, whether it asks for the precomputed list).
+    mixes = {name + PRECOMPUTED * (kind == "precomputed"): (choice, kind == "precomputed")
+             for kind in kinds for name, choice in choices.items()}
     port = free_port()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(ROOT / "var" / "bench-prometheus")
-    from benchmarks import serving
 
     server = serving.start_server(port, "--config", "python:mfplatform.gunicorn_conf")
     results: dict = {"rss_start": web_rss_mb(server), "uptime_before": uptime(),
                      "shared_buffers": shared_buffers()}
     try:
-        for choice in mixes.values():
+        for choice in choices.values():  # the models each mix reads, whatever the kind
             warm_up(port, tenants, sorted(set(choice.tolist())))
         for round_number in range(1, args.rounds + 1):
             parts: dict[str, list[dict]] = {name: [] for name in mixes}
             for chunk in range(args.chunks):
-                for name, choice in mixes.items():
+                for name, (choice, precomputed) in mixes.items():
                     part = np.array_split(choice, args.chunks)[chunk]
-                    parts[name].append(traffic_mix(port, tenants, part, rng))
+                    parts[name].append(traffic_mix(port, tenants, part, rng, precomputed))
             for name, runs in parts.items():
                 run = combined(runs)
                 print(f"round {round_number}, {name}: p50 {run['p50']:.1f} ms, p99 "
                       f"{run['p99']:.1f} ms, {run['rps']:.0f} requests/s, reloads "
-                      f"{100 * run['reloads']:.2f}% ({run['tenants']} tenants)", flush=True)
+                      f"{100 * run['reloads']:.2f}%, from a list {100 * run['listed']:.1f}% "
+                      f"({run['tenants']} tenants)", flush=True)
                 results.setdefault(name, []).append(run)
         results["rss"] = web_rss_mb(server)
         results["cache"] = scrape(port)
@@ -584,20 +599,25 @@ def warm_up(port: int, tenants: list[dict], asked: list[int]) -> None:
             return
 
 
-def traffic_mix(port: int, tenants: list[dict], choice: np.ndarray, rng) -> dict:
-    """One slice of a mix: `choice` names the tenant of each request (random users)."""
+def traffic_mix(port: int, tenants: list[dict], choice: np.ndarray, rng,
+                precomputed: bool = False) -> dict:
+    """One slice of a mix: `choice` names the tenant of each request (random users);
+    `precomputed` asks for the users' precomputed lists."""
     from benchmarks import serving
 
     keys, paths = [], []
+    asked = "&precomputed=true" if precomputed else ""
     for t in choice:
         owner = tenants[t]
         keys.append(owner["key"])
         user = int(rng.integers(owner["users"]))
-        paths.append(f"/api/v1/recommendations?user=user-{user}&k=20")
+        paths.append(f"/api/v1/recommendations?user=user-{user}&k=20{asked}")
     before = scrape(port)
-    latencies, wall = serving.load_test(port, keys, paths, choice.size)
+    answers: list[tuple[str, bool]] = []
+    latencies, wall = serving.load_test(port, keys, paths, choice.size, answers=answers)
     return {"latencies": latencies, "wall": wall, "loads": bundle_loads(before, scrape(port)),
-            "tenants": set(choice.tolist())}
+            "tenants": set(choice.tolist()),
+            "listed": sum(bool(listed) for _path, listed in answers)}
 
 
 def combined(parts: list[dict]) -> dict:
@@ -606,6 +626,7 @@ def combined(parts: list[dict]) -> dict:
     return {"p50": float(np.percentile(ms, 50)), "p99": float(np.percentile(ms, 99)),
             "rps": ms.size / sum(p["wall"] for p in parts),
             "reloads": sum(p["loads"] for p in parts) / ms.size,
+            "listed": sum(p["listed"] for p in parts) / ms.size,
             "tenants": len(set().union(*(p["tenants"] for p in parts)))}
 
 
@@ -811,7 +832,8 @@ def traffic_report(args, result: dict) -> str:
     from django.conf import settings
 
     budget = settings.SERVING_CACHE_BYTES / 2**20
-    single = result["single tenant (large)"]
+    mixes = [name for name, runs in result.items()
+             if isinstance(runs, list) and isinstance(runs[0], dict)]  # not the RSS lists
     lines = ["### Traffic: one tenant vs all tenants (closed loop, 16 connections)\n",
              f"`{command_line()}` — {machine_line()}\n",
              f"1 large tenant ({args.large_items:,} items, {args.large_users:,} users, "
@@ -822,25 +844,31 @@ def traffic_report(args, result: dict) -> str:
              f"{settings.SERVING_PREPARED_STATEMENTS} prepared statements a database session, "
              f"Postgres shared_buffers {result.get('shared_buffers', '?')}. Each mix: a warm-up "
              f"asking every tenant of the mix 8 times until a pass loads no model (once), then "
-             f"{args.requests:,} requests a round (random users, k=20), the three mixes taking "
-             f"turns in {args.chunks} slices within each of {args.rounds} rounds (a drift of "
-             f"the host's speed falls on all three); a goal is met when it holds in every "
-             f"round; a reload is a bundle load during those (mf_serving_cache_misses_total). "
+             f"{args.requests:,} requests a round (random users, k=20), the {len(mixes)} "
+             f"mixes taking turns in {args.chunks} slices within each of {args.rounds} rounds "
+             f"(a drift of the host's speed falls on all of them); a goal is met when it "
+             f"holds in every round; a reload is a bundle load during those "
+             f"(mf_serving_cache_misses_total). "
+             f"A precomputed mix asks `precomputed=true` of the same tenants and users, every "
+             f"tenant's lists (top 100) computed before; it is compared with the single "
+             f"tenant's precomputed mix; \"from a list\" is the share of its responses "
+             f"served from one (the response's `precomputed`). "
              f"The machine is shared with other sessions' work: `uptime` before: "
              f"`{result['uptime_before']}`; after: `{result['uptime_after']}`.\n",
-             "| traffic | round | tenants asked | requests/s | p50 | p99 | reloads | "
+             "| traffic | round | tenants asked | requests/s | p50 | p99 | reloads | from a list | "
              "requests/s vs single (same round) | p99 vs single (same round) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     goals = []
-    for name, runs in result.items():
-        if not (isinstance(runs, list) and isinstance(runs[0], dict)):
-            continue  # the RSS lists
+    for name in mixes:
+        runs = result[name]
+        single = result[SINGLE + PRECOMPUTED * name.endswith(PRECOMPUTED)]
         verdicts = []
         for number, (run, base) in enumerate(zip(runs, single, strict=True), start=1):
             rps_ratio, p99_ratio = run["rps"] / base["rps"], run["p99"] / base["p99"]
             lines.append(f"| {name} | {number} | {run['tenants']} | {run['rps']:.0f} | "
                          f"{run['p50']:.1f} ms | {run['p99']:.1f} ms | "
-                         f"{100 * run['reloads']:.2f}% | {rps_ratio:.2f}x | {p99_ratio:.2f}x |")
+                         f"{100 * run['reloads']:.2f}% | {100 * run['listed']:.1f}% | "
+                         f"{rps_ratio:.2f}x | {p99_ratio:.2f}x |")
             verdicts.append((rps_ratio >= 0.9, p99_ratio <= 1.25, run["reloads"] < 0.01))
         if runs is not single:
             throughput, p99, reloads = (all(v[i] for v in verdicts) for i in range(3))
